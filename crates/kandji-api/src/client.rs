@@ -1,0 +1,477 @@
+//! The HTTP core: authenticated requests with budget, retries and typed errors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::budget::{Budget, Priority};
+use crate::endpoint::ApiBase;
+use crate::error::{KandjiError, error_message, is_no_route_message, is_not_licensed_message};
+use crate::retry::{RetryPolicy, full_jitter, server_hint};
+
+/// The default User-Agent: `kandji-collector/<version> (+https://github.com/kandji-collector/kandji-collector)`.
+pub const USER_AGENT: &str = concat!(
+    "kandji-collector/",
+    env!("CARGO_PKG_VERSION"),
+    " (+https://github.com/kandji-collector/kandji-collector)"
+);
+
+/// A list of query parameters.
+pub type Query = Vec<(String, String)>;
+
+/// Client settings.
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// Where to send requests (validated; see [`ApiBase::parse`]).
+    pub base: ApiBase,
+    /// The API token. Never logged, never in errors or Debug output.
+    pub token: SecretString,
+    /// The tenant's shared budget (one `Arc<Budget>` per tenant).
+    pub budget: Arc<Budget>,
+    /// TCP/TLS connect timeout (default 10 s).
+    pub connect_timeout: Duration,
+    /// Whole-request timeout, including the body (default 60 s).
+    pub request_timeout: Duration,
+    /// Retry behaviour.
+    pub retry: RetryPolicy,
+    /// Upper bound on pages per walk (default 100,000).
+    pub max_pages: u64,
+    /// User-Agent header (default [`USER_AGENT`]).
+    pub user_agent: String,
+}
+
+impl ClientConfig {
+    /// Settings with defaults for everything but the base, token and budget.
+    pub fn new(base: ApiBase, token: SecretString, budget: Arc<Budget>) -> Self {
+        Self {
+            base,
+            token,
+            budget,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            retry: RetryPolicy::default(),
+            max_pages: 100_000,
+            user_agent: USER_AGENT.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("base", &self.base.as_str())
+            .field("token", &"[REDACTED]")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("retry", &self.retry)
+            .field("max_pages", &self.max_pages)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One request to the API.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    /// GET or POST.
+    pub method: Method,
+    /// The path template, e.g. `/api/v1/devices/{device_id}/status` (used in errors and logs).
+    pub template: &'static str,
+    /// The concrete path, e.g. `/api/v1/devices/abc/status`.
+    pub path: String,
+    /// Query parameters.
+    pub query: Query,
+    /// JSON body (POST).
+    pub body: Option<Value>,
+    /// Budget priority.
+    pub priority: Priority,
+}
+
+impl ApiRequest {
+    /// A GET whose concrete path equals its template.
+    pub fn get(template: &'static str, priority: Priority) -> Self {
+        Self {
+            method: Method::GET,
+            template,
+            path: template.to_string(),
+            query: Vec::new(),
+            body: None,
+            priority,
+        }
+    }
+
+    /// A GET with a concrete path (ids filled in).
+    pub fn get_path(template: &'static str, path: String, priority: Priority) -> Self {
+        Self {
+            path,
+            ..Self::get(template, priority)
+        }
+    }
+
+    /// Add query parameters.
+    pub fn with_query(mut self, query: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.query.extend(query);
+        self
+    }
+
+    /// `"GET /api/v1/devices/{device_id}/status"`.
+    pub fn endpoint(&self) -> String {
+        format!("{} {}", self.method, self.template)
+    }
+}
+
+/// A successful answer.
+#[derive(Debug, Clone)]
+pub struct ApiResponse {
+    /// HTTP status (2xx).
+    pub status: u16,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// The JSON body (`Value::Null` when empty).
+    pub body: Value,
+}
+
+pub(crate) struct Inner {
+    pub(crate) cfg: ClientConfig,
+    pub(crate) http: reqwest::Client,
+    /// For signed download URLs: no Authorization header, ever.
+    pub(crate) download: reqwest::Client,
+}
+
+/// The Kandji/Iru API client. Cheap to clone; clones share the connection pool and budget.
+#[derive(Clone)]
+pub struct KandjiClient {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for KandjiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KandjiClient")
+            .field("base", &self.inner.cfg.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Install rustls' ring provider as the process default (ignored if one is installed already).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+enum Failure {
+    Fatal(KandjiError),
+    Retry {
+        error: KandjiError,
+        hint: Option<Duration>,
+        not_json: bool,
+    },
+}
+
+impl KandjiClient {
+    /// Build a client.
+    pub fn new(cfg: ClientConfig) -> Result<Self, KandjiError> {
+        install_crypto_provider();
+        let mut auth =
+            HeaderValue::from_str(&format!("Bearer {}", cfg.token.expose_secret().trim()))
+                .map_err(|_| {
+                    KandjiError::Config(
+                        "the API token contains characters not allowed in a header".into(),
+                    )
+                })?;
+        auth.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, auth);
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        let ua = HeaderValue::from_str(&cfg.user_agent)
+            .map_err(|_| KandjiError::Config("invalid User-Agent".into()))?;
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(ua.clone())
+            .connect_timeout(cfg.connect_timeout)
+            .timeout(cfg.request_timeout)
+            // Never follow redirects with the token to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| KandjiError::Config(format!("HTTP client: {}", e.without_url())))?;
+        let download = reqwest::Client::builder()
+            .user_agent(ua)
+            .connect_timeout(cfg.connect_timeout)
+            .timeout(Duration::from_secs(3600))
+            .build()
+            .map_err(|e| KandjiError::Config(format!("HTTP client: {}", e.without_url())))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                cfg,
+                http,
+                download,
+            }),
+        })
+    }
+
+    /// The validated API base.
+    pub fn base(&self) -> &ApiBase {
+        &self.inner.cfg.base
+    }
+
+    /// The shared budget.
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.inner.cfg.budget
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.cfg
+    }
+
+    /// Send a request with budget, retries and typed errors; return the parsed JSON.
+    pub async fn send(&self, req: &ApiRequest) -> Result<ApiResponse, KandjiError> {
+        let policy = &self.inner.cfg.retry;
+        let budget = &self.inner.cfg.budget;
+        let endpoint = req.endpoint();
+        let start = Instant::now();
+        let mut envelopes = policy.envelopes();
+        let mut attempt: u32 = 0;
+        let mut not_json: u32 = 0;
+        loop {
+            budget.acquire(req.priority).await;
+            attempt += 1;
+            match self.send_once(req, &endpoint).await {
+                Ok(resp) => return Ok(resp),
+                Err(Failure::Fatal(e)) => {
+                    tracing::warn!(endpoint = %endpoint, kind = e.kind(), error = %e, "request failed");
+                    return Err(e);
+                }
+                Err(Failure::Retry {
+                    error,
+                    hint,
+                    not_json: nj,
+                }) => {
+                    if nj {
+                        not_json += 1;
+                        if not_json > policy.decode_retries {
+                            tracing::warn!(endpoint = %endpoint, attempt, "body still not JSON; giving up");
+                            return Err(error);
+                        }
+                    }
+                    let envelope = envelopes.next().unwrap_or(policy.max_delay);
+                    let delay = match hint {
+                        Some(h) => h.min(policy.max_hint),
+                        None => full_jitter(envelope),
+                    };
+                    if attempt >= policy.max_attempts
+                        || start.elapsed() + delay > policy.max_elapsed
+                    {
+                        tracing::warn!(endpoint = %endpoint, attempt, kind = error.kind(), error = %error, "giving up after retries");
+                        return Err(error);
+                    }
+                    tracing::info!(
+                        endpoint = %endpoint,
+                        attempt,
+                        kind = error.kind(),
+                        wait_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        server_hint = hint.is_some(),
+                        "retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    async fn send_once(&self, req: &ApiRequest, endpoint: &str) -> Result<ApiResponse, Failure> {
+        let url = self.inner.cfg.base.join(&req.path);
+        let mut rb = self.inner.http.request(req.method.clone(), url);
+        if !req.query.is_empty() {
+            rb = rb.query(&req.query);
+        }
+        if let Some(body) = &req.body {
+            rb = rb.json(body);
+        }
+        let resp = rb.send().await.map_err(|e| Failure::Retry {
+            error: transport_error(endpoint, &e),
+            hint: None,
+            not_json: false,
+        })?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        self.inner.cfg.budget.observe(&headers);
+        let body = resp.bytes().await.map_err(|e| Failure::Retry {
+            error: transport_error(endpoint, &e),
+            hint: None,
+            not_json: false,
+        })?;
+        tracing::debug!(endpoint = %endpoint, status = status.as_u16(), bytes = body.len(), "response");
+        if status.is_success() {
+            return parse_json(endpoint, status, headers, &body);
+        }
+        Err(self.classify(endpoint, status, &headers, &body))
+    }
+
+    fn classify(
+        &self,
+        endpoint: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Failure {
+        let message = error_message(body);
+        let endpoint = endpoint.to_string();
+        let code = status.as_u16();
+        let budget = &self.inner.cfg.budget;
+        let hint = || {
+            server_hint(
+                code,
+                headers,
+                (budget.config().wall_clock)(),
+                budget.until_window_end(),
+            )
+        };
+        match code {
+            401 => Failure::Fatal(KandjiError::Unauthorized { endpoint }),
+            403 if is_not_licensed_message(&message) => {
+                Failure::Fatal(KandjiError::NotLicensed { endpoint })
+            }
+            403 => Failure::Fatal(KandjiError::PermissionDenied { endpoint }),
+            404 if is_no_route_message(&message) => {
+                Failure::Fatal(KandjiError::NoRoute { endpoint })
+            }
+            404 => Failure::Fatal(KandjiError::NotFound { endpoint, message }),
+            408 => Failure::Retry {
+                error: KandjiError::Timeout { endpoint },
+                hint: hint(),
+                not_json: false,
+            },
+            429 => {
+                let h = hint();
+                Failure::Retry {
+                    error: KandjiError::RateLimited {
+                        endpoint,
+                        retry_after: h,
+                    },
+                    hint: h,
+                    not_json: false,
+                }
+            }
+            500..=599 => Failure::Retry {
+                error: KandjiError::Server {
+                    endpoint,
+                    status: code,
+                    message,
+                },
+                hint: headers.contains_key("retry-after").then(hint).flatten(),
+                not_json: false,
+            },
+            _ => Failure::Fatal(KandjiError::BadRequest {
+                endpoint,
+                status: code,
+                message,
+            }),
+        }
+    }
+
+    /// GET a signed export URL WITHOUT the bearer header (S3 presigned links reject it),
+    /// with retries on 5xx/429/transport errors. Does not use the request budget.
+    pub async fn download(&self, url: &str) -> Result<reqwest::Response, KandjiError> {
+        let endpoint = "GET <signed export URL>".to_string();
+        let policy = &self.inner.cfg.retry;
+        let start = Instant::now();
+        let mut envelopes = policy.envelopes();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self.inner.download.get(url).send().await;
+            let err = match result {
+                Ok(resp) if resp.status().is_success() => return Ok(resp),
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let body = resp.bytes().await.unwrap_or_default();
+                    let message = error_message(&body);
+                    if status < 500 && status != 429 {
+                        return Err(KandjiError::BadRequest {
+                            endpoint,
+                            status,
+                            message,
+                        });
+                    }
+                    KandjiError::Server {
+                        endpoint: endpoint.clone(),
+                        status,
+                        message,
+                    }
+                }
+                Err(e) => transport_error(&endpoint, &e),
+            };
+            let delay = full_jitter(envelopes.next().unwrap_or(policy.max_delay));
+            if attempt >= policy.max_attempts || start.elapsed() + delay > policy.max_elapsed {
+                return Err(err);
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+fn parse_json(
+    endpoint: &str,
+    status: StatusCode,
+    headers: HeaderMap,
+    body: &Bytes,
+) -> Result<ApiResponse, Failure> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(ApiResponse {
+            status: status.as_u16(),
+            headers,
+            body: Value::Null,
+        });
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => Ok(ApiResponse {
+            status: status.as_u16(),
+            headers,
+            body: v,
+        }),
+        Err(e) => Failure::Retry {
+            error: KandjiError::Decode {
+                endpoint: endpoint.to_string(),
+                message: format!("body is not JSON ({} bytes): {e}", body.len()),
+            },
+            hint: None,
+            not_json: true,
+        }
+        .into_err(),
+    }
+}
+
+impl Failure {
+    fn into_err<T>(self) -> Result<T, Failure> {
+        Err(self)
+    }
+}
+
+pub(crate) fn transport_error(endpoint: &str, e: &reqwest::Error) -> KandjiError {
+    if e.is_timeout() {
+        return KandjiError::Timeout {
+            endpoint: endpoint.to_string(),
+        };
+    }
+    // Display without the URL, plus the source chain (connection reset, …).
+    let mut message = e.to_string();
+    if let Some(url) = e.url() {
+        message = message.replace(url.as_str(), "<url>");
+    }
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        src = s.source();
+    }
+    KandjiError::Transport {
+        endpoint: endpoint.to_string(),
+        message,
+    }
+}
