@@ -34,10 +34,14 @@ pub struct ClientConfig {
     pub token: SecretString,
     /// The tenant's shared budget (one `Arc<Budget>` per tenant).
     pub budget: Arc<Budget>,
-    /// TCP/TLS connect timeout (default 10 s).
-    pub connect_timeout: Duration,
-    /// Whole-request timeout, including the body (default 60 s).
-    pub request_timeout: Duration,
+    /// TCP/TLS connect timeout (default 10 s). `None` = no timeout (tests under paused time).
+    pub connect_timeout: Option<Duration>,
+    /// Whole-request timeout, including the body (default 60 s). `None` = no timeout.
+    pub request_timeout: Option<Duration>,
+    /// How long idle pooled connections are kept (default 90 s). `None` = forever; tests under
+    /// `tokio::time::pause()` set `None` (and no timeouts) so no background timer can be
+    /// auto-advanced while a request awaits I/O.
+    pub pool_idle_timeout: Option<Duration>,
     /// Retry behaviour.
     pub retry: RetryPolicy,
     /// Upper bound on pages per walk (default 100,000).
@@ -53,8 +57,9 @@ impl ClientConfig {
             base,
             token,
             budget,
-            connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(60),
+            connect_timeout: Some(Duration::from_secs(10)),
+            request_timeout: Some(Duration::from_secs(60)),
+            pool_idle_timeout: Some(Duration::from_secs(90)),
             retry: RetryPolicy::default(),
             max_pages: 100_000,
             user_agent: USER_AGENT.to_string(),
@@ -190,19 +195,28 @@ impl KandjiClient {
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         let ua = HeaderValue::from_str(&cfg.user_agent)
             .map_err(|_| KandjiError::Config("invalid User-Agent".into()))?;
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(ua.clone())
-            .connect_timeout(cfg.connect_timeout)
-            .timeout(cfg.request_timeout)
             // Never follow redirects with the token to another host.
             .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(cfg.pool_idle_timeout);
+        let mut download = reqwest::Client::builder()
+            .user_agent(ua)
+            .pool_idle_timeout(cfg.pool_idle_timeout);
+        if let Some(t) = cfg.connect_timeout {
+            http = http.connect_timeout(t);
+            download = download.connect_timeout(t);
+        }
+        if let Some(t) = cfg.request_timeout {
+            http = http.timeout(t);
+            // A large CSV may take long; bound the whole download generously.
+            download = download.timeout(t.max(Duration::from_secs(3600)));
+        }
+        let http = http
             .build()
             .map_err(|e| KandjiError::Config(format!("HTTP client: {}", e.without_url())))?;
-        let download = reqwest::Client::builder()
-            .user_agent(ua)
-            .connect_timeout(cfg.connect_timeout)
-            .timeout(Duration::from_secs(3600))
+        let download = download
             .build()
             .map_err(|e| KandjiError::Config(format!("HTTP client: {}", e.without_url())))?;
         Ok(Self {
