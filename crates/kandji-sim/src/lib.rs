@@ -1,1 +1,303 @@
-//! placeholder
+//! A simulated Kandji / Iru tenant: the real API's shapes, quirks, pagination styles,
+//! rate limits and faults, on a steppable simulated clock, with its ground truth exposed.
+//!
+//! The public interface is fixed by `docs/SIM-CONTRACT.md`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, Response, StatusCode, Uri};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+pub mod catalog;
+pub mod churn;
+pub mod clock;
+pub mod config;
+pub mod derive;
+pub mod export;
+pub mod generator;
+pub mod model;
+pub mod prism;
+pub mod ratelimit;
+pub mod render;
+pub mod routes;
+pub mod server;
+pub mod truth;
+pub mod util;
+
+pub use config::{Churn, ClockConfig, DEFAULT_TOKEN, Faults, SimConfig, TokenSpec};
+pub use server::Stats;
+
+use server::{Shared, lock};
+
+/// Errors of starting the simulator.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("tenant generation failed: {0}")]
+    Generate(String),
+}
+
+/// A running simulator.
+pub struct SimHandle {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Start a simulator on `127.0.0.1:0`.
+pub async fn spawn(config: SimConfig) -> Result<SimHandle, SimError> {
+    spawn_on(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// Start a simulator on a given address (port 0 picks a free port).
+pub async fn spawn_on(config: SimConfig, addr: SocketAddr) -> Result<SimHandle, SimError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| SimError::Bind { addr, source })?;
+    let local = listener.local_addr()?;
+    let shared = tokio::task::spawn_blocking(move || server::new_shared(config))
+        .await
+        .map_err(|e| SimError::Generate(e.to_string()))?;
+    let shared = Arc::new(shared);
+    let _ = shared.base_url.set(format!("http://{local}"));
+    let app = router(shared.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let r = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "simulator server stopped");
+        }
+    });
+    {
+        let t = lock(&shared.tenant);
+        tracing::info!(addr = %local, devices = t.devices.len(), users = t.users.len(), audit_events = t.audit.len(), "kandji-sim listening");
+    }
+    Ok(SimHandle {
+        shared,
+        addr: local,
+        shutdown: Some(tx),
+        task: Some(task),
+    })
+}
+
+impl SimHandle {
+    /// `http://127.0.0.1:PORT` (no `/api/v1`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    /// The all-permission token.
+    pub fn token(&self) -> &str {
+        &self.shared.cfg.token
+    }
+    /// Step the simulated clock; the live tenant changes accordingly (lazily).
+    pub fn advance(&self, d: Duration) {
+        self.shared.clock.advance(d);
+    }
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.shared.clock.now()
+    }
+    pub fn set_faults(&self, f: Faults) {
+        set_faults(&self.shared, f);
+    }
+    /// Later requests with this token get 401.
+    pub fn revoke_token(&self, token: &str) {
+        lock(&self.shared.revoked).insert(token.to_owned());
+    }
+    /// Same as `GET /__sim/truth/<category>` (`Value::Null` for an unknown category).
+    pub fn truth(&self, category: &str) -> Value {
+        if !truth::is_category(category) {
+            return Value::Null;
+        }
+        truth::full(&self.shared, category, None)
+    }
+    pub fn stats(&self) -> Stats {
+        lock(&self.shared.stats).clone()
+    }
+    pub fn reset_stats(&self) {
+        *lock(&self.shared.stats) = Stats::default();
+    }
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn set_faults(sh: &Shared, f: Faults) {
+    let serial = sh.next_cursor_serial();
+    let mut g = lock(&sh.faults);
+    g.storm_left = f.storm_429;
+    if f.expire_cursors {
+        g.cursor_epoch = serial;
+    }
+    g.faults = f;
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/__sim/truth/{category}", get(truth_h))
+        .route("/__sim/stats", get(stats_h))
+        .route("/__sim/clock", get(clock_h))
+        .route("/__sim/clock/advance", post(advance_h))
+        .route("/__sim/faults", post(faults_h))
+        .route("/__sim/tokens/revoke", post(revoke_h))
+        .route("/__sim/export/{file}", get(export_h))
+        .fallback(api_h)
+        .with_state(shared)
+}
+
+fn json_resp(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut r = Response::new(Body::from(serde_json::to_vec(v).unwrap_or_default()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+async fn api_h(
+    State(sh): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
+    let path = uri.path().to_owned();
+    if path.starts_with("/__sim") {
+        return json_resp(
+            StatusCode::NOT_FOUND,
+            &json!({"detail": "unknown simulator route"}),
+        );
+    }
+    let query = uri.query().unwrap_or("").to_owned();
+    server::handle_api(sh, method, path, query, headers, body).await
+}
+
+async fn truth_h(
+    State(sh): State<Arc<Shared>>,
+    Path(category): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response<Body> {
+    if !truth::is_category(&category) {
+        return json_resp(
+            StatusCode::NOT_FOUND,
+            &json!({"detail": format!("unknown truth category: {category}"), "categories": truth::CATEGORIES}),
+        );
+    }
+    let get = |k: &str| q.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
+    let ndjson = get("format").as_deref() == Some("ndjson");
+    let body = truth::stream(sh, category, get("device_id"), ndjson);
+    let mut r = Response::new(body);
+    let ct = if ndjson {
+        "application/x-ndjson"
+    } else {
+        "application/json"
+    };
+    r.headers_mut()
+        .insert("content-type", axum::http::HeaderValue::from_static(ct));
+    r
+}
+
+async fn stats_h(State(sh): State<Arc<Shared>>) -> Response<Body> {
+    let s = lock(&sh.stats).clone();
+    json_resp(
+        StatusCode::OK,
+        &serde_json::to_value(s).unwrap_or(Value::Null),
+    )
+}
+
+fn clock_json(sh: &Shared) -> Value {
+    let now = sh.clock.now_us();
+    json!({"now": util::ts_z(now), "now_unix_us": now})
+}
+
+async fn clock_h(State(sh): State<Arc<Shared>>) -> Response<Body> {
+    json_resp(StatusCode::OK, &clock_json(&sh))
+}
+
+async fn advance_h(
+    State(sh): State<Arc<Shared>>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response<Body> {
+    let secs = q
+        .iter()
+        .find(|(k, _)| k == "seconds")
+        .and_then(|(_, v)| v.parse::<f64>().ok());
+    match secs {
+        Some(s) if s >= 0.0 && s.is_finite() => {
+            sh.clock.advance(Duration::from_secs_f64(s));
+            json_resp(StatusCode::OK, &clock_json(&sh))
+        }
+        _ => json_resp(
+            StatusCode::BAD_REQUEST,
+            &json!({"detail": "seconds must be a non-negative number"}),
+        ),
+    }
+}
+
+async fn faults_h(State(sh): State<Arc<Shared>>, body: Bytes) -> Response<Body> {
+    match serde_json::from_slice::<Faults>(&body) {
+        Ok(f) => {
+            set_faults(&sh, f.clone());
+            json_resp(
+                StatusCode::OK,
+                &serde_json::to_value(f).unwrap_or(Value::Null),
+            )
+        }
+        Err(e) => json_resp(StatusCode::BAD_REQUEST, &json!({"detail": e.to_string()})),
+    }
+}
+
+async fn revoke_h(State(sh): State<Arc<Shared>>, body: Bytes) -> Response<Body> {
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    match v.get("token").and_then(Value::as_str) {
+        Some(t) => {
+            lock(&sh.revoked).insert(t.to_owned());
+            json_resp(StatusCode::OK, &json!({"revoked": t}))
+        }
+        None => json_resp(
+            StatusCode::BAD_REQUEST,
+            &json!({"detail": "body must be {\"token\": \"...\"}"}),
+        ),
+    }
+}
+
+async fn export_h(
+    State(sh): State<Arc<Shared>>,
+    Path(file): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response<Body> {
+    let q = uri.query().unwrap_or("").to_owned();
+    export::download(sh, file, q, headers).await
+}

@@ -1,0 +1,146 @@
+//! Configuration types of the simulated tenant (see docs/SIM-CONTRACT.md).
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// The token with every permission, in the UUID format the real API uses.
+pub const DEFAULT_TOKEN: &str = "5f3c8a1e-7b2d-4c9a-9e61-0d4b2f8a7c15";
+
+/// Everything that shapes a simulated tenant.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub devices: usize,
+    pub seed: u64,
+    pub tenant: String,
+    pub token: String,
+    pub extra_tokens: Vec<TokenSpec>,
+    pub hourly_limit: u32,
+    pub per_second_limit: u32,
+    pub retry_after: bool,
+    pub export_polls: u32,
+    pub licensed_edr: bool,
+    pub licensed_vuln: bool,
+    pub faults: Faults,
+    pub clock: ClockConfig,
+    pub churn: Churn,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            devices: 100,
+            seed: 1,
+            tenant: "acme".to_owned(),
+            token: DEFAULT_TOKEN.to_owned(),
+            extra_tokens: Vec::new(),
+            hourly_limit: 10_000,
+            per_second_limit: 50,
+            retry_after: true,
+            export_polls: 2,
+            licensed_edr: true,
+            licensed_vuln: true,
+            faults: Faults::default(),
+            clock: ClockConfig::default(),
+            churn: Churn::default(),
+        }
+    }
+}
+
+/// Fault injection knobs; all off by default. Applied to `/api/v1` routes only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Fraction of requests answered 500/502/503/504.
+    pub error_rate: f64,
+    /// Added to every response (real time).
+    pub latency_ms: u64,
+    /// Fraction whose connection is dropped before a complete response.
+    pub reset_rate: f64,
+    /// Fraction whose JSON body is cut off mid-way (status 200).
+    pub truncate_rate: f64,
+    /// Fraction answered 200 with an HTML (non-JSON) body.
+    pub malformed_rate: f64,
+    /// Every cursor issued before now is refused (400 `{"detail":"Invalid cursor"}`).
+    pub expire_cursors: bool,
+    /// The next N requests get 429 regardless of budget.
+    pub storm_429: u32,
+}
+
+/// The simulated clock: `now = start + speed * (tokio elapsed) + advanced`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClockConfig {
+    pub start: OffsetDateTime,
+    /// Simulated seconds per real second. The library default is `0.0`: the clock is
+    /// frozen at `start` and only moves through `SimHandle::advance` (the CLI defaults to 1.0).
+    pub speed: f64,
+}
+
+impl Default for ClockConfig {
+    fn default() -> Self {
+        Self {
+            start: time::macros::datetime!(2026-11-01 00:00:00 UTC),
+            speed: 0.0,
+        }
+    }
+}
+
+/// A token with a restricted set of permissions (`"GET /api/v1/devices/{device_id}/apps"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenSpec {
+    pub token: String,
+    pub allow: Vec<String>,
+}
+
+/// Rates of the live tenant, per simulated hour and per 1,000 devices (minimum one device).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Churn {
+    pub enroll: f64,
+    pub unenroll: f64,
+    pub app_changes: f64,
+    pub compliance_flips: f64,
+    pub filevault_toggles: f64,
+    pub os_updates: f64,
+    pub blueprint_changes: f64,
+    pub threats: f64,
+    pub behavioral: f64,
+    pub vulnerabilities: f64,
+    pub admin_events: f64,
+}
+
+impl Default for Churn {
+    fn default() -> Self {
+        Self {
+            enroll: 2.0,
+            unenroll: 1.0,
+            app_changes: 60.0,
+            compliance_flips: 30.0,
+            filevault_toggles: 2.0,
+            os_updates: 6.0,
+            blueprint_changes: 1.0,
+            threats: 1.0,
+            behavioral: 1.0,
+            vulnerabilities: 3.0,
+            admin_events: 2.0,
+        }
+    }
+}
+
+impl Churn {
+    /// A static tenant: nothing changes when the clock moves.
+    pub fn none() -> Self {
+        Self {
+            enroll: 0.0,
+            unenroll: 0.0,
+            app_changes: 0.0,
+            compliance_flips: 0.0,
+            filevault_toggles: 0.0,
+            os_updates: 0.0,
+            blueprint_changes: 0.0,
+            threats: 0.0,
+            behavioral: 0.0,
+            vulnerabilities: 0.0,
+            admin_events: 0.0,
+        }
+    }
+}

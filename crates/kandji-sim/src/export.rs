@@ -1,0 +1,178 @@
+//! The export download (`/__sim/export/<id>.csv`): S3-like, streamed CSV.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Response, StatusCode};
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::prism::{self, Filter, Query};
+use crate::server::{Shared, lock};
+
+fn s3_error(status: StatusCode, code: &str, msg: &str) -> Response<Body> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{msg}</Message><RequestId>SIMULATED</RequestId></Error>"
+    );
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("application/xml"),
+    );
+    r
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Write rows as CSV records (no header) into a buffer.
+pub fn csv_rows(cols: &[String], rows: &[Value]) -> Vec<u8> {
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    for r in rows {
+        let rec: Vec<String> = cols
+            .iter()
+            .map(|c| cell(r.get(c).unwrap_or(&Value::Null)))
+            .collect();
+        let _ = w.write_record(&rec);
+    }
+    w.into_inner().unwrap_or_default()
+}
+
+pub async fn download(
+    sh: Arc<Shared>,
+    file: String,
+    query: String,
+    headers: HeaderMap,
+) -> Response<Body> {
+    if headers.contains_key("authorization") {
+        return s3_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgument",
+            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified",
+        );
+    }
+    let id = file.trim_end_matches(".csv").to_owned();
+    let Some(e) = lock(&sh.exports).get(&id).cloned() else {
+        return s3_error(
+            StatusCode::NOT_FOUND,
+            "NoSuchKey",
+            "The specified key does not exist.",
+        );
+    };
+    let sig = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "X-Amz-Signature")
+        .map(|(_, v)| v.into_owned());
+    if sig.as_deref() != Some(e.signature.as_str()) {
+        return s3_error(
+            StatusCode::FORBIDDEN,
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided.",
+        );
+    }
+    let strs = |k: &str| -> Vec<String> {
+        e.args[k]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let filter = Filter::from_value(&e.args["filter"]).unwrap_or_default();
+    let q = Query {
+        category: e.category.clone(),
+        blueprint_ids: strs("blueprint_ids"),
+        device_families: strs("device_families"),
+        filter_raw: e.args["filter"].to_string(),
+        filter,
+    };
+    let wanted = strs("columns");
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let sh2 = sh.clone();
+    tokio::task::spawn_blocking(move || {
+        let cols = {
+            let t = sh2.tenant();
+            let all = if q.category == "ms_compliance" {
+                t.devices
+                    .first()
+                    .map(|d| match prism::ms_compliance_row(&t, d) {
+                        Value::Object(o) => o.keys().cloned().collect(),
+                        _ => Vec::new(),
+                    })
+                    .unwrap_or_default()
+            } else {
+                prism::columns(&t, &q.category)
+            };
+            if wanted.is_empty() {
+                all
+            } else {
+                all.into_iter()
+                    .filter(|c| wanted.contains(c))
+                    .collect::<Vec<_>>()
+            }
+        };
+        let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
+        let _ = w.write_record(&cols);
+        let header = w.into_inner().unwrap_or_default();
+        if tx.blocking_send(Bytes::from(header)).is_err() {
+            return;
+        }
+        let since = q.filter.changed_since();
+        let ids = q.prefilter_ids();
+        let mut after: Option<u32> = None;
+        loop {
+            let buf = {
+                let t = sh2.tenant();
+                let start = after
+                    .map(|a| t.devices.partition_point(|d| d.idx <= a))
+                    .unwrap_or(0);
+                let chunk = &t.devices[start..(start + 100).min(t.devices.len())];
+                if chunk.is_empty() {
+                    break;
+                }
+                after = chunk.last().map(|d| d.idx);
+                let mut rows = Vec::new();
+                for d in chunk {
+                    if !q.device_ok(&t, d, since, &ids) {
+                        continue;
+                    }
+                    if q.category == "ms_compliance" {
+                        rows.push(prism::ms_compliance_row(&t, d));
+                    } else {
+                        rows.extend(
+                            prism::rows(&t, &q.category, d)
+                                .into_iter()
+                                .filter(|r| q.filter.matches(r)),
+                        );
+                    }
+                }
+                csv_rows(&cols, &rows)
+            };
+            if !buf.is_empty() && tx.blocking_send(Bytes::from(buf)).is_err() {
+                return;
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("text/csv"),
+    );
+    r
+}

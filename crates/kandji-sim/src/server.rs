@@ -1,0 +1,439 @@
+//! Request pipeline: routing, Kong 404, rate limits, faults, auth, licensing, stats.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::clock::SimClock;
+use crate::config::{Faults, SimConfig};
+use crate::model::Tenant;
+use crate::ratelimit::RateState;
+use crate::routes::{self, License, Route};
+use crate::util::h;
+
+/// Per-endpoint response counts (`GET /__sim/stats`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub total: u64,
+    pub endpoints: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+#[derive(Debug, Default)]
+pub struct FaultState {
+    pub faults: Faults,
+    pub storm_left: u32,
+    pub counter: u64,
+    /// Cursors with a serial below this are refused when `expire_cursors` is on.
+    pub cursor_epoch: u64,
+}
+
+/// A Prism export job.
+#[derive(Debug, Clone)]
+pub struct Export {
+    pub id: String,
+    pub category: String,
+    pub args: Value,
+    pub created_at: i64,
+    pub polls: u32,
+    pub signature: String,
+}
+
+/// Everything shared by the request handlers.
+pub struct Shared {
+    pub cfg: SimConfig,
+    pub clock: SimClock,
+    pub tenant: Mutex<Tenant>,
+    pub faults: Mutex<FaultState>,
+    pub rate: Mutex<RateState>,
+    pub stats: Mutex<Stats>,
+    pub revoked: Mutex<HashSet<String>>,
+    pub tokens: HashMap<String, Option<HashSet<String>>>,
+    pub exports: Mutex<HashMap<String, Export>>,
+    pub base_url: OnceLock<String>,
+    pub cursor_serial: AtomicU64,
+    pub routes: Vec<Route>,
+}
+
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub fn base(&self) -> &str {
+        self.base_url
+            .get()
+            .map(String::as_str)
+            .unwrap_or("http://127.0.0.1")
+    }
+
+    /// The tenant, caught up to the simulated now.
+    pub fn tenant(&self) -> MutexGuard<'_, Tenant> {
+        let now = self.clock.now_us();
+        let mut t = lock(&self.tenant);
+        crate::churn::catch_up(&mut t, &self.cfg.churn, now);
+        t
+    }
+
+    pub fn next_cursor_serial(&self) -> u64 {
+        self.cursor_serial.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Is a cursor issued with `serial` at `issued_us` still valid?
+    pub fn cursor_ok(&self, serial: u64, issued_us: i64) -> bool {
+        let f = lock(&self.faults);
+        if !f.faults.expire_cursors {
+            return true;
+        }
+        serial >= f.cursor_epoch && issued_us >= self.clock.now_us()
+    }
+
+    fn record(&self, key: &str, status: &str) {
+        let mut s = lock(&self.stats);
+        s.total += 1;
+        *s.endpoints
+            .entry(key.to_owned())
+            .or_default()
+            .entry(status.to_owned())
+            .or_default() += 1;
+    }
+}
+
+/// A handler's answer.
+pub struct Reply {
+    pub status: u16,
+    pub body: Bytes,
+    pub content_type: &'static str,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    pub fn json(v: &Value) -> Reply {
+        Reply::json_status(200, v)
+    }
+    pub fn json_status(status: u16, v: &Value) -> Reply {
+        Reply {
+            status,
+            body: Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+            content_type: "application/json",
+            headers: Vec::new(),
+        }
+    }
+    pub fn detail(status: u16, msg: &str) -> Reply {
+        Reply::json_status(status, &json!({"detail": msg}))
+    }
+    pub fn with_header(mut self, k: &str, v: String) -> Reply {
+        self.headers.push((k.to_owned(), v));
+        self
+    }
+}
+
+/// A parsed request for handlers.
+pub struct Req {
+    pub params: Vec<String>,
+    pub query: Vec<(String, String)>,
+    pub body: Bytes,
+    pub path: String,
+}
+
+impl Req {
+    pub fn q(&self, k: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(a, _)| a == k)
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn qn(&self, k: &str) -> Option<usize> {
+        self.q(k).and_then(|v| v.trim().parse().ok())
+    }
+    pub fn list(&self, k: &str) -> Vec<String> {
+        self.q(k)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    pub fn param(&self, i: usize) -> &str {
+        self.params.get(i).map(String::as_str).unwrap_or("")
+    }
+}
+
+fn match_route<'a>(
+    routes: &'a [Route],
+    method: &Method,
+    path: &str,
+) -> Option<(&'a Route, Vec<String>)> {
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    'outer: for r in routes {
+        if r.method != method.as_str() {
+            continue;
+        }
+        let ts: Vec<&str> = r.template.trim_end_matches('/').split('/').collect();
+        if ts.len() != segs.len() {
+            continue;
+        }
+        let mut params = Vec::new();
+        for (a, b) in ts.iter().zip(segs.iter()) {
+            if a.starts_with('{') {
+                if b.is_empty() {
+                    continue 'outer;
+                }
+                params.push(percent_decode(b));
+            } else if a != b {
+                continue 'outer;
+            }
+        }
+        return Some((r, params));
+    }
+    None
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_owned())
+}
+
+fn build(status: u16, ct: &str, body: Body, headers: &[(String, String)]) -> Response<Body> {
+    let mut r = Response::new(body);
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let hm: &mut HeaderMap = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(ct) {
+        hm.insert("content-type", v);
+    }
+    hm.insert("via", HeaderValue::from_static("kong/3.2.2, 1.1 varnish"));
+    for (k, v) in headers {
+        if let (Ok(k), Ok(v)) = (
+            axum::http::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            hm.append(k, v);
+        }
+    }
+    r
+}
+
+fn kong_404(sh: &Shared) -> Reply {
+    let rid = format!("{:032x}", h(&[sh.cfg.seed, sh.next_cursor_serial()]));
+    Reply::json_status(
+        404,
+        &json!({"message": "no Route matched with those values", "request_id": rid}),
+    )
+}
+
+/// Handle one request under `/api/v1` (and any other unmatched path).
+pub async fn handle_api(
+    sh: Arc<Shared>,
+    method: Method,
+    path: String,
+    query: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
+    let query_pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let now = sh.clock.now_us();
+    let real = sh.clock.real_second();
+    let (lh, ls) = (sh.cfg.hourly_limit, sh.cfg.per_second_limit);
+    let api = path.starts_with("/api/v1/") || path == "/api/v1";
+
+    let Some((route, params)) = match_route(&sh.routes, &method, &path) else {
+        let mut hdrs = Vec::new();
+        if api {
+            let info = lock(&sh.rate).peek(now, real, lh, ls);
+            hdrs = info
+                .headers()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+        }
+        sh.record(&format!("{method} (no route)"), "404");
+        let r = kong_404(&sh);
+        return build(404, r.content_type, Body::from(r.body), &hdrs);
+    };
+    let key = format!("{} {}", route.method, route.template);
+
+    // Storm and rate limiting.
+    let storm = {
+        let mut f = lock(&sh.faults);
+        if f.storm_left > 0 {
+            f.storm_left -= 1;
+            true
+        } else {
+            false
+        }
+    };
+    let info = if storm {
+        let mut i = lock(&sh.rate).peek(now, real, lh, ls);
+        i.allowed = false;
+        i
+    } else {
+        lock(&sh.rate).take(now, real, lh, ls)
+    };
+    let mut hdrs: Vec<(String, String)> = info
+        .headers()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    if !info.allowed {
+        if sh.cfg.retry_after {
+            hdrs.push(("Retry-After".into(), info.retry_after.max(1).to_string()));
+        }
+        sh.record(&key, "429");
+        let body =
+            serde_json::to_vec(&json!({"message": "API rate limit exceeded"})).unwrap_or_default();
+        return build(
+            429,
+            "application/json; charset=utf-8",
+            Body::from(body),
+            &hdrs,
+        );
+    }
+
+    // Faults.
+    let (faults, n) = {
+        let mut f = lock(&sh.faults);
+        f.counter += 1;
+        (f.faults.clone(), f.counter)
+    };
+    if faults.latency_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(faults.latency_ms)).await;
+    }
+    let p = |tag: u64, rate: f64| {
+        rate > 0.0 && crate::util::chance(h(&[sh.cfg.seed, n, tag, 0xFA17]), rate)
+    };
+    if p(1, faults.reset_rate) {
+        sh.record(&key, "reset");
+        let s = futures::stream::iter(vec![Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "simulated connection reset",
+        ))]);
+        return build(200, "application/json", Body::from_stream(s), &hdrs);
+    }
+    if p(2, faults.error_rate) {
+        let code = [500u16, 502, 503, 504][(h(&[n, 3]) % 4) as usize];
+        sh.record(&key, &code.to_string());
+        let body = if code == 502 || code == 504 {
+            format!(
+                "<html><head><title>{code}</title></head><body><h1>{code} Gateway Error</h1></body></html>"
+            )
+        } else {
+            "{\"detail\":\"A server error occurred.\"}".to_owned()
+        };
+        let ct = if code == 502 || code == 504 {
+            "text/html"
+        } else {
+            "application/json"
+        };
+        return build(code, ct, Body::from(body), &hdrs);
+    }
+    if p(4, faults.malformed_rate) {
+        sh.record(&key, "200");
+        let body = "<!doctype html><html><head><title>Kandji</title></head><body><h1>Service temporarily unavailable</h1></body></html>";
+        return build(200, "application/json", Body::from(body), &hdrs);
+    }
+    let truncate = p(5, faults.truncate_rate);
+
+    // Auth.
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|s| s.trim().to_owned());
+    let perms = token.as_ref().and_then(|tk| {
+        if lock(&sh.revoked).contains(tk) {
+            None
+        } else {
+            sh.tokens.get(tk)
+        }
+    });
+    let reply = match perms {
+        None => Reply::detail(401, "Invalid token."),
+        Some(Some(allow)) if !allow.contains(&key) => {
+            Reply::detail(403, "You do not have permission to perform this action.")
+        }
+        Some(_) => {
+            let licensed = match route.license {
+                License::None => true,
+                License::Edr => sh.cfg.licensed_edr,
+                License::Vuln => sh.cfg.licensed_vuln,
+            };
+            if !licensed {
+                Reply::detail(403, "This feature is not enabled for your tenant.")
+            } else {
+                let req = Req {
+                    params,
+                    query: query_pairs,
+                    body,
+                    path: path.clone(),
+                };
+                let sh2 = sh.clone();
+                let handler = route.handler;
+                match tokio::task::spawn_blocking(move || handler(&sh2, &req)).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "handler panicked");
+                        Reply::detail(500, "A server error occurred.")
+                    }
+                }
+            }
+        }
+    };
+    sh.record(&key, &reply.status.to_string());
+    let mut all = hdrs;
+    all.extend(reply.headers);
+    let body = if truncate && reply.body.len() > 2 {
+        reply.body.slice(0..reply.body.len() / 2)
+    } else {
+        reply.body
+    };
+    build(reply.status, reply.content_type, Body::from(body), &all)
+}
+
+pub fn new_shared(cfg: SimConfig) -> Shared {
+    let clock = SimClock::new(&cfg.clock);
+    let start = clock.now_us();
+    let tenant = crate::generator::generate(&cfg, start);
+    let mut tokens: HashMap<String, Option<HashSet<String>>> = HashMap::new();
+    tokens.insert(cfg.token.clone(), None);
+    for t in &cfg.extra_tokens {
+        tokens.insert(
+            t.token.clone(),
+            Some(t.allow.iter().map(|s| s.trim().to_owned()).collect()),
+        );
+    }
+    let faults = FaultState {
+        storm_left: cfg.faults.storm_429,
+        faults: cfg.faults.clone(),
+        counter: 0,
+        cursor_epoch: 0,
+    };
+    Shared {
+        clock,
+        tenant: Mutex::new(tenant),
+        faults: Mutex::new(faults),
+        rate: Mutex::new(RateState::default()),
+        stats: Mutex::new(Stats::default()),
+        revoked: Mutex::new(HashSet::new()),
+        tokens,
+        exports: Mutex::new(HashMap::new()),
+        base_url: OnceLock::new(),
+        cursor_serial: AtomicU64::new(0),
+        routes: routes::table(),
+        cfg,
+    }
+}
