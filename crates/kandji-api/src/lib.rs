@@ -11,9 +11,11 @@
 
 pub mod api;
 pub mod budget;
+pub mod check;
 pub mod client;
 pub mod endpoint;
 pub mod error;
+pub mod export;
 pub mod models;
 pub mod paginate;
 pub mod retry;

@@ -52,7 +52,8 @@ impl PageStyle for OffsetArray {
             ));
         };
         let n = items.len() as u64;
-        let next = (n >= u64::from(self.limit)).then(|| Position::Offset(offset_of(pos) + n));
+        let next = (n >= u64::from(self.limit))
+            .then(|| Position::Offset(offset_of(pos).saturating_add(n)));
         Ok(Parsed {
             items,
             next,
@@ -84,9 +85,9 @@ pub(super) fn parse_envelope(body: &Value, pos: Option<&Position>) -> Result<Par
         Some(n) if !items.is_empty() => {
             let from_url =
                 param_from_next(n, &["offset"], false).and_then(|o| o.parse::<u64>().ok());
-            Some(Position::Offset(
-                from_url.unwrap_or(offset_of(pos) + items.len() as u64),
-            ))
+            Some(Position::Offset(from_url.unwrap_or(
+                offset_of(pos).saturating_add(items.len() as u64),
+            )))
         }
         _ => None,
     };

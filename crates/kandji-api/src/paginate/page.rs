@@ -29,7 +29,7 @@ impl PageStyle for PageNumber {
         let next = match str_field(&body, "next") {
             Some(n) if !items.is_empty() => {
                 let p = param_from_next(n, &["page"], false).and_then(|p| p.parse::<u64>().ok());
-                Some(Position::Page(p.unwrap_or(cur + 1)))
+                Some(Position::Page(p.unwrap_or(cur.saturating_add(1))))
             }
             _ => None,
         };
@@ -74,7 +74,7 @@ impl PageStyle for PageSize {
         };
         Ok(Parsed {
             items,
-            next: more.then_some(Position::Page(cur + 1)),
+            next: more.then_some(Position::Page(cur.saturating_add(1))),
             total,
         })
     }

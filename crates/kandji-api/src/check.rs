@@ -1,0 +1,403 @@
+//! Permission check: probe every endpoint the chosen streams need, at minimal cost, and report a
+//! matrix (Ok / MissingPermission / NotLicensed / Other) plus the tenant's licence counts.
+
+use crate::api::{path_segment, paths};
+use crate::budget::Priority;
+use crate::client::KandjiClient;
+use crate::error::KandjiError;
+use crate::models::Licensing;
+
+/// The collector's streams.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamKind {
+    /// `devices`.
+    Devices,
+    /// `device_details` (Prism `device_information` export/GET).
+    DeviceDetails,
+    /// `apps` (Prism `apps`).
+    Apps,
+    /// `compliance` (`/devices/{id}/status`).
+    Compliance,
+    /// `audit_events`.
+    AuditEvents,
+    /// `threats`.
+    Threats,
+    /// `behavioral_detections`.
+    BehavioralDetections,
+    /// `vulnerability_detections`.
+    VulnerabilityDetections,
+    /// `users`.
+    Users,
+    /// `blueprints`.
+    Blueprints,
+    /// `tags`.
+    Tags,
+    /// `ade_devices`.
+    AdeDevices,
+}
+
+/// One endpoint a stream needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointSpec {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path template.
+    pub template: &'static str,
+    /// The permission the user must tick in Kandji → Access → API token (UI name where known,
+    /// else `"GET <path>"`).
+    pub permission_name: &'static str,
+    /// Cheapest probe query.
+    pub probe_query: &'static [(&'static str, &'static str)],
+}
+
+impl EndpointSpec {
+    /// `"GET /api/v1/devices"`.
+    pub fn endpoint(&self) -> String {
+        format!("{} {}", self.method, self.template)
+    }
+}
+
+const fn spec(
+    template: &'static str,
+    permission_name: &'static str,
+    probe_query: &'static [(&'static str, &'static str)],
+) -> EndpointSpec {
+    EndpointSpec {
+        method: "GET",
+        template,
+        permission_name,
+        probe_query,
+    }
+}
+
+const DEVICES: EndpointSpec = spec(paths::DEVICES, "Device list", &[("limit", "1")]);
+const DEVICE_STATUS: EndpointSpec = spec(paths::DEVICE_STATUS, "Device Status", &[]);
+const PRISM_DEVICE_INFO: EndpointSpec = spec(
+    "/api/v1/prism/device_information",
+    "GET /api/v1/prism/device_information",
+    &[("limit", "1")],
+);
+const PRISM_APPS: EndpointSpec = spec(
+    "/api/v1/prism/apps",
+    "GET /api/v1/prism/apps",
+    &[("limit", "1")],
+);
+const AUDIT: EndpointSpec = spec(
+    paths::AUDIT_EVENTS,
+    "GET /api/v1/audit/events",
+    &[("limit", "1")],
+);
+const THREATS: EndpointSpec = spec(
+    paths::THREATS,
+    "GET /api/v1/threat-details",
+    &[("limit", "1")],
+);
+const BEHAVIORAL: EndpointSpec = spec(
+    paths::BEHAVIORAL,
+    "GET /api/v1/behavioral-detections",
+    &[("limit", "1")],
+);
+const VULNS: EndpointSpec = spec(
+    paths::VULN_DETECTIONS,
+    "GET /api/v1/vulnerability-management/detections",
+    &[("size", "1")],
+);
+const USERS: EndpointSpec = spec(paths::USERS, "List users", &[]);
+const BLUEPRINTS: EndpointSpec = spec(paths::BLUEPRINTS, "List Blueprints", &[("limit", "1")]);
+const TAGS: EndpointSpec = spec(paths::TAGS, "GET /api/v1/tags", &[]);
+const ADE: EndpointSpec = spec(paths::ADE_DEVICES, "List ADE devices", &[("page", "1")]);
+
+impl StreamKind {
+    /// All streams.
+    pub const ALL: [StreamKind; 12] = [
+        Self::Devices,
+        Self::DeviceDetails,
+        Self::Apps,
+        Self::Compliance,
+        Self::AuditEvents,
+        Self::Threats,
+        Self::BehavioralDetections,
+        Self::VulnerabilityDetections,
+        Self::Users,
+        Self::Blueprints,
+        Self::Tags,
+        Self::AdeDevices,
+    ];
+
+    /// The collector's name for the stream (`"vulnerability_detections"`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Devices => "devices",
+            Self::DeviceDetails => "device_details",
+            Self::Apps => "apps",
+            Self::Compliance => "compliance",
+            Self::AuditEvents => "audit_events",
+            Self::Threats => "threats",
+            Self::BehavioralDetections => "behavioral_detections",
+            Self::VulnerabilityDetections => "vulnerability_detections",
+            Self::Users => "users",
+            Self::Blueprints => "blueprints",
+            Self::Tags => "tags",
+            Self::AdeDevices => "ade_devices",
+        }
+    }
+
+    /// Parse a stream name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name.trim())
+    }
+
+    /// The budget priority its requests should use.
+    pub fn priority(self) -> Priority {
+        match self {
+            Self::Threats | Self::BehavioralDetections | Self::VulnerabilityDetections => {
+                Priority::Security
+            }
+            Self::AuditEvents => Priority::Audit,
+            Self::DeviceDetails | Self::Apps => Priority::Bulk,
+            _ => Priority::Inventory,
+        }
+    }
+
+    /// The endpoints the stream needs. `compliance` also needs `/devices` to find device ids.
+    /// Prism-based streams also use `POST /api/v1/prism/export` (not probed: it creates an export).
+    pub fn endpoints(self) -> &'static [EndpointSpec] {
+        match self {
+            Self::Devices => &[DEVICES],
+            Self::DeviceDetails => &[PRISM_DEVICE_INFO],
+            Self::Apps => &[PRISM_APPS],
+            Self::Compliance => &[DEVICES, DEVICE_STATUS],
+            Self::AuditEvents => &[AUDIT],
+            Self::Threats => &[THREATS],
+            Self::BehavioralDetections => &[BEHAVIORAL],
+            Self::VulnerabilityDetections => &[VULNS],
+            Self::Users => &[USERS],
+            Self::Blueprints => &[BLUEPRINTS],
+            Self::Tags => &[TAGS],
+            Self::AdeDevices => &[ADE],
+        }
+    }
+}
+
+impl std::fmt::Display for StreamKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The outcome of one probe.
+#[derive(Debug)]
+pub enum ProbeResult {
+    /// The token can read this endpoint.
+    Ok,
+    /// 401/403 for a missing permission: tick `permission_name` on the token.
+    MissingPermission {
+        /// The permission to enable.
+        permission_name: String,
+    },
+    /// The tenant has no licence for the feature (EDR, Vulnerability Management).
+    NotLicensed,
+    /// Could not be probed (e.g. no device to probe `/devices/{id}/status` with).
+    Untested {
+        /// Why.
+        reason: String,
+    },
+    /// Anything else (network, 5xx, invalid token …).
+    Other(KandjiError),
+}
+
+impl ProbeResult {
+    /// A short status word: `ok`, `missing_permission`, `not_licensed`, `untested`, or the error kind.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::MissingPermission { .. } => "missing_permission",
+            Self::NotLicensed => "not_licensed",
+            Self::Untested { .. } => "untested",
+            Self::Other(e) => e.kind(),
+        }
+    }
+}
+
+/// One row of the matrix.
+#[derive(Debug)]
+pub struct EndpointCheck {
+    /// `"GET /api/v1/devices"`.
+    pub endpoint: String,
+    /// The permission name to show the user.
+    pub permission_name: String,
+    /// Streams that need it.
+    pub streams: Vec<StreamKind>,
+    /// Outcome.
+    pub result: ProbeResult,
+}
+
+/// The permission matrix and licence counts.
+#[derive(Debug)]
+pub struct CheckReport {
+    /// One row per distinct endpoint.
+    pub endpoints: Vec<EndpointCheck>,
+    /// `/settings/licensing`, if readable.
+    pub licensing: Result<Licensing, KandjiError>,
+}
+
+impl CheckReport {
+    /// Whether every probed endpoint is readable.
+    pub fn all_ok(&self) -> bool {
+        self.endpoints
+            .iter()
+            .all(|e| matches!(e.result, ProbeResult::Ok))
+    }
+
+    /// Streams that can run (every endpoint they need is Ok).
+    pub fn runnable(&self) -> Vec<StreamKind> {
+        let mut kinds: Vec<StreamKind> = self
+            .endpoints
+            .iter()
+            .flat_map(|e| e.streams.clone())
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+            .into_iter()
+            .filter(|k| {
+                self.endpoints
+                    .iter()
+                    .filter(|e| e.streams.contains(k))
+                    .all(|e| matches!(e.result, ProbeResult::Ok))
+            })
+            .collect()
+    }
+
+    /// The row of an endpoint (`"GET /api/v1/devices"`).
+    pub fn get(&self, endpoint: &str) -> Option<&EndpointCheck> {
+        self.endpoints.iter().find(|e| e.endpoint == endpoint)
+    }
+}
+
+fn classify(spec: &EndpointSpec, r: Result<serde_json::Value, KandjiError>) -> ProbeResult {
+    match r {
+        Ok(_) => ProbeResult::Ok,
+        Err(KandjiError::PermissionDenied { .. }) => ProbeResult::MissingPermission {
+            permission_name: spec.permission_name.to_string(),
+        },
+        Err(KandjiError::NotLicensed { .. }) => ProbeResult::NotLicensed,
+        Err(e) => ProbeResult::Other(e),
+    }
+}
+
+impl KandjiClient {
+    /// Probe every endpoint `streams` need (once each, `limit=1`/`size=1`), plus licensing.
+    ///
+    /// 403 → `MissingPermission` (or `NotLicensed` when the body says the feature is not
+    /// enabled); 401 means the token itself is invalid and is reported as `Other(Unauthorized)`.
+    pub async fn check(&self, streams: &[StreamKind]) -> CheckReport {
+        let mut rows: Vec<(EndpointSpec, Vec<StreamKind>)> = Vec::new();
+        for &k in streams {
+            for spec in k.endpoints() {
+                match rows.iter_mut().find(|(s, _)| s.template == spec.template) {
+                    Some((_, ks)) => {
+                        if !ks.contains(&k) {
+                            ks.push(k);
+                        }
+                    }
+                    None => rows.push((*spec, vec![k])),
+                }
+            }
+        }
+        let mut first_device: Option<Result<Option<String>, ()>> = None;
+        let mut endpoints = Vec::with_capacity(rows.len());
+        for (spec, kinds) in rows {
+            let priority = kinds
+                .iter()
+                .map(|k| k.priority())
+                .min()
+                .unwrap_or(Priority::Inventory);
+            let query = spec
+                .probe_query
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let result = if spec.template.contains("{device_id}") {
+                let id = match &first_device {
+                    Some(r) => r.clone(),
+                    None => {
+                        let r = self.first_device_id().await.map_err(|_| ());
+                        first_device = Some(r.clone());
+                        r
+                    }
+                };
+                match id {
+                    Ok(Some(id)) => {
+                        let path = spec.template.replace("{device_id}", &path_segment(&id));
+                        classify(
+                            &spec,
+                            self.get_raw(spec.template, path, query, priority).await,
+                        )
+                    }
+                    Ok(None) => ProbeResult::Untested {
+                        reason: "the tenant has no device to probe with".into(),
+                    },
+                    Err(()) => ProbeResult::Untested {
+                        reason: "could not list a device id (GET /api/v1/devices)".into(),
+                    },
+                }
+            } else {
+                classify(
+                    &spec,
+                    self.get_raw(spec.template, spec.template.to_string(), query, priority)
+                        .await,
+                )
+            };
+            tracing::info!(endpoint = %spec.endpoint(), status = result.status(), "permission probe");
+            endpoints.push(EndpointCheck {
+                endpoint: spec.endpoint(),
+                permission_name: spec.permission_name.to_string(),
+                streams: kinds,
+                result,
+            });
+        }
+        let licensing = self.licensing().await;
+        CheckReport {
+            endpoints,
+            licensing,
+        }
+    }
+
+    async fn first_device_id(&self) -> Result<Option<String>, KandjiError> {
+        let body = self
+            .get_raw(
+                paths::DEVICES,
+                paths::DEVICES.to_string(),
+                vec![("limit".into(), "1".into())],
+                Priority::Inventory,
+            )
+            .await?;
+        Ok(body
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(|d| d.get("device_id"))
+            .and_then(crate::models::lenient::string_from_value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_table_is_complete() {
+        for k in StreamKind::ALL {
+            assert_eq!(StreamKind::from_name(k.name()), Some(k));
+            assert!(!k.endpoints().is_empty());
+        }
+        assert_eq!(
+            StreamKind::Compliance.endpoints()[1].permission_name,
+            "Device Status"
+        );
+        assert_eq!(StreamKind::from_name("nope"), None);
+    }
+}
