@@ -135,6 +135,7 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
         let dm = &mut t.devices[p];
         dm.app_count = (i32::from(dm.app_count) + delta).max(0) as u16;
         dm.changed_at = dm.changed_at.max(ts);
+        dm.missing = false;
     }
     for _ in 0..count(c.compliance_flips, scale, rnd(7)) {
         let hv = rnd(8);
@@ -160,6 +161,7 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
             .push((is_param, i, st));
         let dm = &mut t.devices[p];
         dm.changed_at = dm.changed_at.max(ts);
+        dm.missing = false;
     }
     for _ in 0..count(c.filevault_toggles, scale, rnd(9)) {
         let hv = rnd(10);
@@ -168,6 +170,7 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
         if d.platform == Platform::Mac {
             d.filevault = !d.filevault;
             d.changed_at = d.changed_at.max(ts_of(hv >> 5));
+            d.missing = false;
         }
     }
     for _ in 0..count(c.os_updates, scale, rnd(11)) {
@@ -177,6 +180,7 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
         if usize::from(d.os) + 1 < d.platform.os_versions().len() {
             d.os += 1;
             d.changed_at = d.changed_at.max(ts_of(hv >> 5));
+            d.missing = false;
         }
     }
     for _ in 0..count(c.blueprint_changes, scale, rnd(13)) {
@@ -189,6 +193,7 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
         d.blueprint = pick(hv >> 19, nb) as u16;
         if d.blueprint != from {
             d.changed_at = d.changed_at.max(ts);
+            d.missing = false;
             let idx = d.idx;
             t.rev += 1;
             audit(t, ts, AuditKind::DeviceBlueprintChanged { from }, idx);
