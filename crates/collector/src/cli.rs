@@ -1,0 +1,90 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kandji-collector",
+    version,
+    about = "Collects a Kandji/Iru tenant's fleet data into an embedded store"
+)]
+pub struct Cli {
+    /// The TOML config file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "KANDJI_COLLECTOR_CONFIG",
+        default_value = "kandji-collector.toml"
+    )]
+    pub config: PathBuf,
+    /// Where the store lives (overrides `data_dir` in the config).
+    #[arg(long, global = true, env = "KANDJI_COLLECTOR_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `kandji_collector=debug`.
+    #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Checks a config file and prints each source's plan.
+    Validate,
+    /// Probes each source's endpoints and prints the permission matrix.
+    Check {
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Runs one collection cycle.
+    Sync {
+        /// One cycle and exit (the only mode; `run` is the daemon).
+        #[arg(long)]
+        once: bool,
+        #[arg(long)]
+        source: Option<String>,
+        /// Comma-separated stream names.
+        #[arg(long, value_delimiter = ',')]
+        streams: Vec<String>,
+    },
+    /// The daemon: collects on schedule until SIGINT/SIGTERM.
+    Run,
+    /// Per stream: last success, last error, records, checkpoint, budget.
+    Status {
+        #[arg(long)]
+        source: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Writes a stream's raw records as NDJSON to stdout.
+    Export {
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        stream: String,
+        #[arg(long, value_enum, default_value = "ndjson")]
+        format: ExportFormat,
+        /// Only records collected or that occurred at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Starts a simulated tenant and the collector against it.
+    Demo {
+        #[arg(long, default_value_t = 500)]
+        devices: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Run one sync cycle, print the status and exit.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ExportFormat {
+    Ndjson,
+}

@@ -1,0 +1,378 @@
+//! The TOML configuration: the data directory and N sources.
+//!
+//! The minimal form works as written:
+//!
+//! ```toml
+//! data_dir = "./data"
+//! [[sources]]
+//! name = "acme"
+//! endpoint = "acme.kandji.io"
+//! region = "us"
+//! token_env = "ACME_KANDJI_TOKEN"  # or token_file = "..."
+//! ```
+//!
+//! Everything else has defaults. Validation errors name the field and the value.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kandji_api::{ApiBase, Region};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::streams::{self, StreamName};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the store lives. `--data-dir` overrides it.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub name: String,
+    /// Any form the client accepts: `acme`, `acme.kandji.io`, `https://acme.api.kandji.io/api/v1/`…
+    pub endpoint: String,
+    #[serde(default)]
+    pub region: Region,
+    pub token_env: Option<String>,
+    pub token_file: Option<PathBuf>,
+    /// Lets the endpoint be a custom URL such as a kandji-sim at `http://127.0.0.1:PORT`.
+    #[serde(default)]
+    pub allow_custom_endpoint: bool,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The share of the tenant's hourly budget this collector may spend (0 < share ≤ 1).
+    #[serde(default = "default_share")]
+    pub budget_share: f64,
+    /// The tenant's hourly limit (10,000 on Kandji).
+    #[serde(default = "default_hourly_limit")]
+    pub hourly_limit: u32,
+    /// Our own per-second cap (the gateway allows 50/s).
+    #[serde(default = "default_per_second")]
+    pub per_second: u32,
+    /// The streams to collect; all of them when absent.
+    pub streams: Option<Vec<String>>,
+    /// Per-stream interval overrides, e.g. `audit_events = "2m"`.
+    #[serde(default)]
+    pub schedules: BTreeMap<String, String>,
+    #[serde(default)]
+    pub filters: FilterConfig,
+    /// Sink settings (used by the outputs; accepted and kept here).
+    #[serde(default)]
+    pub sinks: Vec<toml::Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_share() -> f64 {
+    0.5
+}
+fn default_hourly_limit() -> u32 {
+    10_000
+}
+fn default_per_second() -> u32 {
+    10
+}
+
+/// What to collect: blueprints (id or name), tags ("device groups", id or name) and device
+/// types (platforms). Empty means everything.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    #[serde(default)]
+    pub blueprints: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub device_types: Vec<String>,
+}
+
+/// The device types `/devices` knows, and Prism's name for each.
+pub const DEVICE_TYPES: [(&str, &str); 4] = [
+    ("Mac", "Mac"),
+    ("iPhone", "iPhone"),
+    ("iPad", "iPad"),
+    ("AppleTV", "tvOS"),
+];
+
+/// A source, validated and resolved: the endpoint parsed, the token read, the schedules known.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub base: ApiBase,
+    pub token: SecretString,
+    pub enabled: bool,
+    pub budget_share: f64,
+    pub hourly_limit: u32,
+    pub per_second: u32,
+    pub streams: Vec<StreamName>,
+    pub intervals: BTreeMap<StreamName, Duration>,
+    pub filters: FilterConfig,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<config>"),
+            message: e.to_string(),
+        })
+    }
+
+    /// Validates every source without reading tokens; returns all problems, not just the first.
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let mut out = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            if !seen.insert(s.name.clone()) {
+                out.push(invalid(
+                    format!("sources[{i}].name"),
+                    format!("{:?} is used by more than one source", s.name),
+                ));
+            }
+            out.extend(s.problems(i));
+        }
+        out
+    }
+
+    /// Validates and resolves every enabled source, reading tokens from env or file.
+    pub fn resolve(&self) -> Result<Vec<Source>, ConfigError> {
+        if let Some(first) = self.problems().into_iter().next() {
+            return Err(first);
+        }
+        self.sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.resolve(i))
+            .collect()
+    }
+}
+
+impl SourceConfig {
+    fn problems(&self, i: usize) -> Vec<ConfigError> {
+        let f = |name: &str| format!("sources[{i}].{name}");
+        let mut out = Vec::new();
+        if self.name.trim().is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            out.push(invalid(
+                f("name"),
+                format!(
+                    "{:?} must be non-empty and use only letters, digits, '-', '_' and '.'",
+                    self.name
+                ),
+            ));
+        }
+        if let Err(e) = ApiBase::parse(&self.endpoint, self.region, self.allow_custom_endpoint) {
+            out.push(invalid(f("endpoint"), format!("{:?}: {e}", self.endpoint)));
+        }
+        match (&self.token_env, &self.token_file) {
+            (None, None) => out.push(invalid(
+                f("token_env"),
+                "set token_env (an environment variable) or token_file; tokens are never written in the config",
+            )),
+            (Some(_), Some(_)) => out.push(invalid(
+                f("token_env"),
+                "set token_env or token_file, not both",
+            )),
+            _ => {}
+        }
+        if !(self.budget_share > 0.0 && self.budget_share <= 1.0) {
+            out.push(invalid(
+                f("budget_share"),
+                format!("{} must be in (0, 1]", self.budget_share),
+            ));
+        }
+        if self.hourly_limit == 0 {
+            out.push(invalid(f("hourly_limit"), "0 must be at least 1"));
+        }
+        if self.per_second == 0 || self.per_second > 50 {
+            out.push(invalid(
+                f("per_second"),
+                format!(
+                    "{} must be between 1 and 50 (the gateway's limit)",
+                    self.per_second
+                ),
+            ));
+        }
+        if let Some(list) = &self.streams {
+            for (j, s) in list.iter().enumerate() {
+                if StreamName::parse(s).is_none() {
+                    out.push(invalid(
+                        format!("sources[{i}].streams[{j}]"),
+                        format!(
+                            "{s:?} is not a stream; known: {}",
+                            streams::names().join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        for (k, v) in &self.schedules {
+            if StreamName::parse(k).is_none() {
+                out.push(invalid(
+                    format!("sources[{i}].schedules.{k}"),
+                    format!(
+                        "{k:?} is not a stream; known: {}",
+                        streams::names().join(", ")
+                    ),
+                ));
+            }
+            match humantime::parse_duration(v) {
+                Ok(d) if d >= Duration::from_secs(10) => {}
+                Ok(_) => out.push(invalid(
+                    format!("sources[{i}].schedules.{k}"),
+                    format!("{v:?} is shorter than the 10s minimum"),
+                )),
+                Err(e) => out.push(invalid(
+                    format!("sources[{i}].schedules.{k}"),
+                    format!("{v:?} is not a duration like \"90s\", \"15m\" or \"6h\": {e}"),
+                )),
+            }
+        }
+        for (j, t) in self.filters.device_types.iter().enumerate() {
+            if !DEVICE_TYPES.iter().any(|(d, _)| d.eq_ignore_ascii_case(t)) {
+                out.push(invalid(
+                    format!("sources[{i}].filters.device_types[{j}]"),
+                    format!(
+                        "{t:?} is not a device type; known: {}",
+                        DEVICE_TYPES.map(|(d, _)| d).join(", ")
+                    ),
+                ));
+            }
+        }
+        out
+    }
+
+    fn resolve(&self, i: usize) -> Result<Source, ConfigError> {
+        let base = ApiBase::parse(&self.endpoint, self.region, self.allow_custom_endpoint)
+            .map_err(|e| {
+                invalid(
+                    format!("sources[{i}].endpoint"),
+                    format!("{:?}: {e}", self.endpoint),
+                )
+            })?;
+        let token = read_token(i, self.token_env.as_deref(), self.token_file.as_deref())?;
+        let streams = match &self.streams {
+            Some(list) => list.iter().filter_map(|s| StreamName::parse(s)).collect(),
+            None => StreamName::ALL.to_vec(),
+        };
+        let mut intervals = BTreeMap::new();
+        for s in StreamName::ALL {
+            let d = match self.schedules.get(s.as_str()) {
+                Some(v) => humantime::parse_duration(v).map_err(|e| {
+                    invalid(
+                        format!("sources[{i}].schedules.{}", s.as_str()),
+                        e.to_string(),
+                    )
+                })?,
+                None => s.default_interval(),
+            };
+            intervals.insert(s, d);
+        }
+        let mut filters = self.filters.clone();
+        for t in &mut filters.device_types {
+            if let Some((canon, _)) = DEVICE_TYPES.iter().find(|(d, _)| d.eq_ignore_ascii_case(t)) {
+                *t = (*canon).to_string();
+            }
+        }
+        Ok(Source {
+            name: self.name.clone(),
+            base,
+            token,
+            enabled: self.enabled,
+            budget_share: self.budget_share,
+            hourly_limit: self.hourly_limit,
+            per_second: self.per_second,
+            streams,
+            intervals,
+            filters,
+        })
+    }
+}
+
+fn read_token(
+    i: usize,
+    env: Option<&str>,
+    file: Option<&Path>,
+) -> Result<SecretString, ConfigError> {
+    let value = match (env, file) {
+        (Some(var), _) => std::env::var(var).map_err(|_| {
+            invalid(
+                format!("sources[{i}].token_env"),
+                format!("the environment variable {var:?} is not set"),
+            )
+        })?,
+        (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
+            invalid(
+                format!("sources[{i}].token_file"),
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?,
+        (None, None) => {
+            return Err(invalid(
+                format!("sources[{i}].token_env"),
+                "set token_env or token_file",
+            ));
+        }
+    };
+    let value = value.trim().to_string();
+    if value.is_empty() {
+        return Err(invalid(
+            format!("sources[{i}].token_env"),
+            "the token is empty",
+        ));
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(
+            format!("sources[{i}].token_env"),
+            "the token contains whitespace; paste only the token itself",
+        ));
+    }
+    Ok(SecretString::from(value))
+}

@@ -1,0 +1,338 @@
+//! The collection engine: one runtime per source (client, shared budget, resolved filters),
+//! the per-stream runner that records status, and the scheduler.
+
+pub mod fetch;
+pub mod scope;
+pub mod status;
+pub mod sweep;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kandji_api::{Budget, BudgetConfig, ClientConfig, KandjiClient};
+use rusqlite::params;
+use tokio::sync::watch;
+
+use crate::config::Source;
+use crate::store::{Store, StoreError, now_ms};
+use crate::streams::{self, StreamName};
+pub use scope::Scope;
+pub use status::{State, StreamError};
+
+/// What one run of a stream did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunReport {
+    pub pages: u64,
+    pub records: u64,
+    pub requests: u64,
+}
+
+/// One source's runtime: its client and budget, shared by all its streams.
+pub struct SourceRuntime {
+    pub source: Source,
+    pub client: KandjiClient,
+    pub budget: Arc<Budget>,
+    pub store: Store,
+    pub shutdown: watch::Receiver<bool>,
+    /// The first wait between Prism export polls (it doubles up to 15 s).
+    pub export_poll: Duration,
+    /// The engine's clock (ms since the epoch). Wall time in production; tests follow the
+    /// simulated tenant's clock with it.
+    pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+}
+
+impl SourceRuntime {
+    pub fn new(
+        source: Source,
+        store: Store,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<SourceRuntime, kandji_api::KandjiError> {
+        let budget = Arc::new(Budget::new(BudgetConfig {
+            hourly_limit: source.hourly_limit,
+            share: source.budget_share,
+            per_second: source.per_second,
+            ..BudgetConfig::default()
+        }));
+        let client = KandjiClient::new(ClientConfig::new(
+            source.base.clone(),
+            source.token.clone(),
+            budget.clone(),
+        ))?;
+        Ok(SourceRuntime {
+            source,
+            client,
+            budget,
+            store,
+            shutdown,
+            export_poll: Duration::from_secs(1),
+            clock: Arc::new(now_ms),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.source.name
+    }
+
+    /// Now, on the engine's clock.
+    pub fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// An empty batch for `stream`, stamped now.
+    pub fn batch(&self, stream: StreamName) -> crate::store::Batch {
+        crate::store::Batch::new(self.name(), stream.as_str(), self.now(), stream.category())
+    }
+
+    pub fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Runs one stream once, recording its status before and after.
+    pub async fn run_stream(&self, stream: StreamName) -> Result<RunReport, StreamError> {
+        let source = self.name().to_string();
+        set_state(&self.store, &source, stream, State::Syncing).await?;
+        let spent_before = self.budget.state().total_spent;
+        let started = self.now();
+        let result = match Scope::resolve(self).await {
+            Ok(scope) => streams::run(self, &scope, stream).await,
+            Err(e) => Err(e),
+        };
+        let spent_after = self.budget.state().total_spent;
+        let requests = spent_after.saturating_sub(spent_before);
+        let next = started
+            + self
+                .source
+                .intervals
+                .get(&stream)
+                .map_or(0, |d| d.as_millis() as i64);
+        match &result {
+            Ok(report) => {
+                tracing::info!(source = %source, stream = %stream, pages = report.pages, records = report.records, requests, "stream run finished");
+                record_success(&self.store, &source, stream, report, requests, next).await?;
+            }
+            Err(StreamError::Shutdown) => {
+                set_state(&self.store, &source, stream, State::Pending).await?;
+            }
+            Err(error) => {
+                tracing::warn!(source = %source, stream = %stream, kind = error.kind(), %error, "stream run failed");
+                record_failure(&self.store, &source, stream, error, next).await?;
+            }
+        }
+        result.map(|mut r| {
+            r.requests = requests;
+            r
+        })
+    }
+}
+
+async fn set_state(
+    store: &Store,
+    source: &str,
+    stream: StreamName,
+    state: State,
+) -> Result<(), StoreError> {
+    let (source, stream) = (source.to_string(), stream.as_str());
+    store
+        .exec(move |c| {
+            c.execute(
+                "INSERT INTO stream_status (source, stream, state, last_run_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (source, stream) DO UPDATE SET state = excluded.state,
+                   last_run_at = CASE WHEN excluded.state = 'syncing' THEN excluded.last_run_at ELSE last_run_at END",
+                params![source, stream, state.as_str(), now_ms()],
+            )?;
+            Ok(())
+        })
+        .await
+}
+
+async fn record_success(
+    store: &Store,
+    source: &str,
+    stream: StreamName,
+    report: &RunReport,
+    requests: u64,
+    next: i64,
+) -> Result<(), StoreError> {
+    let (source, stream) = (source.to_string(), stream.as_str());
+    let (records, req) = (report.records as i64, requests as i64);
+    store
+        .exec(move |c| {
+            c.execute(
+                "UPDATE stream_status SET state = 'healthy', last_success_at = ?3,
+                   last_run_records = ?4, last_run_requests = ?5, next_run_at = ?6
+                 WHERE source = ?1 AND stream = ?2",
+                params![source, stream, now_ms(), records, req, next],
+            )?;
+            Ok(())
+        })
+        .await
+}
+
+async fn record_failure(
+    store: &Store,
+    source: &str,
+    stream: StreamName,
+    error: &StreamError,
+    next: i64,
+) -> Result<(), StoreError> {
+    let (source, stream) = (source.to_string(), stream.as_str());
+    let (state, kind, message, endpoint) = (
+        error.state().as_str(),
+        error.kind(),
+        error.to_string(),
+        error.endpoint(),
+    );
+    store
+        .exec(move |c| {
+            c.execute(
+                "UPDATE stream_status SET state = ?3, last_error_at = ?4, last_error_kind = ?5,
+                   last_error_message = ?6, last_error_endpoint = ?7, next_run_at = ?8
+                 WHERE source = ?1 AND stream = ?2",
+                params![
+                    source,
+                    stream,
+                    state,
+                    now_ms(),
+                    kind,
+                    message,
+                    endpoint,
+                    next
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+}
+
+/// The order one cycle runs streams in: dimensions first (filters resolve against them), then
+/// the device list (the scope events are filtered by), then events, then the rest of the
+/// inventory. Security and audit also lead the budget's priority order.
+pub const CYCLE_ORDER: [StreamName; 12] = [
+    StreamName::Blueprints,
+    StreamName::Tags,
+    StreamName::Devices,
+    StreamName::AuditEvents,
+    StreamName::Threats,
+    StreamName::BehavioralDetections,
+    StreamName::VulnerabilityDetections,
+    StreamName::Users,
+    StreamName::AdeDevices,
+    StreamName::DeviceDetails,
+    StreamName::Apps,
+    StreamName::Compliance,
+];
+
+/// The result of one stream's run in a cycle.
+#[derive(Debug)]
+pub struct StreamResult {
+    pub source: String,
+    pub stream: StreamName,
+    pub result: Result<RunReport, StreamError>,
+}
+
+/// Runs one cycle of the chosen streams of one source, in [`CYCLE_ORDER`].
+pub async fn sync_once(rt: &SourceRuntime, only: &[StreamName]) -> Vec<StreamResult> {
+    let mut out = Vec::new();
+    for stream in CYCLE_ORDER {
+        if !rt.source.streams.contains(&stream) || (!only.is_empty() && !only.contains(&stream)) {
+            continue;
+        }
+        if rt.stopping() {
+            break;
+        }
+        let result = rt.run_stream(stream).await;
+        let auth_failed = matches!(
+            &result,
+            Err(StreamError::Api(
+                kandji_api::KandjiError::Unauthorized { .. }
+            ))
+        );
+        out.push(StreamResult {
+            source: rt.name().to_string(),
+            stream,
+            result,
+        });
+        if auth_failed {
+            // A revoked token fails every stream: say so once per stream without spending.
+            for rest in CYCLE_ORDER.iter().skip_while(|s| **s != stream).skip(1) {
+                if rt.source.streams.contains(rest) && (only.is_empty() || only.contains(rest)) {
+                    let err = StreamError::Api(kandji_api::KandjiError::Unauthorized {
+                        endpoint: "GET /api/v1/*".into(),
+                    });
+                    let _ = record_failure(&rt.store, rt.name(), *rest, &err, now_ms()).await;
+                    out.push(StreamResult {
+                        source: rt.name().to_string(),
+                        stream: *rest,
+                        result: Err(err),
+                    });
+                }
+            }
+            break;
+        }
+    }
+    out
+}
+
+/// The daemon: every stream of every source on its own schedule until shutdown. Streams of
+/// one source share its budget; a stream waits for its interval after each run (and backs off
+/// to at most its interval after a failure).
+pub async fn run_forever(runtimes: Vec<Arc<SourceRuntime>>, mut shutdown: watch::Receiver<bool>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for rt in runtimes {
+        if !rt.source.enabled {
+            for s in &rt.source.streams {
+                let _ = set_state(&rt.store, rt.name(), *s, State::Disabled).await;
+            }
+            continue;
+        }
+        // Dimensions first, once, so filters resolve.
+        for s in [StreamName::Blueprints, StreamName::Tags] {
+            if rt.source.streams.contains(&s) {
+                let _ = rt.run_stream(s).await;
+            }
+        }
+        for stream in rt.source.streams.clone() {
+            let rt = rt.clone();
+            let mut stop = shutdown.clone();
+            tasks.spawn(async move {
+                let interval = rt
+                    .source
+                    .intervals
+                    .get(&stream)
+                    .copied()
+                    .unwrap_or_else(|| stream.default_interval());
+                let mut failures = 0u32;
+                loop {
+                    if *stop.borrow() {
+                        break;
+                    }
+                    let wait = match rt.run_stream(stream).await {
+                        Ok(_) => {
+                            failures = 0;
+                            interval
+                        }
+                        Err(StreamError::Shutdown) => break,
+                        Err(_) => {
+                            failures = failures.saturating_add(1);
+                            let backoff =
+                                Duration::from_secs(30u64.saturating_mul(1 << failures.min(8)));
+                            backoff.min(interval)
+                        }
+                    };
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+            });
+        }
+    }
+    let _ = shutdown.changed().await;
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Per-stream intervals, for display.
+pub fn intervals(source: &Source) -> BTreeMap<StreamName, Duration> {
+    source.intervals.clone()
+}

@@ -1,0 +1,143 @@
+//! Stream states and the troubleshooting hint for each error type.
+
+use kandji_api::KandjiError;
+
+use crate::store::StoreError;
+
+/// Why a stream run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error(transparent)]
+    Api(#[from] KandjiError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Data(String),
+    #[error("stopped by shutdown")]
+    Shutdown,
+}
+
+impl StreamError {
+    /// A stable, low-cardinality name for metrics, status and the console.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StreamError::Api(e) => e.kind(),
+            StreamError::Store(_) => "store",
+            StreamError::Data(_) => "data",
+            StreamError::Shutdown => "shutdown",
+        }
+    }
+
+    pub fn endpoint(&self) -> Option<String> {
+        match self {
+            StreamError::Api(e) => e.endpoint().map(str::to_string),
+            _ => None,
+        }
+    }
+
+    /// The state a stream shows after this error.
+    pub fn state(&self) -> State {
+        match self {
+            StreamError::Api(KandjiError::Unauthorized { .. }) => State::AuthError,
+            StreamError::Api(KandjiError::PermissionDenied { .. }) => State::MissingPermission,
+            StreamError::Api(KandjiError::NotLicensed { .. }) => State::NotLicensed,
+            StreamError::Api(KandjiError::RateLimited { .. }) => State::BackingOff,
+            _ => State::Failing,
+        }
+    }
+}
+
+/// What the status page shows for a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Healthy,
+    Syncing,
+    BackingOff,
+    AuthError,
+    MissingPermission,
+    NotLicensed,
+    Failing,
+    Disabled,
+    Pending,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Healthy => "healthy",
+            State::Syncing => "syncing",
+            State::BackingOff => "backing_off",
+            State::AuthError => "auth_error",
+            State::MissingPermission => "missing_permission",
+            State::NotLicensed => "not_licensed",
+            State::Failing => "failing",
+            State::Disabled => "disabled",
+            State::Pending => "pending",
+        }
+    }
+}
+
+/// The troubleshooting hint for an error kind, as the status page and `status` show it.
+pub fn hint(kind: &str, endpoint: Option<&str>) -> String {
+    let ep = endpoint.unwrap_or("this endpoint");
+    match kind {
+        "unauthorized" => "The API token is invalid, revoked or expired. Create a new token in \
+            Kandji → Access → API token (it is shown only once) and rotate it here. Tokens are \
+            also deleted when the admin who created them is removed."
+            .to_string(),
+        "permission_denied" => format!(
+            "The token lacks the permission for {ep}. In Kandji → Access → API token, tick \
+             '{}' for this token, or this stream stays empty.",
+            permission_name(ep)
+        ),
+        "not_licensed" => "This tenant does not have the feature (EDR or Vulnerability \
+            Management) this stream reads. Disable the stream, or enable the feature in Kandji."
+            .to_string(),
+        "rate_limited" => "The tenant's shared budget of 10,000 requests/hour is spent (other \
+            tools share it). The collector backs off until the window resets; lower this \
+            source's budget share or lengthen intervals if it persists."
+            .to_string(),
+        "no_route" | "not_found" => "The API answered 'not found': check the endpoint (tenant \
+            subdomain and region US/EU)."
+            .to_string(),
+        "server" | "timeout" | "transport" => "Kandji's API or the network failed repeatedly; the \
+            stream retries on its next run. Nothing is lost: it resumes from its checkpoint."
+            .to_string(),
+        "decode" | "pagination" | "data" => "The API returned data the collector could not use \
+            (incomplete or inconsistent pages). The stream stopped rather than record a partial \
+            result; it retries on its next run. If it persists, report it with the log line."
+            .to_string(),
+        "export_failed" | "export_timeout" | "csv" => "A Prism export failed or took too long; \
+            the next run starts a new export. Large fleets may need a longer export deadline."
+            .to_string(),
+        "store" => {
+            "The local store failed (disk full or permissions on the data directory?).".to_string()
+        }
+        _ => "See the last error; the stream retries on its next run.".to_string(),
+    }
+}
+
+/// The name of the checkbox in Kandji → Access → API token for an endpoint template, where
+/// the UI name is known (NOTES §3); otherwise the method and path, which is how the UI lists
+/// the rest.
+pub fn permission_name(endpoint: &str) -> String {
+    let path = endpoint.trim_start_matches("GET ").trim();
+    let known = match path {
+        "/api/v1/devices" => "Device list",
+        "/api/v1/devices/{device_id}" => "Device ID",
+        "/api/v1/devices/{device_id}/details" => "Device details",
+        "/api/v1/devices/{device_id}/apps" => "Application list",
+        "/api/v1/devices/{device_id}/library-items" => "Device Library Items",
+        "/api/v1/devices/{device_id}/parameters" => "Device Parameters",
+        "/api/v1/devices/{device_id}/status" => "Device Status",
+        "/api/v1/blueprints" => "List Blueprints",
+        "/api/v1/users" => "List users",
+        "/api/v1/integrations/apple/ade/devices" => "List ADE devices",
+        _ => "",
+    };
+    if known.is_empty() {
+        format!("GET {path}")
+    } else {
+        known.to_string()
+    }
+}

@@ -1,0 +1,12 @@
+//! kandji-collector: collects a Kandji/Iru tenant's fleet data into an embedded store.
+//!
+//! See ARCHITECTURE.md at the repository root for the map of modules and the flow of a record.
+
+pub mod check;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod engine;
+pub mod planner;
+pub mod store;
+pub mod streams;

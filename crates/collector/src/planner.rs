@@ -1,0 +1,235 @@
+//! The planner: estimates a source's requests per hour from the fleet size and the schedules,
+//! and refuses or warns when a configuration would overspend its budget share.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::streams::StreamName;
+
+/// The fleet's size, from `/settings/licensing` or `/prism/count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FleetSize {
+    pub devices: u64,
+    pub users: u64,
+}
+
+/// Assumptions behind the estimate, kept explicit so the numbers can be explained.
+#[derive(Debug, Clone, Copy)]
+pub struct Assumptions {
+    /// Audit events per hour (each page holds 500).
+    pub audit_events_per_hour: u64,
+    /// Fraction of devices that change per hour (drives compliance and Prism deltas).
+    pub change_rate_per_hour: f64,
+    /// Polls per Prism export before it is ready.
+    pub export_polls: u64,
+    /// Compliance rotation: devices re-checked per hour besides the changed ones.
+    pub compliance_rotation_per_hour: u64,
+}
+
+impl Default for Assumptions {
+    fn default() -> Self {
+        Assumptions {
+            audit_events_per_hour: 500,
+            change_rate_per_hour: 0.01,
+            export_polls: 3,
+            compliance_rotation_per_hour: 60,
+        }
+    }
+}
+
+/// The Prism categories `device_details` snapshots (besides `apps`, which `apps` exports).
+pub const DETAIL_CATEGORIES: [&str; 6] = [
+    "device_information",
+    "filevault",
+    "application_firewall",
+    "gatekeeper_and_xprotect",
+    "startup_settings",
+    "installed_profiles",
+];
+
+/// How often the snapshot streams take a full export; between exports they read deltas.
+pub const FULL_EXPORT_EVERY: Duration = Duration::from_secs(6 * 3600);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Estimated requests per hour per stream.
+    pub per_stream: BTreeMap<StreamName, f64>,
+    pub total_per_hour: f64,
+    /// Our share of the tenant's hourly budget, in requests.
+    pub share_per_hour: f64,
+    /// Requests for one full sweep (devices, details, apps, posture), as at first sync.
+    pub full_sweep_requests: f64,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Ok,
+    /// Above 80 % of the share: works, but leaves little room for retries and bursts.
+    Warn(String),
+    /// Above the share: the collector would be throttled or starve other tools.
+    Refuse(String),
+}
+
+fn pages(items: f64, per_page: f64) -> f64 {
+    (items / per_page).ceil().max(1.0)
+}
+
+fn runs_per_hour(interval: Duration) -> f64 {
+    3600.0 / interval.as_secs_f64().max(1.0)
+}
+
+/// Requests one run of the stream costs.
+fn per_run(stream: StreamName, fleet: FleetSize, interval: Duration, a: &Assumptions) -> f64 {
+    let n = fleet.devices as f64;
+    let export = 2.0 + a.export_polls as f64; // create + polls + the final poll that succeeds
+    let hours = interval.as_secs_f64() / 3600.0;
+    let changed = (n * a.change_rate_per_hour * hours).ceil();
+    match stream {
+        StreamName::Devices => pages(n, 300.0),
+        // A full export every FULL_EXPORT_EVERY, amortised per run, plus one delta page per
+        // category otherwise.
+        StreamName::DeviceDetails => {
+            let cats = DETAIL_CATEGORIES.len() as f64;
+            let full_share = (interval.as_secs_f64() / FULL_EXPORT_EVERY.as_secs_f64()).min(1.0);
+            cats * (full_share * export + (1.0 - full_share) * pages(changed, 300.0))
+        }
+        StreamName::Apps => {
+            let full_share = (interval.as_secs_f64() / FULL_EXPORT_EVERY.as_secs_f64()).min(1.0);
+            full_share * export + (1.0 - full_share) * pages(changed * 3.0, 300.0)
+        }
+        StreamName::Compliance => changed + a.compliance_rotation_per_hour as f64 * hours,
+        StreamName::AuditEvents => pages(a.audit_events_per_hour as f64 * hours, 500.0),
+        StreamName::Threats | StreamName::BehavioralDetections => 1.0,
+        StreamName::VulnerabilityDetections => pages(changed * 2.0, 300.0),
+        StreamName::Users => pages(fleet.users as f64, 300.0),
+        StreamName::Blueprints | StreamName::Tags => 1.0,
+        StreamName::AdeDevices => pages(n, 300.0),
+    }
+}
+
+/// Estimates the source's spend and judges it against its share.
+pub fn plan(
+    fleet: FleetSize,
+    streams: &[StreamName],
+    intervals: &BTreeMap<StreamName, Duration>,
+    hourly_limit: u32,
+    budget_share: f64,
+    a: &Assumptions,
+) -> Plan {
+    let mut per_stream = BTreeMap::new();
+    for &s in streams {
+        let interval = intervals
+            .get(&s)
+            .copied()
+            .unwrap_or_else(|| s.default_interval());
+        per_stream.insert(s, per_run(s, fleet, interval, a) * runs_per_hour(interval));
+    }
+    let total: f64 = per_stream.values().sum();
+    let share = f64::from(hourly_limit) * budget_share;
+    let n = fleet.devices as f64;
+    let export = 2.0 + a.export_polls as f64;
+    let full_sweep = pages(n, 300.0) + export * (DETAIL_CATEGORIES.len() as f64 + 1.0);
+    let biggest = per_stream
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(s, r)| format!("{s} {r:.0}/h"))
+        .unwrap_or_default();
+    let verdict = if total > share {
+        Verdict::Refuse(format!(
+            "the schedules need about {total:.0} requests/hour but the share is {share:.0} \
+             ({:.0} % of {hourly_limit}); the largest is {biggest}: lengthen its interval or disable it",
+            budget_share * 100.0
+        ))
+    } else if total > 0.8 * share {
+        Verdict::Warn(format!(
+            "the schedules need about {total:.0} requests/hour, {:.0} % of the {share:.0} share; \
+             retries and first syncs may be throttled (largest: {biggest})",
+            100.0 * total / share
+        ))
+    } else {
+        Verdict::Ok
+    };
+    Plan {
+        per_stream,
+        total_per_hour: total,
+        share_per_hour: share,
+        full_sweep_requests: full_sweep,
+        verdict,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> BTreeMap<StreamName, Duration> {
+        StreamName::ALL
+            .iter()
+            .map(|s| (*s, s.default_interval()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_for_10k_devices_fit_ten_percent_of_the_tenant_budget() {
+        let fleet = FleetSize {
+            devices: 10_000,
+            users: 8_000,
+        };
+        let p = plan(
+            fleet,
+            &StreamName::ALL,
+            &defaults(),
+            10_000,
+            0.5,
+            &Assumptions::default(),
+        );
+        assert!(p.total_per_hour <= 1_000.0, "{p:?}");
+        assert_eq!(p.verdict, Verdict::Ok);
+        assert!(p.full_sweep_requests <= 100.0, "{}", p.full_sweep_requests);
+    }
+
+    #[test]
+    fn an_aggressive_schedule_is_refused_with_numbers() {
+        let fleet = FleetSize {
+            devices: 50_000,
+            users: 40_000,
+        };
+        let mut iv = defaults();
+        iv.insert(StreamName::Devices, Duration::from_secs(30));
+        let p = plan(
+            fleet,
+            &StreamName::ALL,
+            &iv,
+            10_000,
+            0.5,
+            &Assumptions::default(),
+        );
+        match p.verdict {
+            Verdict::Refuse(msg) => {
+                assert!(msg.contains("devices"), "{msg}");
+                assert!(msg.contains("5000"), "{msg}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn near_the_share_warns() {
+        let fleet = FleetSize {
+            devices: 10_000,
+            users: 10_000,
+        };
+        let mut iv = defaults();
+        iv.insert(StreamName::Devices, Duration::from_secs(600)); // 34 pages × 6/h = 204
+        let p = plan(
+            fleet,
+            &[StreamName::Devices],
+            &iv,
+            10_000,
+            0.025,
+            &Assumptions::default(),
+        );
+        assert!(matches!(p.verdict, Verdict::Warn(_)), "{p:?}");
+    }
+}

@@ -1,0 +1,101 @@
+//! `devices`: the device list. `GET /api/v1/devices`, a bare array paged by `limit` ≤ 300 and
+//! `offset`, in a stable `ordering`. A full sweep each cycle; a device is marked removed only
+//! after 2 consecutive sweeps missed it (offsets shift when devices enroll mid-walk).
+//! Filters pushed down: `blueprint_id`, `platform` (one walk each), `tag_id_in`.
+
+use serde_json::Value;
+
+use super::{StreamName, flag, int, text, typed};
+use crate::engine::fetch::{b, q, s, ts};
+use std::sync::Arc;
+
+use kandji_api::api::{caps, paths};
+use kandji_api::paginate::OffsetArray;
+
+use crate::engine::sweep::{self, OverlappingOffset, SweepSpec};
+use crate::engine::{RunReport, Scope, SourceRuntime, StreamError};
+use crate::store::{InvRow, Table};
+
+pub fn map(v: &Value) -> Option<InvRow> {
+    let id = s(v, "device_id")?;
+    let user = v.get("user").filter(|u| u.is_object());
+    let tags = v
+        .get("tags")
+        .filter(|t| t.is_array())
+        .map(|t| t.to_string());
+    Some(InvRow {
+        key: id.clone(),
+        device_id: Some(id),
+        values: typed(
+            Table::Devices,
+            vec![
+                ("device_name", text(s(v, "device_name"))),
+                ("serial_number", text(s(v, "serial_number"))),
+                ("platform", text(s(v, "platform"))),
+                ("model", text(s(v, "model"))),
+                ("os_version", text(s(v, "os_version"))),
+                ("blueprint_id", text(s(v, "blueprint_id"))),
+                ("blueprint_name", text(s(v, "blueprint_name"))),
+                ("user_id", text(user.and_then(|u| s(u, "id")))),
+                ("user_email", text(user.and_then(|u| s(u, "email")))),
+                ("user_name", text(user.and_then(|u| s(u, "name")))),
+                ("asset_tag", text(s(v, "asset_tag"))),
+                ("tags", text(tags)),
+                ("last_check_in", int(ts(v, "last_check_in"))),
+                ("mdm_enabled", flag(b(v, "mdm_enabled"))),
+                ("agent_installed", flag(b(v, "agent_installed"))),
+            ],
+        ),
+        raw: v.to_string(),
+    })
+}
+
+/// One walk per blueprint × platform the filters name (or one walk for everything).
+pub fn segments(scope: &Scope) -> Vec<Vec<(String, String)>> {
+    let bps: Vec<Option<&String>> = if scope.blueprint_ids.is_empty() {
+        vec![None]
+    } else {
+        scope.blueprint_ids.iter().map(Some).collect()
+    };
+    let plats: Vec<Option<&String>> = if scope.platforms.is_empty() {
+        vec![None]
+    } else {
+        scope.platforms.iter().map(Some).collect()
+    };
+    let mut out = Vec::new();
+    for bp in &bps {
+        for p in &plats {
+            let mut query = vec![q("ordering", "device_id")];
+            if let Some(bp) = bp {
+                query.push(q("blueprint_id", bp));
+            }
+            if let Some(p) = p {
+                query.push(q("platform", p));
+            }
+            if !scope.tag_ids.is_empty() {
+                query.push(q("tag_id_in", scope.tag_ids.join(",")));
+            }
+            out.push(query);
+        }
+    }
+    out
+}
+
+pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamError> {
+    sweep::run(
+        rt,
+        SweepSpec {
+            stream: StreamName::Devices,
+            table: Table::Devices,
+            template: paths::DEVICES,
+            style: Arc::new(OverlappingOffset {
+                inner: OffsetArray::new(caps::DEVICES, caps::DEVICES),
+                overlap: 5,
+            }),
+            segments: segments(scope),
+            map,
+            keep: Box::new(|_| true),
+        },
+    )
+    .await
+}

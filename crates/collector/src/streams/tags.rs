@@ -1,0 +1,41 @@
+//! `tags`: listed with `GET /api/v1/tags` (an envelope with no documented paging; a `next`
+//! link is followed by page if one ever appears). Tags are the "device groups" filter.
+
+use serde_json::Value;
+
+use super::{StreamName, text, typed};
+use crate::engine::fetch::s;
+use std::sync::Arc;
+
+use kandji_api::api::paths;
+use kandji_api::paginate::PageNumber;
+
+use crate::engine::sweep::{self, SweepSpec};
+use crate::engine::{RunReport, SourceRuntime, StreamError};
+use crate::store::{InvRow, Table};
+
+pub fn map(v: &Value) -> Option<InvRow> {
+    let id = s(v, "id")?;
+    Some(InvRow {
+        key: id,
+        device_id: None,
+        values: typed(Table::Tags, vec![("name", text(s(v, "name")))]),
+        raw: v.to_string(),
+    })
+}
+
+pub async fn run(rt: &SourceRuntime) -> Result<RunReport, StreamError> {
+    sweep::run(
+        rt,
+        SweepSpec {
+            stream: StreamName::Tags,
+            table: Table::Tags,
+            template: paths::TAGS,
+            style: Arc::new(PageNumber),
+            segments: vec![vec![]],
+            map,
+            keep: Box::new(|_| true),
+        },
+    )
+    .await
+}

@@ -1,0 +1,251 @@
+//! Shared test harness: a simulated tenant and a collector runtime pointed at it.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kandji_api::{ApiBase, Region, SecretString};
+use kandji_collector::config::{FilterConfig, Source};
+use kandji_collector::engine::SourceRuntime;
+use kandji_collector::store::Store;
+use kandji_collector::streams::StreamName;
+use kandji_sim::{ClockConfig, SimConfig, SimHandle};
+use serde_json::Value;
+use tokio::sync::watch;
+
+pub struct Env {
+    pub sim: Arc<SimHandle>,
+    pub dir: tempfile::TempDir,
+    pub store: Store,
+    pub rt: SourceRuntime,
+    pub stop: watch::Sender<bool>,
+}
+
+/// A frozen simulated clock (it moves only when a test advances it), no per-second throttle.
+pub fn sim_config(devices: usize, seed: u64) -> SimConfig {
+    SimConfig {
+        devices,
+        seed,
+        per_second_limit: 1_000_000,
+        export_polls: 1,
+        clock: ClockConfig {
+            speed: 0.0,
+            ..ClockConfig::default()
+        },
+        ..SimConfig::default()
+    }
+}
+
+pub fn source_for(sim: &SimHandle, name: &str) -> Source {
+    Source {
+        name: name.to_string(),
+        base: ApiBase::parse(&sim.base_url(), Region::Us, true).expect("sim url"),
+        token: SecretString::from(sim.token().to_string()),
+        enabled: true,
+        budget_share: 1.0,
+        hourly_limit: 10_000,
+        per_second: 50,
+        streams: StreamName::ALL.to_vec(),
+        intervals: StreamName::ALL
+            .iter()
+            .map(|s| (*s, s.default_interval()))
+            .collect::<BTreeMap<_, _>>(),
+        filters: FilterConfig::default(),
+    }
+}
+
+pub async fn env(config: SimConfig) -> Env {
+    let sim = Arc::new(kandji_sim::spawn(config).await.expect("sim"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let (stop, rx) = watch::channel(false);
+    let mut rt = SourceRuntime::new(source_for(&sim, "acme"), store.clone(), rx).expect("runtime");
+    rt.export_poll = Duration::from_millis(5);
+    // The engine's clock follows the tenant's, so "6 hours since the last export" means
+    // simulated hours.
+    let clock = sim.clone();
+    rt.clock = Arc::new(move || (clock.now().unix_timestamp_nanos() / 1_000_000) as i64);
+    Env {
+        sim,
+        dir,
+        store,
+        rt,
+        stop,
+    }
+}
+
+/// Runs one cycle and fails the test on any stream error.
+pub async fn cycle(env: &Env, only: &[StreamName]) {
+    for r in kandji_collector::engine::sync_once(&env.rt, only).await {
+        if let Err(e) = &r.result {
+            panic!("stream {} failed: {e}", r.stream);
+        }
+    }
+}
+
+pub fn arr(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a,
+        other => panic!("expected a JSON array of truth, got {other}"),
+    }
+}
+
+pub fn str_of(v: &Value, k: &str) -> String {
+    v.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+pub fn store_set(store: &Store, sql: &str) -> BTreeSet<String> {
+    let c = store.reader().expect("reader");
+    let mut st = c.prepare(sql).expect("prepare");
+    st.query_map([], |r| r.get::<_, String>(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+pub fn count(store: &Store, sql: &str) -> i64 {
+    store
+        .reader()
+        .expect("reader")
+        .query_row(sql, [], |r| r.get(0))
+        .expect("count")
+}
+
+/// Asserts the store's content equals the simulator's truth for every category.
+pub fn assert_matches_truth(env: &Env) {
+    let truth_devices: BTreeSet<String> = arr(env.sim.truth("devices"))
+        .iter()
+        .map(|d| str_of(d, "device_id"))
+        .collect();
+    let stored = store_set(
+        &env.store,
+        "SELECT key FROM devices WHERE removed_at IS NULL",
+    );
+    assert_eq!(stored, truth_devices, "live devices");
+
+    let truth_users: BTreeSet<String> = arr(env.sim.truth("users"))
+        .iter()
+        .map(|u| str_of(u, "id"))
+        .collect();
+    assert_eq!(
+        store_set(&env.store, "SELECT key FROM users WHERE removed_at IS NULL"),
+        truth_users,
+        "users"
+    );
+
+    let truth_audit: BTreeSet<String> = arr(env.sim.truth("audit_events"))
+        .iter()
+        .map(|e| str_of(e, "id"))
+        .collect();
+    let stored_audit = store_set(
+        &env.store,
+        "SELECT uid FROM events WHERE stream = 'audit_events'",
+    );
+    assert_eq!(stored_audit, truth_audit, "audit events");
+    assert_eq!(
+        count(
+            &env.store,
+            "SELECT count(*) FROM events WHERE stream = 'audit_events'"
+        ) as usize,
+        truth_audit.len(),
+        "no duplicate audit events"
+    );
+
+    let truth_vulns: BTreeSet<String> = arr(env.sim.truth("vulnerability_detections"))
+        .iter()
+        .map(|v| {
+            format!(
+                "{}-{}-{}",
+                str_of(v, "device_id"),
+                str_of(v, "bundle_id"),
+                str_of(v, "cve_id")
+            )
+        })
+        .collect();
+    let stored_vulns = store_set(
+        &env.store,
+        "SELECT uid FROM events WHERE stream = 'vulnerability_detections'",
+    );
+    assert_eq!(stored_vulns, truth_vulns, "vulnerability detections");
+
+    let truth_beh: BTreeSet<String> = arr(env.sim.truth("behavioral_detections"))
+        .iter()
+        .map(|v| str_of(v, "id").to_ascii_uppercase())
+        .collect();
+    assert_eq!(
+        store_set(
+            &env.store,
+            "SELECT uid FROM events WHERE stream = 'behavioral_detections'"
+        ),
+        truth_beh,
+        "behavioral detections"
+    );
+    let truth_threats = arr(env.sim.truth("threats")).len() as i64;
+    assert_eq!(
+        count(
+            &env.store,
+            "SELECT count(*) FROM events WHERE stream = 'threats'"
+        ),
+        truth_threats,
+        "threats"
+    );
+
+    let mut truth_apps = BTreeSet::new();
+    for d in arr(env.sim.truth("apps")) {
+        let device = str_of(&d, "device_id");
+        for a in d
+            .get("apps")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let ident = [
+                str_of(a, "bundle_id"),
+                str_of(a, "path"),
+                str_of(a, "app_name"),
+            ]
+            .into_iter()
+            .find(|x| !x.is_empty())
+            .unwrap_or_default();
+            truth_apps.insert(format!("{device}|{ident}"));
+        }
+    }
+    let stored_apps = store_set(&env.store, "SELECT key FROM apps WHERE removed_at IS NULL");
+    assert_eq!(stored_apps.len(), truth_apps.len(), "app count");
+    assert_eq!(stored_apps, truth_apps, "apps");
+
+    let mut truth_compliance = BTreeMap::new();
+    for d in arr(env.sim.truth("compliance")) {
+        let device = str_of(&d, "device_id");
+        for (kind, list) in [
+            ("library_item", "library_items"),
+            ("parameter", "parameters"),
+        ] {
+            for item in d.get(list).and_then(Value::as_array).into_iter().flatten() {
+                truth_compliance.insert(
+                    format!("{device}|{kind}|{}", str_of(item, "item_id")),
+                    str_of(item, "status"),
+                );
+            }
+        }
+    }
+    let c = env.store.reader().expect("reader");
+    let mut st = c
+        .prepare("SELECT key, status FROM compliance WHERE removed_at IS NULL")
+        .expect("prepare");
+    let stored: BTreeMap<String, String> = st
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            ))
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(stored, truth_compliance, "compliance items and statuses");
+}

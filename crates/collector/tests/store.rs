@@ -1,0 +1,287 @@
+//! The store's write path: upserts, change events, sweeps and exactly-once batches.
+
+use kandji_collector::store::Upsert;
+use kandji_collector::store::{Batch, EventRow, InvRow, Scope, Store, SweepEnd, Table};
+use rusqlite::types::Value;
+
+fn device(id: &str, name: &str, os: &str, bp: &str) -> InvRow {
+    let spec = Table::Devices.spec();
+    let mut values = vec![Value::Null; spec.columns.len()];
+    let set = |values: &mut Vec<Value>, c: &str, v: &str| {
+        let i = spec.col_index(c).expect("column");
+        values[i] = Value::Text(v.to_string());
+    };
+    set(&mut values, "device_name", name);
+    set(&mut values, "os_version", os);
+    set(&mut values, "blueprint_id", bp);
+    set(&mut values, "blueprint_name", bp);
+    InvRow {
+        key: id.to_string(),
+        device_id: Some(id.to_string()),
+        values,
+        raw: format!(
+            r#"{{"device_id":"{id}","device_name":"{name}","os_version":"{os}","bp":"{bp}"}}"#
+        ),
+    }
+}
+
+fn sweep_batch(now: i64, sweep: i64, rows: Vec<InvRow>, last: bool) -> Batch {
+    let mut b = Batch::new("acme", "devices", now, "inventory");
+    b.upserts.push(Upsert {
+        table: Table::Devices,
+        sweep,
+        rows,
+    });
+    if last {
+        b.sweep_ends.push(SweepEnd {
+            table: Table::Devices,
+            sweep,
+            scope: Scope::All,
+        });
+    }
+    b.checkpoint = Some(serde_json::json!({"sweep": sweep, "done": last}));
+    b
+}
+
+fn count(store: &Store, sql: &str) -> i64 {
+    store
+        .reader()
+        .expect("reader")
+        .query_row(sql, [], |r| r.get(0))
+        .expect("query")
+}
+
+#[tokio::test]
+async fn devices_removed_only_after_two_missed_sweeps_with_change_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+
+    let out = store
+        .write(sweep_batch(
+            1_000,
+            1,
+            vec![
+                device("a", "A", "15.0", "bp1"),
+                device("b", "B", "15.0", "bp1"),
+            ],
+            true,
+        ))
+        .await
+        .expect("write");
+    assert_eq!(out.inserted, 2);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM events WHERE event_type = 'device_enrolled'"
+        ),
+        2
+    );
+
+    // Sweep 2: b is missing once, a changed OS and blueprint.
+    let out = store
+        .write(sweep_batch(
+            2_000,
+            2,
+            vec![device("a", "A", "15.1", "bp2")],
+            true,
+        ))
+        .await
+        .expect("write");
+    assert_eq!(out.updated, 1);
+    assert_eq!(out.removed, 0, "one missed sweep is not enough");
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM events WHERE event_type = 'os_updated'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM events WHERE event_type = 'blueprint_changed'"
+        ),
+        1
+    );
+
+    // Sweep 3: b missing a second time in a row -> removed.
+    let out = store
+        .write(sweep_batch(
+            3_000,
+            3,
+            vec![device("a", "A", "15.1", "bp2")],
+            true,
+        ))
+        .await
+        .expect("write");
+    assert_eq!(out.unchanged, 1);
+    assert_eq!(out.removed, 1);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM devices WHERE removed_at IS NOT NULL AND key = 'b'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM events WHERE event_type = 'device_removed'"
+        ),
+        1
+    );
+
+    // b comes back: enrolled again, removed_at cleared.
+    store
+        .write(sweep_batch(
+            4_000,
+            4,
+            vec![
+                device("a", "A", "15.1", "bp2"),
+                device("b", "B", "15.0", "bp1"),
+            ],
+            true,
+        ))
+        .await
+        .expect("write");
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM devices WHERE removed_at IS NULL"
+        ),
+        2
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM events WHERE event_type = 'device_enrolled'"
+        ),
+        3
+    );
+    let cp = Store::checkpoint(&store.reader().expect("reader"), "acme", "devices").expect("cp");
+    assert_eq!(cp, Some(serde_json::json!({"sweep": 4, "done": true})));
+}
+
+#[tokio::test]
+async fn a_missed_then_seen_device_resets_its_miss_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    store
+        .write(sweep_batch(
+            1,
+            1,
+            vec![device("a", "A", "1", "x"), device("b", "B", "1", "x")],
+            true,
+        ))
+        .await
+        .expect("w");
+    store
+        .write(sweep_batch(2, 2, vec![device("a", "A", "1", "x")], true))
+        .await
+        .expect("w");
+    store
+        .write(sweep_batch(
+            3,
+            3,
+            vec![device("a", "A", "1", "x"), device("b", "B", "1", "x")],
+            true,
+        ))
+        .await
+        .expect("w");
+    let out = store
+        .write(sweep_batch(4, 4, vec![device("a", "A", "1", "x")], true))
+        .await
+        .expect("w");
+    assert_eq!(out.removed, 0, "misses must be consecutive");
+}
+
+#[tokio::test]
+async fn events_dedup_on_uid_and_keep_newest_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let ev = |status: &str| EventRow {
+        category: "security",
+        event_type: "threat".into(),
+        uid: "dev1|hash|/tmp/x|2026-01-01".into(),
+        occurred_at: 5,
+        device_id: Some("dev1".into()),
+        user_id: None,
+        severity: Some("high".into()),
+        summary: format!("EICAR {status}"),
+        raw: format!(r#"{{"status":"{status}"}}"#),
+    };
+    let mut b = Batch::new("acme", "threats", 10, "security");
+    b.events = vec![ev("QUARANTINED"), ev("QUARANTINED")];
+    let out = store.write(b).await.expect("write");
+    assert_eq!((out.events_inserted, out.events_duplicate), (1, 1));
+    let mut b = Batch::new("acme", "threats", 11, "security");
+    b.events = vec![ev("RELEASED")];
+    let out = store.write(b).await.expect("write");
+    assert_eq!(out.events_updated, 1);
+    assert_eq!(count(&store, "SELECT count(*) FROM events"), 1);
+    // Full-text search finds the newest state only.
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM events_fts WHERE events_fts MATCH 'RELEASED'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM events_fts WHERE events_fts MATCH 'QUARANTINED'"
+        ),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_failed_batch_commits_nothing_not_even_its_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let mut bad = device("a", "A", "1", "x");
+    bad.values.pop(); // wrong column count: the batch must fail as a whole
+    let mut b = sweep_batch(1, 1, vec![device("z", "Z", "1", "x"), bad], true);
+    b.events.push(EventRow {
+        category: "audit",
+        event_type: "x".into(),
+        uid: "u1".into(),
+        occurred_at: 1,
+        device_id: None,
+        user_id: None,
+        severity: None,
+        summary: "s".into(),
+        raw: "{}".into(),
+    });
+    assert!(store.write(b).await.is_err());
+    assert_eq!(count(&store, "SELECT count(*) FROM devices"), 0);
+    assert_eq!(count(&store, "SELECT count(*) FROM events"), 0);
+    assert_eq!(count(&store, "SELECT count(*) FROM checkpoints"), 0);
+}
+
+#[tokio::test]
+async fn reopening_keeps_data_and_schema_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = Store::open(dir.path()).expect("open");
+        store
+            .write(sweep_batch(1, 1, vec![device("a", "A", "1", "x")], true))
+            .await
+            .expect("w");
+    }
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(count(&store, "SELECT count(*) FROM devices"), 1);
+    assert_eq!(
+        count(&store, "PRAGMA user_version"),
+        i64::from(kandji_collector::store::schema::latest_version())
+    );
+    assert_eq!(
+        store
+            .reader()
+            .expect("r")
+            .query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))
+            .expect("q"),
+        "wal"
+    );
+}
