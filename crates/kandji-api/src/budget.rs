@@ -188,6 +188,7 @@ pub struct Budget {
     bulk_cell: Limiter,
     state: Mutex<State>,
     waiting: [AtomicUsize; 4],
+    granted: tokio::sync::Notify,
     wall_origin: OffsetDateTime,
     origin: Instant,
 }
@@ -259,6 +260,7 @@ impl Budget {
                 blocked_until: None,
             }),
             waiting: Default::default(),
+            granted: tokio::sync::Notify::new(),
             wall_origin: wall,
             origin: now,
             cfg,
@@ -276,25 +278,35 @@ impl Budget {
     }
 
     /// Wait until one request of `priority` may be sent, and count it.
+    ///
+    /// While a more important caller is waiting, less important callers do not take tokens:
+    /// they wait until a grant happens (or at most a second) and look again.
     pub async fn acquire(&self, priority: Priority) {
         self.waiting[priority.idx()].fetch_add(1, Ordering::SeqCst);
         loop {
             let higher_waiting = Priority::ALL[..priority.idx()]
                 .iter()
                 .any(|p| self.waiting[p.idx()].load(Ordering::SeqCst) > 0);
-            let wait = if higher_waiting {
-                // Let more important callers go first.
-                Err(Duration::from_millis(50))
-            } else {
-                self.try_acquire(priority)
-            };
-            match wait {
+            if higher_waiting {
+                let notified = self.granted.notified();
+                tokio::select! {
+                    () = notified => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
+            match self.try_acquire(priority) {
                 Ok(()) => {
                     self.waiting[priority.idx()].fetch_sub(1, Ordering::SeqCst);
+                    self.granted.notify_waiters();
                     return;
                 }
                 Err(d) => {
-                    tracing::trace!(?priority, wait_ms = d.as_millis() as u64, "budget wait");
+                    tracing::trace!(
+                        ?priority,
+                        wait_ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+                        "budget wait"
+                    );
                     tokio::time::sleep(d.max(Duration::from_millis(1))).await;
                 }
             }

@@ -293,7 +293,8 @@ impl KandjiClient {
     /// Probe every endpoint `streams` need (once each, `limit=1`/`size=1`), plus licensing.
     ///
     /// 403 → `MissingPermission` (or `NotLicensed` when the body says the feature is not
-    /// enabled); 401 means the token itself is invalid and is reported as `Other(Unauthorized)`.
+    /// enabled). 401 → `MissingPermission` too when the token works on another probe or on
+    /// licensing; otherwise the token itself is invalid and every row is `Other(Unauthorized)`.
     pub async fn check(&self, streams: &[StreamKind]) -> CheckReport {
         let mut rows: Vec<(EndpointSpec, Vec<StreamKind>)> = Vec::new();
         for &k in streams {
@@ -361,6 +362,24 @@ impl KandjiClient {
             });
         }
         let licensing = self.licensing().await;
+        // Whether a missing permission answers 401 or 403 is uncertain on the live API: if the
+        // token demonstrably works elsewhere, a 401 on one endpoint is a missing permission.
+        let token_works = licensing.is_ok()
+            || endpoints
+                .iter()
+                .any(|e| matches!(e.result, ProbeResult::Ok));
+        if token_works {
+            for e in &mut endpoints {
+                if matches!(
+                    e.result,
+                    ProbeResult::Other(KandjiError::Unauthorized { .. })
+                ) {
+                    e.result = ProbeResult::MissingPermission {
+                        permission_name: e.permission_name.clone(),
+                    };
+                }
+            }
+        }
         CheckReport {
             endpoints,
             licensing,

@@ -358,6 +358,13 @@ mod tests {
             }
             let rfc = utc.format(&time::format_description::well_known::Rfc3339).unwrap();
             prop_assert_eq!(parse_timestamp(&rfc), Some(utc));
+            // Human form (second precision, UTC).
+            let human_fmt = time::macros::format_description!(
+                "[month repr:short] [day padding:none], [year] at [hour repr:12 padding:none]:[minute]:[second] [period]"
+            );
+            let secs = utc.replace_nanosecond(0).unwrap();
+            let human = secs.format(&human_fmt).unwrap();
+            prop_assert_eq!(parse_timestamp(&human), Some(secs), "{}", human);
         }
     }
 }

@@ -47,11 +47,11 @@ impl PageStyle for NextCursor {
     fn parse(&self, body: Value, _pos: Option<&Position>) -> Result<Parsed, String> {
         let items = items_at(&body, &["results"])?;
         let next = match str_field(&body, "next") {
-            Some(n) => Some(Position::Cursor(
+            Some(n) if !items.is_empty() => Some(Position::Cursor(
                 param_from_next(n, &["cursor"], true)
                     .ok_or_else(|| format!("`next` has no cursor: {n:.200}"))?,
             )),
-            None => None,
+            _ => None,
         };
         Ok(Parsed {
             items,
