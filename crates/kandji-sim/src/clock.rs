@@ -49,3 +49,31 @@ impl SimClock {
         self.base.elapsed().as_secs()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn speed_scales_tokio_time_and_advance_adds() {
+        let c = SimClock::new(&ClockConfig {
+            speed: 60.0,
+            ..ClockConfig::default()
+        });
+        let t0 = c.now_us();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(c.now_us() - t0, 120_000_000);
+        c.advance(Duration::from_secs(5));
+        assert_eq!(c.now_us() - t0, 125_000_000);
+        assert_eq!(c.real_second(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn default_clock_is_frozen() {
+        let c = SimClock::new(&ClockConfig::default());
+        let t0 = c.now();
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert_eq!(c.now(), t0);
+        assert_eq!(t0, time::macros::datetime!(2026-11-01 00:00:00 UTC));
+    }
+}

@@ -270,7 +270,7 @@ pub fn app_item(t: &Tenant, d: &Device, a: &AppInst) -> Value {
         "device_based_vpp": if mac { "" } else { tf(app % 3 == 0) },
         "source": meta.source,
         "process": if mac { meta.name.clone() } else { String::new() },
-        "signature": if mac { format!("Developer ID Application: {} ({})", meta.vendor, meta.team_id) } else { String::new() },
+        "signature": if !mac { String::new() } else if meta.team_id.is_empty() { "Software Signing, Apple Code Signing Certification Authority, Apple Root CA".to_owned() } else { format!("Developer ID Application: {} ({}), Developer ID Certification Authority, Apple Root CA", meta.vendor, meta.team_id) },
         "creation_date": ts_space(a.installed_at),
         "modification_date": ts_space(a.changed_at),
         "path": meta.path,

@@ -685,3 +685,60 @@ async fn incremental_prism_and_check_ins_follow_the_changes() {
     }
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn audit_sorting_and_date_bounds() {
+    let sim = start(static_config(300, 27)).await;
+    let c = client();
+    let v = ok(
+        &c,
+        &sim,
+        "/api/v1/audit/events?limit=500&start_date=2026-10-01&end_date=2026-10-15",
+    )
+    .await;
+    let rows = v["results"].as_array().unwrap();
+    assert!(!rows.is_empty());
+    for r in rows {
+        let at = r["occurred_at"].as_str().unwrap();
+        assert!(("2026-10-01".."2026-10-16").contains(&at), "{at}");
+    }
+    let v = ok(
+        &c,
+        &sim,
+        "/api/v1/audit/events?limit=50&sort_by=-id&start_date=2026-10-01T00:00:00Z",
+    )
+    .await;
+    let ids = ids(&v["results"], "id");
+    let mut sorted = ids.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(ids, sorted, "-id is descending");
+    // A descending walk's next page continues below the last id.
+    let next = rebase(&sim, v["next"].as_str().unwrap());
+    let v2 = ok(&c, &sim, &next).await;
+    assert!(v2["results"][0]["id"].as_str().unwrap() < ids.last().unwrap().as_str());
+    assert!(v2["previous"].is_string());
+    // EDR and vulnerability events are in the feed with the real actor fields.
+    let all = sim.truth("audit_events");
+    let all = all.as_array().unwrap();
+    assert!(all.iter().any(|e| e["actor_type"] == "kandji"
+        && e["actor_id"] == "EDR"
+        && e["target_type"] == "file_detection"));
+    assert!(
+        all.iter()
+            .any(|e| e["actor_id"] == "VULNERABILITY_MANAGEMENT"
+                && e["new_state"]["vulnerability"]["id"].is_string())
+    );
+    assert!(all.iter().all(|e| e["id"].as_str().unwrap().len() == 26));
+    assert_eq!(
+        get(
+            &c,
+            &sim,
+            "/api/v1/audit/events?sort_by=name",
+            Some(sim.token())
+        )
+        .await
+        .status,
+        400
+    );
+    sim.shutdown().await;
+}
