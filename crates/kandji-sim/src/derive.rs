@@ -170,14 +170,14 @@ fn base_has(seed: u64, d: &Device, app: usize) -> bool {
             } else if app < tail_base() {
                 chance(hv, 0.35 + r)
             } else if app < ios_base() {
-                chance(hv, r * 0.9)
+                chance(hv, 0.3 + r * 1.2)
             } else {
                 false
             }
         }
         Platform::IPhone | Platform::IPad => {
             if app >= ios_base() && app < tv_base() {
-                app - ios_base() < 6 || chance(hv, r * 0.9)
+                app - ios_base() < 6 || chance(hv, r)
             } else {
                 false
             }

@@ -148,3 +148,60 @@ async fn export_validation_and_filters() {
     }
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn realistic_app_counts_per_platform() {
+    let sim = start(static_config(400, 12)).await;
+    let devices = sim.truth("devices");
+    let apps = sim.truth("apps");
+    let mut ranges: std::collections::HashMap<String, (usize, usize)> = Default::default();
+    for (d, a) in devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(apps.as_array().unwrap())
+    {
+        assert_eq!(d["device_id"], a["device_id"]);
+        let n = a["apps"].as_array().unwrap().len();
+        let e = ranges
+            .entry(d["platform"].as_str().unwrap().to_owned())
+            .or_insert((usize::MAX, 0));
+        e.0 = e.0.min(n);
+        e.1 = e.1.max(n);
+    }
+    let (lo, hi) = ranges["Mac"];
+    assert!(lo >= 90 && hi <= 260, "Mac apps {lo}..{hi}");
+    for p in ["iPhone", "iPad"] {
+        let (lo, hi) = ranges[p];
+        assert!(lo >= 6 && hi <= 60, "{p} apps {lo}..{hi}");
+    }
+    let (lo, hi) = ranges["AppleTV"];
+    assert!(hi <= 6, "Apple TV apps {lo}..{hi}");
+    // Markup in a few percent of device and app names, for the console's escaping tests.
+    let names = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["device_name"].as_str().unwrap().contains('<'))
+        .count();
+    assert!(
+        names > 0 && names * 10 < devices.as_array().unwrap().len(),
+        "{names} device names with markup"
+    );
+    let rows: Vec<&serde_json::Value> = apps
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|a| a["apps"].as_array().unwrap())
+        .collect();
+    let markup = rows
+        .iter()
+        .filter(|r| r["app_name"].as_str().unwrap().contains('<'))
+        .count();
+    assert!(
+        markup > 0 && markup * 10 < rows.len(),
+        "{markup} of {} app rows with markup",
+        rows.len()
+    );
+    sim.shutdown().await;
+}
