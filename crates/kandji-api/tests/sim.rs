@@ -168,11 +168,11 @@ async fn every_endpoint_matches_truth() {
 
 #[tokio::test(start_paused = true)]
 async fn prism_export_cycle_against_sim() {
-    let s = sim(static_cfg(120)).await;
+    let s = sim(static_cfg(12)).await;
     let c = sim_client(&s);
     let opts = ExportOptions {
         poll_initial: Duration::from_secs(1),
-        batch_size: 100,
+        batch_size: 5,
         ..ExportOptions::default()
     };
     let rows: Vec<_> = c
@@ -181,7 +181,7 @@ async fn prism_export_cycle_against_sim() {
         .await
         .unwrap();
     let rows: Vec<_> = rows.into_iter().flatten().collect();
-    assert_eq!(rows.len(), 120);
+    assert_eq!(rows.len(), 12);
     let ids: BTreeSet<String> = rows.iter().filter_map(|r| r.device_id.clone()).collect();
     assert_eq!(ids, truth_set(&s, "devices", "/device_id"));
     // Apps export: as many rows as the Prism GET walk.
@@ -298,9 +298,9 @@ async fn resume_from_checkpoint() {
 #[tokio::test(start_paused = true)]
 async fn budget_share_is_never_exceeded_across_concurrent_streams() {
     let s = sim(SimConfig {
-        devices: 3000,
+        devices: 400,
         hourly_limit: 1000,
-        ..static_cfg(3000)
+        ..static_cfg(400)
     })
     .await;
     let budget = Arc::new(Budget::new(BudgetConfig {
@@ -326,7 +326,7 @@ async fn budget_share_is_never_exceeded_across_concurrent_streams() {
             }),
             tokio::spawn(async move {
                 loop {
-                    let _ = collect(c3.prism("apps", vec![], None)).await;
+                    let _ = collect(c3.prism("device_information", vec![], None)).await;
                 }
             }),
             tokio::spawn(async move {
