@@ -282,7 +282,8 @@ impl Budget {
     /// While a more important caller is waiting, less important callers do not take tokens:
     /// they wait until a grant happens (or at most a second) and look again.
     pub async fn acquire(&self, priority: Priority) {
-        self.waiting[priority.idx()].fetch_add(1, Ordering::SeqCst);
+        // Decremented on drop, so a cancelled wait never leaves a phantom waiter behind.
+        let _waiting = WaitGuard::new(&self.waiting[priority.idx()]);
         loop {
             let higher_waiting = Priority::ALL[..priority.idx()]
                 .iter()
@@ -297,7 +298,7 @@ impl Budget {
             }
             match self.try_acquire(priority) {
                 Ok(()) => {
-                    self.waiting[priority.idx()].fetch_sub(1, Ordering::SeqCst);
+                    drop(_waiting);
                     self.granted.notify_waiters();
                     return;
                 }
@@ -465,6 +466,21 @@ impl Budget {
     }
 }
 
+struct WaitGuard<'a>(&'a AtomicUsize);
+
+impl<'a> WaitGuard<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter)
+    }
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Time from `wall` to the next top of the clock hour (never zero: at :00:00 exactly, one hour).
 pub fn until_top_of_hour(wall: OffsetDateTime) -> Duration {
     let into_hour = u64::from(wall.minute()) * 60 + u64::from(wall.second());
@@ -613,6 +629,19 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(order.lock().unwrap()[0], Priority::Security);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancelled_waiter_does_not_block_lower_priorities() {
+        let b = Budget::new(cfg(10_000, 1.0, 1));
+        b.acquire(Priority::Bulk).await; // drain the per-second cell
+        // A Security wait that is cancelled half-way.
+        let _ =
+            tokio::time::timeout(Duration::from_millis(10), b.acquire(Priority::Security)).await;
+        assert_eq!(b.state().waiting, [0, 0, 0, 0]);
+        let start = Instant::now();
+        b.acquire(Priority::Bulk).await;
+        assert!(start.elapsed() <= Duration::from_secs(1));
     }
 
     #[test]
