@@ -213,6 +213,27 @@ fn app_row(t: &Tenant, d: &Device, a: &derive::AppInst) -> Value {
     )
 }
 
+/// Rows of a device from row `from` on, skipping (without rendering) app rows that changed before
+/// `since`; each with its row index.
+pub fn rows_from(
+    t: &Tenant,
+    cat: &str,
+    d: &Device,
+    from: usize,
+    since: Option<i64>,
+) -> Vec<(usize, Value)> {
+    if cat == "apps" {
+        return derive::device_apps(t, d)
+            .iter()
+            .enumerate()
+            .skip(from)
+            .filter(|(_, a)| since.is_none_or(|s| a.changed_at.max(a.installed_at) >= s))
+            .map(|(k, a)| (k, app_row(t, d, a)))
+            .collect();
+    }
+    rows(t, cat, d).into_iter().enumerate().skip(from).collect()
+}
+
 /// All rows of a device in a category.
 pub fn rows(t: &Tenant, cat: &str, d: &Device) -> Vec<Value> {
     let n = row_count(t, cat, d);
@@ -630,8 +651,7 @@ pub fn page(
                 continue;
             }
         }
-        let rs = rows(t, &q.category, d);
-        for (k, r) in rs.into_iter().enumerate().skip(row0) {
+        for (k, r) in rows_from(t, &q.category, d, row0, since) {
             if !q.filter.matches(&r) {
                 continue;
             }

@@ -58,6 +58,8 @@ pub struct Shared {
     pub base_url: OnceLock<String>,
     pub cursor_serial: AtomicU64,
     pub routes: Vec<Route>,
+    /// Prism totals by (query hash, simulated minute): stable while the tenant is unchanged.
+    pub count_cache: Mutex<HashMap<(u64, i64), Option<u64>>>,
 }
 
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -434,6 +436,7 @@ pub fn new_shared(cfg: SimConfig) -> Shared {
         base_url: OnceLock::new(),
         cursor_serial: AtomicU64::new(0),
         routes: routes::table(),
+        count_cache: Mutex::new(HashMap::new()),
         cfg,
     }
 }

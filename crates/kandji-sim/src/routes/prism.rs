@@ -19,6 +19,21 @@ fn query_of(req: &Req, category: &str) -> Result<Query, Reply> {
     })
 }
 
+/// `prism::count`, memoised per query while the tenant is unchanged (same simulated minute).
+fn cached_count(sh: &Shared, t: &crate::model::Tenant, q: &Query) -> Option<u64> {
+    let key = (q.hash(), t.step);
+    if let Some(v) = lock(&sh.count_cache).get(&key) {
+        return *v;
+    }
+    let v = prism::count(t, q);
+    let mut cache = lock(&sh.count_cache);
+    if cache.len() > 256 {
+        cache.clear();
+    }
+    cache.insert(key, v);
+    v
+}
+
 fn invalid_category(c: &str) -> Reply {
     Reply::detail(400, &format!("Invalid category: {c}"))
 }
@@ -55,7 +70,7 @@ pub fn category(sh: &Shared, req: &Req) -> Reply {
     let total = if *total_null {
         None
     } else {
-        prism::count(&t, &q)
+        cached_count(sh, &t, &q)
     };
     let cursor = next.map(|p| make_cursor(sh, &[qh, p.dev.to_string(), p.row.to_string()]));
     Reply::json(&json!({
@@ -77,7 +92,7 @@ pub fn count(sh: &Shared, req: &Req) -> Reply {
         Err(r) => return r,
     };
     let t = sh.tenant();
-    let (n, approx) = match prism::count(&t, &q) {
+    let (n, approx) = match cached_count(sh, &t, &q) {
         Some(n) => (n, false),
         None => {
             let unfiltered = Query {
