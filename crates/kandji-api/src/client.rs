@@ -1,6 +1,7 @@
 //! The HTTP core: authenticated requests with budget, retries and typed errors.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -141,7 +142,48 @@ pub struct ApiResponse {
     pub body: Value,
 }
 
+/// Request counters of a client (and its clones), for metrics and the status page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ClientStats {
+    /// HTTP attempts sent (including retries).
+    pub attempts: u64,
+    /// Requests that succeeded.
+    pub ok: u64,
+    /// Retries scheduled.
+    pub retries: u64,
+    /// 429 answers received.
+    pub rate_limited: u64,
+    /// 5xx answers received.
+    pub server_errors: u64,
+    /// Timeouts and connection-level failures.
+    pub transport_errors: u64,
+    /// 200 answers whose body was not JSON.
+    pub decode_errors: u64,
+    /// Non-retryable answers (401, 403, 404, other 4xx).
+    pub client_errors: u64,
+    /// Requests abandoned after retries.
+    pub gave_up: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    attempts: AtomicU64,
+    ok: AtomicU64,
+    retries: AtomicU64,
+    rate_limited: AtomicU64,
+    server_errors: AtomicU64,
+    transport_errors: AtomicU64,
+    decode_errors: AtomicU64,
+    client_errors: AtomicU64,
+    gave_up: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
 pub(crate) struct Inner {
+    counters: Counters,
     pub(crate) cfg: ClientConfig,
     pub(crate) http: reqwest::Client,
     /// For signed download URLs: no Authorization header, ever.
@@ -221,6 +263,7 @@ impl KandjiClient {
             .map_err(|e| KandjiError::Config(format!("HTTP client: {}", e.without_url())))?;
         Ok(Self {
             inner: Arc::new(Inner {
+                counters: Counters::default(),
                 cfg,
                 http,
                 download,
@@ -243,6 +286,23 @@ impl KandjiClient {
         &self.inner.cfg
     }
 
+    /// A snapshot of this client's request counters (shared by its clones).
+    pub fn stats(&self) -> ClientStats {
+        let c = &self.inner.counters;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ClientStats {
+            attempts: g(&c.attempts),
+            ok: g(&c.ok),
+            retries: g(&c.retries),
+            rate_limited: g(&c.rate_limited),
+            server_errors: g(&c.server_errors),
+            transport_errors: g(&c.transport_errors),
+            decode_errors: g(&c.decode_errors),
+            client_errors: g(&c.client_errors),
+            gave_up: g(&c.gave_up),
+        }
+    }
+
     /// Send a request with budget, retries and typed errors; return the parsed JSON.
     pub async fn send(&self, req: &ApiRequest) -> Result<ApiResponse, KandjiError> {
         let policy = &self.inner.cfg.retry;
@@ -252,12 +312,18 @@ impl KandjiClient {
         let mut envelopes = policy.envelopes();
         let mut attempt: u32 = 0;
         let mut not_json: u32 = 0;
+        let counters = &self.inner.counters;
         loop {
             budget.acquire(req.priority).await;
             attempt += 1;
+            bump(&counters.attempts);
             match self.send_once(req, &endpoint).await {
-                Ok(resp) => return Ok(resp),
+                Ok(resp) => {
+                    bump(&counters.ok);
+                    return Ok(resp);
+                }
                 Err(Failure::Fatal(e)) => {
+                    bump(&counters.client_errors);
                     tracing::warn!(endpoint = %endpoint, kind = e.kind(), error = %e, "request failed");
                     return Err(e);
                 }
@@ -266,9 +332,16 @@ impl KandjiClient {
                     hint,
                     not_json: nj,
                 }) => {
+                    bump(match &error {
+                        KandjiError::RateLimited { .. } => &counters.rate_limited,
+                        KandjiError::Server { .. } => &counters.server_errors,
+                        KandjiError::Decode { .. } => &counters.decode_errors,
+                        _ => &counters.transport_errors,
+                    });
                     if nj {
                         not_json += 1;
                         if not_json > policy.decode_retries {
+                            bump(&counters.gave_up);
                             tracing::warn!(endpoint = %endpoint, attempt, "body still not JSON; giving up");
                             return Err(error);
                         }
@@ -281,9 +354,11 @@ impl KandjiClient {
                     if attempt >= policy.max_attempts
                         || start.elapsed() + delay > policy.max_elapsed
                     {
+                        bump(&counters.gave_up);
                         tracing::warn!(endpoint = %endpoint, attempt, kind = error.kind(), error = %error, "giving up after retries");
                         return Err(error);
                     }
+                    bump(&counters.retries);
                     tracing::info!(
                         endpoint = %endpoint,
                         attempt,

@@ -22,7 +22,7 @@ pub mod retry;
 pub mod time;
 
 pub use budget::{Budget, BudgetConfig, BudgetState, Priority};
-pub use client::{ApiRequest, ApiResponse, ClientConfig, KandjiClient, Query};
+pub use client::{ApiRequest, ApiResponse, ClientConfig, ClientStats, KandjiClient, Query};
 pub use endpoint::{ApiBase, Region};
 pub use error::{KandjiError, PaginationProblem};
 pub use paginate::{Page, PageStream, Position};

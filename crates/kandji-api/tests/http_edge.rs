@@ -167,6 +167,11 @@ async fn burst_of_5xx_recovers() {
     let c = client(&server.uri());
     c.licensing().await.unwrap();
     assert_eq!(server.received_requests().await.unwrap().len(), 5);
+    let st = c.stats();
+    assert_eq!(
+        (st.attempts, st.ok, st.retries, st.server_errors, st.gave_up),
+        (5, 1, 4, 4, 0)
+    );
 }
 
 #[tokio::test(start_paused = true)]

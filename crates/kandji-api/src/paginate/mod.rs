@@ -180,6 +180,12 @@ impl WalkState {
         let mut req = self.req.clone();
         req.query.extend(self.style.query(self.pos.as_ref()));
         let resp = self.client.send(&req).await?;
+        // `/devices` sends no count in the body; it has carried `X-Total-Count`.
+        let header_total = resp
+            .headers
+            .get("x-total-count")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         let parsed = self
             .style
             .parse(resp.body, self.pos.as_ref())
@@ -204,7 +210,7 @@ impl WalkState {
             items: parsed.items,
             position: self.pos.take(),
             next: parsed.next.clone(),
-            total: parsed.total,
+            total: parsed.total.or(header_total),
             index: self.index,
         };
         tracing::debug!(endpoint = %self.endpoint, index = self.index, items = page.items.len(), next = ?page.next, "page");
