@@ -16,11 +16,14 @@ use crate::endpoint::ApiBase;
 use crate::error::{KandjiError, error_message, is_no_route_message, is_not_licensed_message};
 use crate::retry::{RetryPolicy, full_jitter, server_hint};
 
-/// The default User-Agent: `kandji-collector/<version> (+https://github.com/kandji-collector/kandji-collector)`.
+/// The default User-Agent: `kandji-collector/<version> (+read-only fleet collector; kandji-api)`.
+///
+/// The project has no public repository URL yet; set [`ClientConfig::user_agent`] to
+/// `kandji-collector/<version> (+<repo url>)` once it has one.
 pub const USER_AGENT: &str = concat!(
     "kandji-collector/",
     env!("CARGO_PKG_VERSION"),
-    " (+https://github.com/kandji-collector/kandji-collector)"
+    " (+read-only fleet collector; kandji-api)"
 );
 
 /// A list of query parameters.
