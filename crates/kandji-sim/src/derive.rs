@@ -44,6 +44,13 @@ pub struct AppMeta {
     pub mac: bool,
 }
 
+/// The catalog entry of an app, built once.
+pub fn app_meta_ref(app: usize) -> &'static AppMeta {
+    static TABLE: std::sync::OnceLock<Vec<AppMeta>> = std::sync::OnceLock::new();
+    let t = TABLE.get_or_init(|| (0..n_apps()).map(app_meta).collect());
+    &t[app.min(t.len() - 1)]
+}
+
 pub fn app_meta(app: usize) -> AppMeta {
     if app < pop_base() {
         let a = &catalog::MAC_SYSTEM_APPS[app - SYS];

@@ -23,13 +23,19 @@ fn s3_error(status: StatusCode, code: &str, msg: &str) -> Response<Body> {
     r
 }
 
-fn cell(v: &Value) -> String {
+fn cell(v: &Value, buf: &mut String) {
+    use std::fmt::Write;
+    buf.clear();
     match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        other => other.to_string(),
+        Value::Null => {}
+        Value::String(s) => buf.push_str(s),
+        Value::Bool(b) => buf.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => {
+            let _ = write!(buf, "{n}");
+        }
+        other => {
+            let _ = write!(buf, "{other}");
+        }
     }
 }
 
@@ -38,12 +44,19 @@ pub fn csv_rows(cols: &[String], rows: &[Value]) -> Vec<u8> {
     let mut w = csv::WriterBuilder::new()
         .has_headers(false)
         .from_writer(Vec::new());
+    let mut buf = String::new();
     for r in rows {
-        let rec: Vec<String> = cols
-            .iter()
-            .map(|c| cell(r.get(c).unwrap_or(&Value::Null)))
-            .collect();
-        let _ = w.write_record(&rec);
+        for c in cols {
+            let v = r.get(c).unwrap_or(&Value::Null);
+            let _ = match v {
+                Value::String(s) => w.write_field(s.as_bytes()),
+                _ => {
+                    cell(v, &mut buf);
+                    w.write_field(buf.as_bytes())
+                }
+            };
+        }
+        let _ = w.write_record(None::<&[u8]>);
     }
     w.into_inner().unwrap_or_default()
 }

@@ -68,7 +68,8 @@ pub fn row_count(t: &Tenant, cat: &str, d: &Device) -> usize {
     }
 }
 
-fn common(t: &Tenant, d: &Device, created: i64, changed: i64) -> Map<String, Value> {
+/// Device-level fields shared by every row of a device.
+fn device_common(t: &Tenant, d: &Device) -> Map<String, Value> {
     let mut m = Map::new();
     let (uid, uname, uemail) = match d.user {
         Some(u) => (
@@ -102,14 +103,24 @@ fn common(t: &Tenant, d: &Device, created: i64, changed: i64) -> Map<String, Val
     m.insert("serial_number".into(), json!(t.serial(d.idx, d.platform)));
     m.insert("model_id".into(), json!(model(d).model_id));
     m.insert("count".into(), Value::Null);
-    m.insert("created_at".into(), json!(ts_space(created)));
-    m.insert("updated_at".into(), json!(ts_space(changed)));
-    m.insert("last_changed_at".into(), json!(ts_space(changed)));
     m.insert(
         "last_collected_at".into(),
         json!(ts_space(t.last_check_in(d))),
     );
     m
+}
+
+fn with_times(base: &Map<String, Value>, created: i64, changed: i64) -> Map<String, Value> {
+    let mut m = base.clone();
+    m.insert("created_at".into(), json!(ts_space(created)));
+    let ch = json!(ts_space(changed));
+    m.insert("updated_at".into(), ch.clone());
+    m.insert("last_changed_at".into(), ch);
+    m
+}
+
+fn common(t: &Tenant, d: &Device, created: i64, changed: i64) -> Map<String, Value> {
+    with_times(&device_common(t, d), created, changed)
 }
 
 fn ext(mut m: Map<String, Value>, v: Value) -> Value {
@@ -158,12 +169,12 @@ fn device_information(t: &Tenant, d: &Device) -> Value {
     )
 }
 
-fn app_row(t: &Tenant, d: &Device, a: &derive::AppInst) -> Value {
+fn app_row(t: &Tenant, base: &Map<String, Value>, a: &derive::AppInst) -> Value {
     let app = usize::from(a.app);
-    let meta = derive::app_meta(app);
+    let meta = derive::app_meta_ref(app);
     let ver = derive::app_version(app, a.ver);
     let ios = !meta.mac;
-    let base = common(t, d, a.installed_at, a.changed_at.max(a.installed_at));
+    let base = with_times(base, a.installed_at, a.changed_at.max(a.installed_at));
     let copyright = if app % 3 == 0 {
         format!("Copyright © 2025 {}\nAll rights reserved.", meta.vendor)
     } else {
@@ -223,12 +234,13 @@ pub fn rows_from(
     since: Option<i64>,
 ) -> Vec<(usize, Value)> {
     if cat == "apps" {
+        let base = device_common(t, d);
         return derive::device_apps(t, d)
             .iter()
             .enumerate()
             .skip(from)
             .filter(|(_, a)| since.is_none_or(|s| a.changed_at.max(a.installed_at) >= s))
-            .map(|(k, a)| (k, app_row(t, d, a)))
+            .map(|(k, a)| (k, app_row(t, &base, a)))
             .collect();
     }
     rows(t, cat, d).into_iter().enumerate().skip(from).collect()
@@ -246,7 +258,10 @@ pub fn rows(t: &Tenant, cat: &str, d: &Device) -> Vec<Value> {
     let fe = d.first_enrollment;
     match cat {
         "device_information" | "activation_lock" | "desktop_and_screensaver" => vec![device_information(t, d)],
-        "apps" => derive::device_apps(t, d).iter().map(|a| app_row(t, d, a)).collect(),
+        "apps" => {
+            let base = device_common(t, d);
+            derive::device_apps(t, d).iter().map(|a| app_row(t, &base, a)).collect()
+        }
         "filevault" => vec![ext(common(t, d, fe, ch), json!({
             "status": d.filevault,
             "key_type": if d.filevault { json!("personal") } else { Value::Null },
