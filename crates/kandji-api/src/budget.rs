@@ -135,7 +135,8 @@ pub struct BudgetState {
     pub limit: u32,
     /// Our configured fraction.
     pub share: f64,
-    /// Our hourly share in requests (`limit * share`).
+    /// Our hourly share in requests: `configured limit × share`, or `server limit × share` when
+    /// the server reports a lower hourly limit.
     pub share_limit: u32,
     /// Requests of the share reserved for Security/Audit.
     pub reserved: u32,
@@ -325,7 +326,8 @@ impl Budget {
             }
             st.blocked_until = None;
         }
-        let mut cap = self.share_limit;
+        let (base, reserved) = self.base_allowance(&st);
+        let mut cap = base;
         let mut refill = st.window_end;
         if let Some((allow, at_spent, valid_until)) = st.server_cap {
             if valid_until > now {
@@ -336,7 +338,7 @@ impl Budget {
             }
         }
         if !priority.uses_reserve() {
-            cap = cap.saturating_sub(self.reserved);
+            cap = cap.min(base.saturating_sub(reserved));
         }
         if st.spent >= cap {
             return Err(refill.saturating_duration_since(now));
@@ -357,6 +359,24 @@ impl Budget {
         st.spent_by_priority[priority.idx()] += 1;
         st.total_spent += 1;
         Ok(())
+    }
+
+    /// Our hourly share and its reserved slice: from the configured limit, or from the
+    /// server-reported hourly limit when it is lower.
+    fn base_allowance(&self, st: &State) -> (u32, u32) {
+        let base = match st.server_limit {
+            Some(l) => self
+                .share_limit
+                .min(((f64::from(l) * self.cfg.share).floor() as u32).max(1)),
+            None => self.share_limit,
+        };
+        let reserved = if base == self.share_limit {
+            self.reserved
+        } else {
+            ((f64::from(base) * self.cfg.reserved_fraction).floor() as u32)
+                .min(base.saturating_sub(1))
+        };
+        (base, reserved)
     }
 
     fn roll(&self, st: &mut State, now: Instant) {
@@ -438,7 +458,8 @@ impl Budget {
         let now = Instant::now();
         let mut st = self.lock();
         self.roll(&mut st, now);
-        let mut cap = self.share_limit;
+        let (base, reserved) = self.base_allowance(&st);
+        let mut cap = base;
         if let Some((allow, at_spent, valid_until)) = st.server_cap
             && valid_until > now
         {
@@ -449,8 +470,8 @@ impl Budget {
         BudgetState {
             limit: st.server_limit.unwrap_or(self.cfg.hourly_limit),
             share: self.cfg.share,
-            share_limit: self.share_limit,
-            reserved: self.reserved,
+            share_limit: base,
+            reserved,
             per_second: self.per_second,
             spent_this_hour: st.spent,
             remaining: cap.saturating_sub(st.spent),

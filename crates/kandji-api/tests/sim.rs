@@ -511,3 +511,54 @@ async fn expired_cursor_is_a_typed_error() {
     );
     s.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn adapts_to_server_remaining_when_the_tenant_limit_is_lower_than_configured() {
+    // We believe the tenant has 10,000/h; the server says 30. Our share (50 %) of what the
+    // server reports remaining must keep us under the real limit: no 429, ever.
+    let s = sim(SimConfig {
+        hourly_limit: 30,
+        ..static_cfg(400)
+    })
+    .await;
+    let budget = Arc::new(Budget::new(BudgetConfig {
+        wall_clock: top_of_hour,
+        ..BudgetConfig::default()
+    }));
+    let c = client_with(&s.base_url(), s.token(), budget.clone(), fast_retry());
+    let run = async {
+        loop {
+            let _ = collect(c.devices(vec![], None)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(30 * 60), run).await;
+    let total = s.stats().total;
+    assert!(no_429(&s), "{:?}", s.stats());
+    // Our share is 50 % of the server's 30; Inventory may not touch the 20 % reserve: 12.
+    assert_eq!(total, 12);
+    let st = budget.state();
+    assert_eq!(st.server_limit, Some(30));
+    assert_eq!((st.share_limit, st.reserved), (15, 3));
+    assert!(st.server_remaining.is_some());
+    assert_eq!(st.remaining, 3); // only the Security/Audit reserve is left
+    s.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn storm_without_retry_after_uses_ratelimit_reset() {
+    let s = sim(SimConfig {
+        retry_after: false,
+        ..static_cfg(10)
+    })
+    .await;
+    s.set_faults(Faults {
+        storm_429: 3,
+        ..Faults::default()
+    });
+    let c = sim_client(&s);
+    let t = tokio::time::Instant::now();
+    c.licensing().await.unwrap();
+    assert!(t.elapsed() >= Duration::from_secs(3), "{:?}", t.elapsed());
+    assert_eq!(c.stats().rate_limited, 3);
+    s.shutdown().await;
+}
