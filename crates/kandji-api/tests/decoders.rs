@@ -1,6 +1,7 @@
 //! Proptest harness over every payload decoder: arbitrary JSON and arbitrary bytes never panic;
 //! objects always decode; the documented value variants decode to the same typed values.
 
+use futures::StreamExt;
 use kandji_api::error::error_message;
 use kandji_api::models::{
     self, AdeDevice, App, AuditEvent, BehavioralDetection, Blueprint, Device, DeviceActivity,
@@ -150,10 +151,11 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
-        let _ = models::decode::<Device>(&bytes);
-        let _ = models::decode::<DeviceDetails>(&bytes);
-        let _ = models::decode::<PrismRow>(&bytes);
-        let _ = models::decode::<VulnDetection>(&bytes);
+        macro_rules! each {
+            ($($t:ty),+) => {$( let _ = models::decode::<$t>(&bytes); )+};
+        }
+        each!(Device, DeviceDetails, App, DeviceApps, DeviceStatus, DeviceActivity, DeviceCommand, AuditEvent, Threat,
+            BehavioralDetection, VulnDetection, Vulnerability, User, Blueprint, Tag, AdeDevice, Licensing, PrismExport, PrismRow);
         let _ = error_message(&bytes);
         let s = String::from_utf8_lossy(&bytes);
         let _ = kandji_api::parse_timestamp(&s);
@@ -261,4 +263,25 @@ fn documented_quirks_decode() {
     let row = PrismRow::from_map(json!({"Device ID": "d9", "device__name": "X", "updated_at": "2024-07-23T14:11:37.150080Z"}).as_object().unwrap().clone());
     assert_eq!(row.device_id.as_deref(), Some("d9"));
     assert!(row.updated_at.is_some());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// The export CSV parser on arbitrary bytes split at arbitrary points: never panics, always ends.
+    #[test]
+    fn csv_parser_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512), split in 1usize..64) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let chunks: Vec<Result<bytes::Bytes, String>> =
+                bytes.chunks(split).map(|c| Ok(bytes::Bytes::copy_from_slice(c))).collect();
+            let out: Vec<_> = kandji_api::export::parse_csv_stream(futures::stream::iter(chunks), 7, 1).collect().await;
+            // At most one error, and only at the end.
+            let errs = out.iter().filter(|r| r.is_err()).count();
+            assert!(errs <= 1);
+            if errs == 1 {
+                assert!(out.last().is_some_and(Result::is_err));
+            }
+        });
+    }
 }
