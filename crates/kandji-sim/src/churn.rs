@@ -11,16 +11,19 @@ const MINUTE: i64 = 60_000_000;
 
 /// Bring the tenant up to `now_us`, applying every whole simulated minute that has elapsed.
 pub fn catch_up(t: &mut Tenant, churn: &Churn, now_us: i64) {
-    if now_us > t.now_us {
-        t.now_us = now_us;
-    }
     let active = churn != &Churn::none();
     while (t.step + 1) * MINUTE <= now_us {
         let s = t.step;
         if active {
+            // Each step sees "now" at its own end, so the result does not depend on how far
+            // (or in how many requests) the tenant is caught up.
+            t.now_us = t.now_us.max((s + 1) * MINUTE);
             apply_step(t, churn, s);
         }
         t.step = s + 1;
+    }
+    if now_us > t.now_us {
+        t.now_us = now_us;
     }
 }
 
@@ -50,6 +53,8 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
         let mut d = new_device(t, idx, ts);
         d.missing = false;
         d.last_seen = ts;
+        d.last_enrollment = ts;
+        d.changed_at = ts;
         if let Some(u) = d.user {
             t.user_devices[u as usize] += 1;
         }

@@ -742,3 +742,35 @@ async fn audit_sorting_and_date_bounds() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn lazy_catch_up_does_not_depend_on_request_timing() {
+    let a = start(churny(150, 31)).await;
+    let b = start(churny(150, 31)).await;
+    let c = client();
+    a.advance(Duration::from_secs(4 * 3600 + 59));
+    for _ in 0..48 {
+        b.advance(Duration::from_secs(300));
+        ok(&c, &b, "/api/v1/devices?limit=1").await;
+    }
+    b.advance(Duration::from_secs(59));
+    assert_eq!(a.now(), b.now());
+    for cat in [
+        "devices",
+        "apps",
+        "compliance",
+        "audit_events",
+        "removed_devices",
+        "threats",
+        "vulnerability_detections",
+        "device_details",
+    ] {
+        assert_eq!(
+            a.truth(cat),
+            b.truth(cat),
+            "{cat} differs between one big step and many small ones"
+        );
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
