@@ -166,7 +166,12 @@ pub fn stream(
         loop {
             let (items, next) = {
                 let t = sh.tenant();
-                chunk(&t, &cat, device.as_deref(), pos, 500)
+                let n = if PER_DEVICE.contains(&cat.as_str()) {
+                    50
+                } else {
+                    500
+                };
+                chunk(&t, &cat, device.as_deref(), pos, n)
             };
             let mut buf = Vec::new();
             for it in items {
