@@ -226,7 +226,8 @@ fn build(status: u16, ct: &str, body: Body, headers: &[(String, String)]) -> Res
 }
 
 fn kong_404(sh: &Shared) -> Reply {
-    let rid = format!("{:032x}", h(&[sh.cfg.seed, sh.next_cursor_serial()]));
+    let n = sh.next_cursor_serial();
+    let rid = format!("{:016x}{:016x}", h(&[sh.cfg.seed, n, 1]), h(&[sh.cfg.seed, n, 2]));
     Reply::json_status(
         404,
         &json!({"message": "no Route matched with those values", "request_id": rid}),
