@@ -227,7 +227,11 @@ fn build(status: u16, ct: &str, body: Body, headers: &[(String, String)]) -> Res
 
 fn kong_404(sh: &Shared) -> Reply {
     let n = sh.next_cursor_serial();
-    let rid = format!("{:016x}{:016x}", h(&[sh.cfg.seed, n, 1]), h(&[sh.cfg.seed, n, 2]));
+    let rid = format!(
+        "{:016x}{:016x}",
+        h(&[sh.cfg.seed, n, 1]),
+        h(&[sh.cfg.seed, n, 2])
+    );
     Reply::json_status(
         404,
         &json!({"message": "no Route matched with those values", "request_id": rid}),
@@ -294,6 +298,7 @@ pub async fn handle_api(
             hdrs.push(("Retry-After".into(), info.retry_after.max(1).to_string()));
         }
         sh.record(&key, "429");
+        tracing::debug!(route = %key, storm, retry_after = info.retry_after, "rate limited");
         let body =
             serde_json::to_vec(&json!({"message": "API rate limit exceeded"})).unwrap_or_default();
         return build(
@@ -397,6 +402,7 @@ pub async fn handle_api(
         }
     };
     sh.record(&key, &reply.status.to_string());
+    tracing::debug!(route = %key, status = reply.status, bytes = reply.body.len(), truncated = truncate, "api request");
     let mut all = hdrs;
     all.extend(reply.headers);
     let body = if truncate && reply.body.len() > 2 {

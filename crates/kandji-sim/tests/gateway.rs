@@ -91,6 +91,27 @@ async fn permission_answers() {
     for h in RL_HEADERS {
         assert!(r.header(h).is_some(), "404 lacks {h}");
     }
+    // Non-JSON and template endpoints.
+    let r = get(
+        &c,
+        &sim,
+        "/api/v1/integrations/apple/ade/public_key/",
+        Some(sim.token()),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text.starts_with("-----BEGIN CERTIFICATE-----")
+            && r.header("content-type").unwrap().contains("x509")
+    );
+    let r = get(
+        &c,
+        &sim,
+        "/api/v1/blueprints/templates/?limit=2",
+        Some(sim.token()),
+    )
+    .await;
+    assert_eq!(r.json()["results"].as_array().unwrap().len(), 2);
     // Unknown device: 404 from the API itself, not Kong.
     let r = get(
         &c,

@@ -57,6 +57,7 @@ pub fn table() -> Vec<Route> {
         get("/api/v1/devices/{device_id}/commands", devices::commands),
         get("/api/v1/devices/{device_id}/notes", devices::notes),
         get("/api/v1/blueprints", org::blueprints),
+        get("/api/v1/blueprints/templates/", org::blueprint_templates),
         get("/api/v1/blueprints/{blueprint_id}", org::blueprint),
         get(
             "/api/v1/blueprints/{blueprint_id}/list-library-items",
@@ -66,6 +67,10 @@ pub fn table() -> Vec<Route> {
         get("/api/v1/users", org::users),
         get("/api/v1/users/{user_id}", org::user),
         get("/api/v1/integrations/apple/ade", org::ade_tokens),
+        get(
+            "/api/v1/integrations/apple/ade/public_key/",
+            org::ade_public_key,
+        ),
         get("/api/v1/integrations/apple/ade/devices", org::ade_devices),
         get(
             "/api/v1/integrations/apple/ade/devices/{device_id}",

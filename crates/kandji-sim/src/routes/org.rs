@@ -53,6 +53,38 @@ pub fn blueprints(sh: &Shared, req: &Req) -> Reply {
     drf(sh, req, rows, 300, 1000)
 }
 
+/// Parameter templates (e.g. CIS benchmarks) that blueprints can start from.
+pub fn blueprint_templates(sh: &Shared, req: &Req) -> Reply {
+    let t = sh.tenant();
+    let names = [
+        (
+            "CIS Level 1",
+            "Center for Internet Security benchmark, level 1",
+        ),
+        (
+            "CIS Level 2",
+            "Center for Internet Security benchmark, level 2",
+        ),
+        ("NIST 800-53 Low", "NIST SP 800-53 low-impact baseline"),
+        (
+            "Kandji Level I",
+            "A minimum level of security that is recommended for all businesses.",
+        ),
+    ];
+    let rows: Vec<Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, (n, d))| {
+            let params: serde_json::Map<String, Value> = (0..catalog::PARAMETERS.len() as u16)
+                .filter(|p| (usize::from(*p) + i) % (i + 2) == 0)
+                .map(|p| (uuid_of(t.parameter_uuid(p)), json!({"mute": false, "daily": false})))
+                .collect();
+            json!({"id": uuid_of(uuid_u128("bptemplate", &[i as u64])), "name": n, "description": d, "params": params})
+        })
+        .collect();
+    drf(sh, req, rows, 300, 300)
+}
+
 pub fn blueprint(sh: &Shared, req: &Req) -> Reply {
     let t = sh.tenant();
     match find_blueprint(&t, req.param(0)) {
@@ -296,6 +328,27 @@ pub fn ade_all(t: &Tenant) -> Vec<Value> {
         .iter()
         .map(|r| ade_item(t, r, false))
         .collect()
+}
+
+/// The tenant's MDM server public key (PEM), for Apple Business Manager.
+pub fn ade_public_key(sh: &Shared, _req: &Req) -> Reply {
+    let seed = sh.cfg.seed;
+    let mut body = String::from("-----BEGIN CERTIFICATE-----\n");
+    let mut raw = Vec::new();
+    for k in 0..96u64 {
+        raw.extend_from_slice(&hs("adepem", &[seed, k]).to_be_bytes());
+    }
+    for line in crate::util::b64(&raw).as_bytes().chunks(64) {
+        body.push_str(&String::from_utf8_lossy(line));
+        body.push('\n');
+    }
+    body.push_str("-----END CERTIFICATE-----");
+    Reply {
+        status: 200,
+        body: bytes::Bytes::from(body),
+        content_type: "application/x-x509-ca-cert",
+        headers: Vec::new(),
+    }
 }
 
 pub fn ade_devices(sh: &Shared, req: &Req) -> Reply {
