@@ -58,10 +58,11 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
         if let Some(u) = d.user {
             t.user_devices[u as usize] += 1;
         }
+        let blueprint = d.blueprint;
         t.by_id.insert(t.device_uuid(idx), idx);
         t.devices.push(d);
         t.rev += 1;
-        audit(t, ts, AuditKind::DeviceEnrolled, idx);
+        audit(t, ts, AuditKind::DeviceEnrolled { blueprint }, idx);
     }
     for _ in 0..count(c.unenroll, scale, rnd(3)) {
         if t.devices.len() <= 1 {
@@ -199,9 +200,9 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
         if d.blueprint != from {
             d.changed_at = d.changed_at.max(ts);
             d.missing = false;
-            let idx = d.idx;
+            let (idx, to) = (d.idx, d.blueprint);
             t.rev += 1;
-            audit(t, ts, AuditKind::DeviceBlueprintChanged { from }, idx);
+            audit(t, ts, AuditKind::DeviceBlueprintChanged { from, to }, idx);
         }
     }
     for _ in 0..count(c.threats, scale, rnd(15)) {

@@ -171,9 +171,13 @@ pub fn generate(cfg: &SimConfig, start_us: i64) -> Tenant {
 
     // Audit history: enrollments, admin activity, EDR and vulnerability detections.
     for p in 0..t.devices.len() {
-        let (idx, fe) = (t.devices[p].idx, t.devices[p].first_enrollment);
+        let (idx, fe, blueprint) = (
+            t.devices[p].idx,
+            t.devices[p].first_enrollment,
+            t.devices[p].blueprint,
+        );
         if fe > start_us - 365 * DAY {
-            push_audit(&mut t, fe, AuditKind::DeviceEnrolled, idx, 1);
+            push_audit(&mut t, fe, AuditKind::DeviceEnrolled { blueprint }, idx, 1);
         }
     }
     let admin = 40 + n / 100;

@@ -49,9 +49,9 @@ pub struct Blueprint {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditKind {
-    DeviceEnrolled,
+    DeviceEnrolled { blueprint: u16 },
     DeviceDeleted,
-    DeviceBlueprintChanged { from: u16 },
+    DeviceBlueprintChanged { from: u16, to: u16 },
     BlueprintUpdated,
     LibraryItemUpdated,
     ApiTokenUpdated,

@@ -660,10 +660,8 @@ pub fn audit_item(t: &Tenant, e: &AuditEvent) -> Value {
     };
     let (action, actor_id, actor_type, target_id, target_type, component, new_state, metadata) =
         match e.kind {
-            AuditKind::DeviceEnrolled => {
+            AuditKind::DeviceEnrolled { blueprint: bp } => {
                 let (id, name) = dev(e.target);
-                let d = t.any_device(e.target);
-                let bp = d.map(|d| d.blueprint).unwrap_or(0);
                 (
                     "create",
                     id.clone(),
@@ -688,9 +686,8 @@ pub fn audit_item(t: &Tenant, e: &AuditEvent) -> Value {
                     json!({"event": "device_deleted"}),
                 )
             }
-            AuditKind::DeviceBlueprintChanged { from } => {
+            AuditKind::DeviceBlueprintChanged { from, to } => {
                 let (id, name) = dev(e.target);
-                let to = t.any_device(e.target).map(|d| d.blueprint).unwrap_or(0);
                 (
                     "update",
                     admin.clone(),

@@ -774,3 +774,39 @@ async fn lazy_catch_up_does_not_depend_on_request_timing() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn audit_history_is_immutable_as_the_tenant_changes() {
+    let sim = start(SimConfig {
+        churn: Churn {
+            blueprint_changes: 600.0,
+            ..Churn::default()
+        },
+        ..churny(100, 32)
+    })
+    .await;
+    sim.advance(Duration::from_secs(3600));
+    let before = sim.truth("audit_events");
+    sim.advance(Duration::from_secs(6 * 3600));
+    let after = sim.truth("audit_events");
+    let before = before.as_array().unwrap();
+    let after = after.as_array().unwrap();
+    assert!(after.len() > before.len());
+    let by_id: HashMap<&str, &Value> = after
+        .iter()
+        .map(|e| (e["id"].as_str().unwrap(), e))
+        .collect();
+    for e in before {
+        assert_eq!(
+            Some(&e),
+            by_id.get(e["id"].as_str().unwrap()),
+            "audit event changed after the fact"
+        );
+    }
+    assert!(
+        after
+            .iter()
+            .any(|e| e["target_component"] == "blueprint" && e["target_type"] == "device")
+    );
+    sim.shutdown().await;
+}
