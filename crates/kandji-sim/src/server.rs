@@ -253,7 +253,11 @@ pub async fn handle_api(
     let now = sh.clock.now_us();
     // The per-second window follows the simulated second; a frozen clock falls back to real
     // (tokio) seconds so a client that waits `Retry-After: 1` gets through.
-    let real = if sh.cfg.clock.speed > 0.0 { 0 } else { sh.clock.real_second() };
+    let real = if sh.cfg.clock.speed > 0.0 {
+        0
+    } else {
+        sh.clock.real_second()
+    };
     let (lh, ls) = (sh.cfg.hourly_limit, sh.cfg.per_second_limit);
     let api = path.starts_with("/api/v1/") || path == "/api/v1";
 

@@ -107,7 +107,7 @@ pub fn chunk(
         "tags" => (0..crate::model::TAG_COUNT)
             .map(|i| render::tag_item(t, i))
             .collect(),
-        "ade_devices" => crate::routes::org::ade_all(t),
+        "ade_devices" => crate::routes::ade::ade_all(t),
         "removed_devices" => t
             .removed
             .iter()

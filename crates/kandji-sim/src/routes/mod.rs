@@ -5,6 +5,7 @@ use serde_json::Value;
 use crate::server::{Reply, Req, Shared};
 use crate::util::{b64, qenc, unb64};
 
+pub mod ade;
 pub mod audit;
 pub mod devices;
 pub mod org;
@@ -66,23 +67,23 @@ pub fn table() -> Vec<Route> {
         get("/api/v1/tags", org::tags),
         get("/api/v1/users", org::users),
         get("/api/v1/users/{user_id}", org::user),
-        get("/api/v1/integrations/apple/ade", org::ade_tokens),
+        get("/api/v1/integrations/apple/ade", ade::ade_tokens),
         get(
             "/api/v1/integrations/apple/ade/public_key/",
-            org::ade_public_key,
+            ade::ade_public_key,
         ),
-        get("/api/v1/integrations/apple/ade/devices", org::ade_devices),
+        get("/api/v1/integrations/apple/ade/devices", ade::ade_devices),
         get(
             "/api/v1/integrations/apple/ade/devices/{device_id}",
-            org::ade_device,
+            ade::ade_device,
         ),
         get(
             "/api/v1/integrations/apple/ade/{ade_token_id}",
-            org::ade_token,
+            ade::ade_token,
         ),
         get(
             "/api/v1/integrations/apple/ade/{ade_token_id}/devices",
-            org::ade_token_devices,
+            ade::ade_token_devices,
         ),
         get("/api/v1/library/custom-apps", org::custom_apps),
         get("/api/v1/library/ipa-apps", org::ipa_apps),
