@@ -39,15 +39,32 @@ fn cell(v: &Value, buf: &mut String) {
     }
 }
 
-/// Write rows as CSV records (no header) into a buffer.
+/// Write rows as CSV records (no header) into a buffer. `cols` must be in key order (a sorted
+/// subsequence of the row keys, as `prism::columns` gives them), so each row is one merge walk.
 pub fn csv_rows(cols: &[String], rows: &[Value]) -> Vec<u8> {
     let mut w = csv::WriterBuilder::new()
         .has_headers(false)
         .from_writer(Vec::new());
     let mut buf = String::new();
+    let null = Value::Null;
     for r in rows {
+        let Some(map) = r.as_object() else { continue };
+        let mut it = map.iter().peekable();
         for c in cols {
-            let v = r.get(c).unwrap_or(&Value::Null);
+            let mut v = &null;
+            while let Some((k, val)) = it.peek() {
+                match k.as_str().cmp(c.as_str()) {
+                    std::cmp::Ordering::Less => {
+                        it.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        v = val;
+                        it.next();
+                        break;
+                    }
+                    std::cmp::Ordering::Greater => break,
+                }
+            }
             let _ = match v {
                 Value::String(s) => w.write_field(s.as_bytes()),
                 _ => {
@@ -135,6 +152,8 @@ pub async fn download(
                     .collect::<Vec<_>>()
             }
         };
+        let mut cols = cols;
+        cols.sort();
         let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
         let _ = w.write_record(&cols);
         let header = w.into_inner().unwrap_or_default();
@@ -150,27 +169,29 @@ pub async fn download(
                 let start = after
                     .map(|a| t.devices.partition_point(|d| d.idx <= a))
                     .unwrap_or(0);
-                let chunk = &t.devices[start..(start + 100).min(t.devices.len())];
+                let chunk = &t.devices[start..(start + 50).min(t.devices.len())];
                 if chunk.is_empty() {
                     break;
                 }
                 after = chunk.last().map(|d| d.idx);
-                let mut rows = Vec::new();
+                // Render and encode one device at a time: small, reused allocations.
+                let mut out = Vec::with_capacity(1 << 20);
                 for d in chunk {
                     if !q.device_ok(&t, d, since, &ids) {
                         continue;
                     }
-                    if q.category == "ms_compliance" {
-                        rows.push(prism::ms_compliance_row(&t, d));
+                    let rows = if q.category == "ms_compliance" {
+                        vec![prism::ms_compliance_row(&t, d)]
                     } else {
-                        rows.extend(
-                            prism::rows(&t, &q.category, d)
-                                .into_iter()
-                                .filter(|r| q.filter.matches(r)),
-                        );
-                    }
+                        let mut r = prism::rows(&t, &q.category, d);
+                        if !q.filter.is_empty() {
+                            r.retain(|x| q.filter.matches(x));
+                        }
+                        r
+                    };
+                    out.extend_from_slice(&csv_rows(&cols, &rows));
                 }
-                csv_rows(&cols, &rows)
+                out
             };
             if !buf.is_empty() && tx.blocking_send(Bytes::from(buf)).is_err() {
                 return;

@@ -169,59 +169,96 @@ fn device_information(t: &Tenant, d: &Device) -> Value {
     )
 }
 
+/// One Prism `apps` row. Built from a flat list of pairs (one bulk map build) because this is
+/// the hottest path of exports: ~10 M rows at 100k devices.
 fn app_row(t: &Tenant, base: &Map<String, Value>, a: &derive::AppInst) -> Value {
     let app = usize::from(a.app);
     let meta = derive::app_meta_ref(app);
     let ver = derive::app_version(app, a.ver);
     let ios = !meta.mac;
-    let base = with_times(base, a.installed_at, a.changed_at.max(a.installed_at));
     let copyright = if app % 3 == 0 {
         format!("Copyright © 2025 {}\nAll rights reserved.", meta.vendor)
     } else {
         format!("Copyright © 2024 {}. All rights reserved.", meta.vendor)
     };
-    let flag = |b: bool| if ios { json!(b) } else { Value::Null };
-    ext(
-        base,
-        json!({
-            "ad_hoc_code_signed": null,
-            "app_clip": flag(false),
-            "app_store_vendable": flag(app % 2 == 0),
-            "apple_scriptable": null,
-            "beta_app": flag(false),
-            "bundle_display_name": if ios { json!(meta.name) } else { Value::Null },
-            "bundle_id": meta.bundle_id,
-            "bundle_name": meta.name,
-            "bundle_region": "en",
-            "bundle_size": if ios { json!(1_000_000 + hs("bsize", &[t.seed, app as u64]) % 900_000_000) } else { Value::Null },
-            "bundle_type": "APPL",
-            "category": meta.category,
-            "compiler": if ios { Value::Null } else { json!("com.apple.compilers.llvm.clang.1_0") },
-            "copyright": copyright,
-            "developer_name": meta.vendor,
-            "device_based_vpp": flag(app % 3 == 0),
-            "download_canceled": flag(false),
-            "download_failed": flag(false),
-            "download_paused": flag(false),
-            "download_waiting": flag(false),
-            "dynamic_size": null,
-            "environment_variables": null,
-            "executable": if ios { Value::Null } else { json!(meta.name) },
-            "external_version_identifier": null,
-            "has_update_available": flag(a.ver < 2),
-            "info": null,
-            "installing": flag(false),
-            "minimum_system_version": if ios { "16.0" } else { "12.0" },
-            "name": meta.name,
-            "obtained_from": meta.source,
-            "path": meta.path,
-            "short_version": ver,
-            "signature": if ios { Value::Null } else { json!(format!("Developer ID Application: {} ({}), Developer ID Certification Authority, Apple Root CA", meta.vendor, meta.team_id)) },
-            "team_id": meta.team_id,
-            "validated": null,
-            "version": ver,
-        }),
-    )
+    let flag = |b: bool| if ios { Value::Bool(b) } else { Value::Null };
+    let s = |x: &str| Value::String(x.to_owned());
+    let changed = json!(ts_space(a.changed_at.max(a.installed_at)));
+    let mut v: Vec<(String, Value)> = Vec::with_capacity(base.len() + 48);
+    v.extend(base.iter().map(|(k, x)| (k.clone(), x.clone())));
+    let fields: [(&str, Value); 39] = [
+        ("created_at", json!(ts_space(a.installed_at))),
+        ("updated_at", changed.clone()),
+        ("last_changed_at", changed),
+        ("ad_hoc_code_signed", Value::Null),
+        ("app_clip", flag(false)),
+        ("app_store_vendable", flag(app % 2 == 0)),
+        ("apple_scriptable", Value::Null),
+        ("beta_app", flag(false)),
+        (
+            "bundle_display_name",
+            if ios { s(&meta.name) } else { Value::Null },
+        ),
+        ("bundle_id", s(&meta.bundle_id)),
+        ("bundle_name", s(&meta.name)),
+        ("bundle_region", s("en")),
+        (
+            "bundle_size",
+            if ios {
+                json!(1_000_000 + hs("bsize", &[t.seed, app as u64]) % 900_000_000)
+            } else {
+                Value::Null
+            },
+        ),
+        ("bundle_type", s("APPL")),
+        ("category", s(meta.category)),
+        (
+            "compiler",
+            if ios {
+                Value::Null
+            } else {
+                s("com.apple.compilers.llvm.clang.1_0")
+            },
+        ),
+        ("copyright", Value::String(copyright)),
+        ("developer_name", s(&meta.vendor)),
+        ("device_based_vpp", flag(app % 3 == 0)),
+        ("download_canceled", flag(false)),
+        ("download_failed", flag(false)),
+        ("download_paused", flag(false)),
+        ("download_waiting", flag(false)),
+        ("dynamic_size", Value::Null),
+        ("environment_variables", Value::Null),
+        ("executable", if ios { Value::Null } else { s(&meta.name) }),
+        ("external_version_identifier", Value::Null),
+        ("has_update_available", flag(a.ver < 2)),
+        ("info", Value::Null),
+        ("installing", flag(false)),
+        (
+            "minimum_system_version",
+            s(if ios { "16.0" } else { "12.0" }),
+        ),
+        ("name", s(&meta.name)),
+        ("obtained_from", s(meta.source)),
+        ("path", s(&meta.path)),
+        ("short_version", s(&ver)),
+        (
+            "signature",
+            if ios {
+                Value::Null
+            } else {
+                Value::String(format!(
+                    "Developer ID Application: {} ({}), Developer ID Certification Authority, Apple Root CA",
+                    meta.vendor, meta.team_id
+                ))
+            },
+        ),
+        ("team_id", s(&meta.team_id)),
+        ("validated", Value::Null),
+        ("version", Value::String(ver)),
+    ];
+    v.extend(fields.into_iter().map(|(k, x)| (k.to_owned(), x)));
+    Value::Object(v.into_iter().collect())
 }
 
 /// Rows of a device from row `from` on, skipping (without rendering) app rows that changed before
