@@ -153,7 +153,7 @@ pub fn stream(
     device: Option<String>,
     ndjson: bool,
 ) -> axum::body::Body {
-    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
     tokio::task::spawn_blocking(move || {
         let mut pos = 0;
         let mut first = true;
