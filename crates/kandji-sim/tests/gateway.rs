@@ -409,3 +409,35 @@ async fn sim_control_routes() {
     assert_eq!(sim.stats().total, 0);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_empty_tenant_answers_everything() {
+    let sim = start(SimConfig {
+        devices: 0,
+        ..SimConfig::default()
+    })
+    .await;
+    let c = client();
+    sim.advance(Duration::from_secs(3 * 3600));
+    for p in [
+        "/api/v1/devices",
+        "/api/v1/users",
+        "/api/v1/audit/events",
+        "/api/v1/prism/apps",
+        "/api/v1/prism/count?category=apps",
+        "/api/v1/threat-details",
+        "/api/v1/behavioral-detections",
+        "/api/v1/vulnerability-management/detections",
+        "/api/v1/vulnerability-management/vulnerabilities",
+        "/api/v1/integrations/apple/ade/devices",
+        "/api/v1/blueprints",
+        "/api/v1/settings/licensing",
+    ] {
+        let r = get(&c, &sim, p, Some(sim.token())).await;
+        assert_eq!(r.status, 200, "{p}: {}", r.text);
+    }
+    for cat in ["devices", "apps", "audit_events", "licensing"] {
+        assert!(!sim.truth(cat).is_null(), "{cat}");
+    }
+    sim.shutdown().await;
+}
