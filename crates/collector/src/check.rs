@@ -1,21 +1,20 @@
 //! The permission check for a configured source: which streams its token can collect.
 //!
-//! Each stream's endpoints are probed once at minimal cost (`limit=1`); the answer per stream
-//! is ok, missing permission (with the checkbox to tick in Kandji → Access → API token), not
-//! licensed, or another error. The licence counts size the fleet for the planner.
+//! The client probes each endpoint the source's streams need once, at minimal cost, and
+//! reports a matrix; this module turns it into per-stream answers the CLI and the console
+//! show ("threats ✗: tick 'GET /api/v1/threat-details' in Kandji → Access → API token"), and
+//! sizes the fleet from the licence counts for the planner.
 
 use std::fmt::Write as _;
 
-use kandji_api::KandjiError;
-use serde_json::Value;
+use kandji_api::check::{CheckReport, ProbeResult, StreamKind};
 use tokio::sync::watch;
 
 use crate::config::Source;
-use crate::engine::fetch::{self, q};
-use crate::engine::{SourceRuntime, status};
+use crate::engine::SourceRuntime;
 use crate::planner::{self, FleetSize};
 use crate::store::Store;
-use crate::streams::{Priority, StreamName};
+use crate::streams::StreamName;
 
 /// One stream's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,9 +42,65 @@ pub struct Report {
     pub plan: Option<planner::Plan>,
 }
 
+pub fn kind_of(stream: StreamName) -> Option<StreamKind> {
+    StreamKind::from_name(stream.as_str())
+}
+
+/// The checkbox to tick in Kandji → Access → API token for an endpoint template
+/// (`"GET /api/v1/..."`), from the client's endpoint table.
+pub fn permission_name(endpoint: &str) -> String {
+    StreamName::ALL
+        .iter()
+        .filter_map(|s| kind_of(*s))
+        .flat_map(|k| k.endpoints().iter())
+        .find(|e| e.endpoint() == endpoint)
+        .map(|e| e.permission_name.to_string())
+        .unwrap_or_else(|| endpoint.to_string())
+}
+
+/// One stream's answer: its first endpoint that is not Ok decides.
+fn access(report: &CheckReport, kind: StreamKind) -> Access {
+    for e in report
+        .endpoints
+        .iter()
+        .filter(|e| e.streams.contains(&kind))
+    {
+        let endpoint = e.endpoint.clone();
+        match &e.result {
+            ProbeResult::Ok | ProbeResult::Untested { .. } => continue,
+            ProbeResult::MissingPermission { permission_name } => {
+                return Access::MissingPermission {
+                    endpoint,
+                    permission: permission_name.clone(),
+                };
+            }
+            ProbeResult::NotLicensed => return Access::NotLicensed { endpoint },
+            ProbeResult::Other(kandji_api::KandjiError::Unauthorized { .. }) => {
+                return Access::Unauthorized;
+            }
+            ProbeResult::Other(err) => {
+                return Access::Error {
+                    endpoint,
+                    message: err.to_string(),
+                };
+            }
+        }
+    }
+    Access::Ok
+}
+
 impl Report {
     pub fn all_ok(&self) -> bool {
         self.matrix.iter().all(|(_, a)| *a == Access::Ok)
+    }
+
+    /// The streams this token can collect.
+    pub fn runnable(&self) -> Vec<StreamName> {
+        self.matrix
+            .iter()
+            .filter(|(_, a)| *a == Access::Ok)
+            .map(|(s, _)| *s)
+            .collect()
     }
 
     pub fn render(&self) -> String {
@@ -58,10 +113,10 @@ impl Report {
             let line = match access {
                 Access::Ok => "✓".to_string(),
                 Access::MissingPermission { permission, .. } => format!(
-                    "✗ missing permission: tick '{permission}' in Kandji → Access → API token, or this stream stays empty"
+                    "✗ tick '{permission}' in Kandji → Access → API token, or this stream stays empty"
                 ),
                 Access::NotLicensed { .. } => {
-                    "✗ not licensed: the tenant lacks this feature (EDR / Vulnerability Management)"
+                    "✗ not licensed: the tenant lacks this feature (EDR or Vulnerability Management)"
                         .into()
                 }
                 Access::Unauthorized => "✗ unauthorized: the token is invalid or revoked".into(),
@@ -89,104 +144,35 @@ impl Report {
     }
 }
 
-/// The endpoint each stream needs, probed with the cheapest query.
-pub fn probe(stream: StreamName) -> (&'static str, Vec<(String, String)>) {
-    match stream {
-        StreamName::Devices => ("/api/v1/devices", vec![q("limit", 1)]),
-        StreamName::DeviceDetails => ("/api/v1/prism/device_information", vec![q("limit", 1)]),
-        StreamName::Apps => ("/api/v1/prism/apps", vec![q("limit", 1)]),
-        StreamName::Compliance => ("/api/v1/devices/{device_id}/status", vec![]),
-        StreamName::AuditEvents => ("/api/v1/audit/events", vec![q("limit", 1)]),
-        StreamName::Threats => ("/api/v1/threat-details", vec![q("limit", 1)]),
-        StreamName::BehavioralDetections => ("/api/v1/behavioral-detections", vec![q("limit", 1)]),
-        StreamName::VulnerabilityDetections => (
-            "/api/v1/vulnerability-management/detections",
-            vec![q("size", 1)],
-        ),
-        StreamName::Users => ("/api/v1/users", vec![]),
-        StreamName::Blueprints => ("/api/v1/blueprints", vec![q("limit", 1)]),
-        StreamName::Tags => ("/api/v1/tags", vec![]),
-        StreamName::AdeDevices => ("/api/v1/integrations/apple/ade/devices", vec![q("page", 1)]),
+/// The fleet size from the licence counts: Macs plus iOS, iPadOS and tvOS devices (users are
+/// assumed one per device for the plan).
+pub fn fleet_size(l: &kandji_api::models::Licensing) -> FleetSize {
+    let c = l.counts.clone().unwrap_or_default();
+    let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
+    let macs = n(c.macos_count).max(n(c.computers_count));
+    let devices = macs + n(c.ios_count) + n(c.ipados_count) + n(c.tvos_count);
+    FleetSize {
+        devices,
+        users: devices,
     }
 }
 
-fn classify(e: &KandjiError, template: &str) -> Access {
-    let endpoint = format!("GET {template}");
-    match e {
-        KandjiError::Unauthorized { .. } => Access::Unauthorized,
-        KandjiError::PermissionDenied { .. } => Access::MissingPermission {
-            permission: status::permission_name(&endpoint),
-            endpoint,
-        },
-        KandjiError::NotLicensed { .. } => Access::NotLicensed { endpoint },
-        other => Access::Error {
-            endpoint,
-            message: other.to_string(),
-        },
-    }
-}
-
-/// Probes the source's streams (one request each, plus the licence counts).
-pub async fn run_with(rt: &SourceRuntime) -> anyhow::Result<Report> {
-    let mut matrix = Vec::new();
-    // A device id for the per-device probe.
-    let any_device: Option<String> = fetch::get(
-        rt,
-        "/api/v1/devices",
-        "/api/v1/devices".into(),
-        vec![q("limit", 1)],
-        Priority::Inventory,
-    )
-    .await
-    .ok()
-    .and_then(|b| {
-        fetch::items(&b)
-            .first()
-            .and_then(|d| fetch::s(d, "device_id"))
-    });
-    for &stream in &rt.source.streams {
-        let (template, query) = probe(stream);
-        let path = match (stream, &any_device) {
-            (StreamName::Compliance, Some(d)) => format!("/api/v1/devices/{d}/status"),
-            (StreamName::Compliance, None) => {
-                matrix.push((stream, Access::Ok));
-                continue;
-            }
-            _ => template.to_string(),
-        };
-        let access = match fetch::get(rt, template, path, query, Priority::Inventory).await {
-            Ok(_) => Access::Ok,
-            Err(e) => classify(&e, template),
-        };
-        let unauthorized = access == Access::Unauthorized;
-        matrix.push((stream, access));
-        if unauthorized {
-            // Every other probe would fail the same way: don't spend on them.
-            for &rest in rt.source.streams.iter().skip(matrix.len()) {
-                matrix.push((rest, Access::Unauthorized));
-            }
-            break;
-        }
-    }
-    let fleet = fetch::get(
-        rt,
-        "/api/v1/settings/licensing",
-        "/api/v1/settings/licensing".into(),
-        vec![],
-        Priority::Inventory,
-    )
-    .await
-    .ok()
-    .map(|b| {
-        let counts = b.get("counts").cloned().unwrap_or(Value::Null);
-        let n = |k: &str| counts.get(k).and_then(Value::as_u64).unwrap_or(0);
-        let devices = n("computers_count")
-            .max(n("macos_count") + n("ios_count") + n("ipados_count") + n("tvos_count"));
-        FleetSize {
-            devices,
-            users: devices,
-        }
-    });
+/// Probes the source's streams with its runtime's client (spending from its budget).
+pub async fn run_with(rt: &SourceRuntime) -> Report {
+    let kinds: Vec<StreamKind> = rt
+        .source
+        .streams
+        .iter()
+        .filter_map(|s| kind_of(*s))
+        .collect();
+    let report = rt.client.check(&kinds).await;
+    let matrix = rt
+        .source
+        .streams
+        .iter()
+        .filter_map(|s| kind_of(*s).map(|k| (*s, access(&report, k))))
+        .collect();
+    let fleet = report.licensing.as_ref().ok().map(fleet_size);
     let plan = fleet.map(|f| {
         planner::plan(
             f,
@@ -197,15 +183,15 @@ pub async fn run_with(rt: &SourceRuntime) -> anyhow::Result<Report> {
             &planner::Assumptions::default(),
         )
     });
-    Ok(Report {
+    Report {
         source: rt.name().to_string(),
         matrix,
         fleet,
         plan,
-    })
+    }
 }
 
-/// Probes a configured source without a store of its own.
+/// Probes a configured source with a throwaway store.
 pub async fn run(source: &Source) -> anyhow::Result<Report> {
     let dir = std::env::temp_dir().join(format!("kandji-check-{}", std::process::id()));
     let store = Store::open(&dir)?;
@@ -213,5 +199,5 @@ pub async fn run(source: &Source) -> anyhow::Result<Report> {
     let rt = SourceRuntime::new(source.clone(), store, rx)?;
     let report = run_with(&rt).await;
     let _ = std::fs::remove_dir_all(&dir);
-    report
+    Ok(report)
 }

@@ -57,7 +57,8 @@ async fn a_live_tenant_converges_to_its_truth_with_removals_marked() {
         count(
             &env.store,
             "SELECT count(*) FROM events WHERE category = 'change' AND event_type = 'device_enrolled'"
-        ) > 80
+        ) > 0,
+        "devices enrolled after the baseline are change events"
     );
     assert!(
         count(

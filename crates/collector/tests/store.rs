@@ -30,6 +30,8 @@ fn sweep_batch(now: i64, sweep: i64, rows: Vec<InvRow>, last: bool) -> Batch {
     b.upserts.push(Upsert {
         table: Table::Devices,
         sweep,
+        // Pages of one sweep share its start: the tests' sweeps start on multiples of 10.
+        started_at: now - now % 10,
         rows,
     });
     if last {
@@ -74,7 +76,8 @@ async fn devices_removed_only_after_two_missed_sweeps_with_change_events() {
             &store,
             "SELECT count(*) FROM events WHERE event_type = 'device_enrolled'"
         ),
-        2
+        0,
+        "the first sweep is a baseline, not news"
     );
 
     // Sweep 2: b is missing once, a changed OS and blueprint.
@@ -156,7 +159,8 @@ async fn devices_removed_only_after_two_missed_sweeps_with_change_events() {
             &store,
             "SELECT count(*) FROM events WHERE event_type = 'device_enrolled'"
         ),
-        3
+        1,
+        "b coming back is an enrolment"
     );
     let cp = Store::checkpoint(&store.reader().expect("reader"), "acme", "devices").expect("cp");
     assert_eq!(cp, Some(serde_json::json!({"sweep": 4, "done": true})));
@@ -283,5 +287,38 @@ async fn reopening_keeps_data_and_schema_version() {
             .query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))
             .expect("q"),
         "wal"
+    );
+}
+
+#[tokio::test]
+async fn a_device_new_after_the_baseline_is_an_enrolment_even_mid_sweep() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    // Baseline over two pages: no events for either page.
+    store
+        .write(sweep_batch(10, 1, vec![device("a", "A", "1", "x")], false))
+        .await
+        .expect("w");
+    store
+        .write(sweep_batch(11, 1, vec![device("b", "B", "1", "x")], true))
+        .await
+        .expect("w");
+    assert_eq!(count(&store, "SELECT count(*) FROM events"), 0);
+    // Sweep 2 started at 20: c is new.
+    store
+        .write(sweep_batch(
+            20,
+            2,
+            vec![device("a", "A", "1", "x"), device("c", "C", "1", "x")],
+            false,
+        ))
+        .await
+        .expect("w");
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM events WHERE event_type = 'device_enrolled'"
+        ),
+        1
     );
 }

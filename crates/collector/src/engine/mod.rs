@@ -292,9 +292,11 @@ pub async fn run_forever(runtimes: Vec<Arc<SourceRuntime>>, mut shutdown: watch:
                 let _ = rt.run_stream(s).await;
             }
         }
+        let last = last_successes(&rt).await.unwrap_or_default();
         for stream in rt.source.streams.clone() {
             let rt = rt.clone();
             let mut stop = shutdown.clone();
+            let last_success = last.get(&stream).copied();
             tasks.spawn(async move {
                 let interval = rt
                     .source
@@ -302,6 +304,14 @@ pub async fn run_forever(runtimes: Vec<Arc<SourceRuntime>>, mut shutdown: watch:
                     .get(&stream)
                     .copied()
                     .unwrap_or_else(|| stream.default_interval());
+                // A restart does not re-run what ran recently: wait out the interval.
+                let first = next_due(last_success, interval, rt.now()) - rt.now();
+                if first > 0 {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(first as u64)) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
                 let mut failures = 0u32;
                 loop {
                     if *stop.borrow() {
@@ -332,7 +342,32 @@ pub async fn run_forever(runtimes: Vec<Arc<SourceRuntime>>, mut shutdown: watch:
     while tasks.join_next().await.is_some() {}
 }
 
-/// Per-stream intervals, for display.
-pub fn intervals(source: &Source) -> BTreeMap<StreamName, Duration> {
-    source.intervals.clone()
+/// When a stream is next due (ms), given its last success and interval: now if it never ran.
+pub fn next_due(last_success: Option<i64>, interval: Duration, now: i64) -> i64 {
+    match last_success {
+        Some(t) => t + interval.as_millis() as i64,
+        None => now,
+    }
+}
+
+/// Each stream's last success, from the store.
+async fn last_successes(rt: &SourceRuntime) -> Result<BTreeMap<StreamName, i64>, StoreError> {
+    let source = rt.name().to_string();
+    rt.store
+        .read(move |c| {
+            let mut st = c.prepare(
+                "SELECT stream, last_success_at FROM stream_status
+                 WHERE source = ?1 AND last_success_at IS NOT NULL",
+            )?;
+            let rows = st
+                .query_map([&source], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(s, t)| StreamName::parse(&s).map(|s| (s, t)))
+                .collect())
+        })
+        .await
 }

@@ -88,7 +88,7 @@ pub fn hint(kind: &str, endpoint: Option<&str>) -> String {
         "permission_denied" => format!(
             "The token lacks the permission for {ep}. In Kandji → Access → API token, tick \
              '{}' for this token, or this stream stays empty.",
-            permission_name(ep)
+            crate::check::permission_name(ep)
         ),
         "not_licensed" => "This tenant does not have the feature (EDR or Vulnerability \
             Management) this stream reads. Disable the stream, or enable the feature in Kandji."
@@ -114,30 +114,5 @@ pub fn hint(kind: &str, endpoint: Option<&str>) -> String {
             "The local store failed (disk full or permissions on the data directory?).".to_string()
         }
         _ => "See the last error; the stream retries on its next run.".to_string(),
-    }
-}
-
-/// The name of the checkbox in Kandji → Access → API token for an endpoint template, where
-/// the UI name is known (NOTES §3); otherwise the method and path, which is how the UI lists
-/// the rest.
-pub fn permission_name(endpoint: &str) -> String {
-    let path = endpoint.trim_start_matches("GET ").trim();
-    let known = match path {
-        "/api/v1/devices" => "Device list",
-        "/api/v1/devices/{device_id}" => "Device ID",
-        "/api/v1/devices/{device_id}/details" => "Device details",
-        "/api/v1/devices/{device_id}/apps" => "Application list",
-        "/api/v1/devices/{device_id}/library-items" => "Device Library Items",
-        "/api/v1/devices/{device_id}/parameters" => "Device Parameters",
-        "/api/v1/devices/{device_id}/status" => "Device Status",
-        "/api/v1/blueprints" => "List Blueprints",
-        "/api/v1/users" => "List users",
-        "/api/v1/integrations/apple/ade/devices" => "List ADE devices",
-        _ => "",
-    };
-    if known.is_empty() {
-        format!("GET {path}")
-    } else {
-        known.to_string()
     }
 }

@@ -57,6 +57,7 @@ pub struct SweepSpec {
 #[derive(Debug, Clone, PartialEq)]
 struct Pos {
     sweep: i64,
+    started_at: i64,
     segment: usize,
     pos: Option<Position>,
     done: bool,
@@ -67,6 +68,7 @@ impl Pos {
         match v {
             Some(v) => Pos {
                 sweep: v.get("sweep").and_then(Value::as_i64).unwrap_or(0),
+                started_at: v.get("started_at").and_then(Value::as_i64).unwrap_or(0),
                 segment: v.get("segment").and_then(Value::as_u64).unwrap_or(0) as usize,
                 pos: v
                     .get("pos")
@@ -76,6 +78,7 @@ impl Pos {
             },
             None => Pos {
                 sweep: 0,
+                started_at: 0,
                 segment: 0,
                 pos: None,
                 done: true,
@@ -83,7 +86,8 @@ impl Pos {
         }
     }
     fn to_json(&self) -> Value {
-        json!({"sweep": self.sweep, "segment": self.segment, "pos": self.pos, "done": self.done})
+        json!({"sweep": self.sweep, "started_at": self.started_at, "segment": self.segment,
+               "pos": self.pos, "done": self.done})
     }
 }
 
@@ -104,6 +108,7 @@ pub async fn run(rt: &SourceRuntime, spec: SweepSpec) -> Result<RunReport, Strea
     if cp.done {
         cp = Pos {
             sweep: cp.sweep + 1,
+            started_at: rt.now(),
             segment: 0,
             pos: None,
             done: false,
@@ -141,6 +146,7 @@ pub async fn run(rt: &SourceRuntime, spec: SweepSpec) -> Result<RunReport, Strea
             batch.upserts.push(Upsert {
                 table: spec.table,
                 sweep: cp.sweep,
+                started_at: cp.started_at,
                 rows,
             });
             let finished = match page.next {

@@ -5,7 +5,9 @@ use rusqlite::Connection;
 
 use super::StoreError;
 
-/// Inventory tables share these columns. Typed columns of each table follow them.
+/// Inventory tables share these columns; each table's typed columns follow them, and `raw`
+/// comes last. Column order matters for speed: SQLite reads a row's columns in order, so every
+/// small column must precede the large JSON or each lookup walks its overflow pages.
 ///
 /// - `key`: the row's identity inside its source (device id, `device|bundle`, …).
 /// - `hash`: a hash of `raw`, so an unchanged row is a no-op.
@@ -15,7 +17,6 @@ const INVENTORY_COMMON: &str = "
     source TEXT NOT NULL,
     key TEXT NOT NULL,
     device_id TEXT,
-    raw TEXT NOT NULL,
     hash INTEGER NOT NULL,
     first_seen INTEGER NOT NULL,
     last_seen INTEGER NOT NULL,
@@ -25,8 +26,9 @@ const INVENTORY_COMMON: &str = "
 
 fn inventory_table(name: &str, typed: &str) -> String {
     format!(
-        "CREATE TABLE {name} ({INVENTORY_COMMON}, {typed}, PRIMARY KEY (source, key)) WITHOUT ROWID;
-         CREATE INDEX {name}_device ON {name}(source, device_id);
+        "CREATE TABLE {name} ({INVENTORY_COMMON}, {typed}, raw TEXT NOT NULL,
+             PRIMARY KEY (source, key)) WITHOUT ROWID;
+         CREATE INDEX {name}_device ON {name}(source, device_id, first_seen);
          CREATE INDEX {name}_live ON {name}(source, removed_at);"
     )
 }
@@ -71,11 +73,11 @@ fn migration_1() -> String {
             device_id TEXT,
             user_id TEXT,
             severity TEXT,
-            summary TEXT NOT NULL,
-            raw TEXT NOT NULL,
             hash INTEGER NOT NULL,
             collected_at INTEGER NOT NULL,
             updated_at INTEGER NOT NULL,
+            summary TEXT NOT NULL,
+            raw TEXT NOT NULL,
             UNIQUE (source, stream, uid)
         );
         CREATE INDEX events_time ON events(occurred_at DESC, seq DESC);

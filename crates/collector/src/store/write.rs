@@ -17,11 +17,14 @@ pub struct InvRow {
 }
 
 /// Rows for one table. `sweep` is the id of the full sweep they belong to, or 0 for a delta
-/// (rows seen outside a sweep never reset a row's missed-sweep count).
+/// (rows seen outside a sweep never reset a row's missed-sweep count). `started_at` is when
+/// the sweep (or delta walk) began: rows first seen before it are known, and a table — or, in
+/// per-device tables, a device — with no known rows is a baseline whose rows are not news.
 #[derive(Debug, Clone)]
 pub struct Upsert {
     pub table: Table,
     pub sweep: i64,
+    pub started_at: i64,
     pub rows: Vec<InvRow>,
 }
 
@@ -270,6 +273,27 @@ fn upsert_rows(
     let mut insert = tx.prepare_cached(&insert_sql)?;
     let mut touch = tx.prepare_cached(&touch_sql)?;
     let mut changes: Vec<EventRow> = Vec::new();
+    // The first snapshot is a baseline, not news: no "created" events for a table the source
+    // has no rows in yet, nor, in per-device tables, for a device with no rows yet (a newly
+    // enrolled device's apps are not 150 installs).
+    let per_device = matches!(
+        table,
+        Table::Apps | Table::Compliance | Table::DeviceDetails | Table::VulnDetections
+    );
+    // Per-device tables only ask per device (indexed); the table-wide question would scan the
+    // whole table on every batch of a first snapshot.
+    let table_known: bool = !per_device
+        && tx
+            .prepare_cached(&format!(
+                "SELECT EXISTS (SELECT 1 FROM {} WHERE source = ?1 AND first_seen < ?2)",
+                spec.name
+            ))?
+            .query_row(params![batch.source, upsert.started_at], |r| r.get(0))?;
+    let mut device_known_stmt = tx.prepare_cached(&format!(
+        "SELECT EXISTS (SELECT 1 FROM {} WHERE source = ?1 AND device_id = ?2 AND first_seen < ?3)",
+        spec.name
+    ))?;
+    let mut device_known: std::collections::HashMap<String, bool> = Default::default();
     for row in &upsert.rows {
         if row.values.len() != ncols {
             return Err(StoreError::Sqlite(rusqlite::Error::InvalidParameterCount(
@@ -278,6 +302,22 @@ fn upsert_rows(
             )));
         }
         let hash = stable_hash(row.raw.as_bytes());
+        let baseline = if per_device {
+            match &row.device_id {
+                Some(d) => match device_known.get(d) {
+                    Some(known) => !known,
+                    None => {
+                        let known: bool = device_known_stmt
+                            .query_row(params![batch.source, d, upsert.started_at], |r| r.get(0))?;
+                        device_known.insert(d.clone(), known);
+                        !known
+                    }
+                },
+                None => !table_known,
+            }
+        } else {
+            !table_known
+        };
         let existing: Option<(i64, Option<i64>, Vec<Value>)> = select
             .query_row(params![batch.source, row.key], |r| {
                 let mut vals = Vec::with_capacity(ncols);
@@ -310,6 +350,9 @@ fn upsert_rows(
         match existing {
             None => {
                 out.inserted += 1;
+                if baseline {
+                    continue;
+                }
                 if let Some(c) = tables::created(table, &row.key, &row.values) {
                     changes.push(change_event(
                         batch,
@@ -349,7 +392,7 @@ fn upsert_rows(
             }
         }
     }
-    drop((select, insert, touch));
+    drop((select, insert, touch, device_known_stmt));
     for ev in changes {
         out.changes += 1;
         insert_event(tx, batch, &batch.stream, &ev, out)?;

@@ -127,6 +127,7 @@ pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamE
                 batch.upserts.push(Upsert {
                     table: Table::Compliance,
                     sweep: now,
+                    started_at: now,
                     rows: rows(&device_id, &body),
                 });
                 batch.sweep_ends.push(SweepEnd {

@@ -6,6 +6,7 @@
 //! changes (FileVault, firewall, Gatekeeper, SIP) becomes a change event, and a device that
 //! changed is queued for a compliance re-read.
 
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::prism::{self, DeltaPage};
@@ -94,14 +95,15 @@ pub async fn category(
     };
     if full_due {
         let sweep = started;
-        let mut rx = prism::export(rt, stream, category, scope).await?;
+        let mut batches = prism::export(rt, category, scope);
         report.pages += 1;
-        while let Some(rows) = rx.recv().await {
-            let rows = rows?;
+        while let Some(rows) = batches.next().await {
+            let rows: Vec<Value> = rows?.into_iter().map(|r| Value::Object(r.fields)).collect();
             let mut batch = rt.batch(stream);
             batch.upserts.push(Upsert {
                 table,
                 sweep,
+                started_at: sweep,
                 rows: rows
                     .iter()
                     .filter_map(|r| map(category, r))
@@ -110,6 +112,10 @@ pub async fn category(
             });
             let out = rt.store.write(batch).await?;
             report.records += out.records();
+            if rt.stopping() {
+                // Rows so far are committed; the checkpoint is not, so the next run exports again.
+                return Err(StreamError::Shutdown);
+            }
         }
         // The whole snapshot is in: close the sweep and move the checkpoint in one commit.
         let next = json!({"last_full_ms": started, "hwm_ms": started});
@@ -143,6 +149,7 @@ pub async fn category(
         batch.upserts.push(Upsert {
             table,
             sweep: 0,
+            started_at: started,
             rows,
         });
         if page.done {

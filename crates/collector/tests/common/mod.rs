@@ -117,45 +117,47 @@ pub fn count(store: &Store, sql: &str) -> i64 {
 
 /// Asserts the store's content equals the simulator's truth for every category.
 pub fn assert_matches_truth(env: &Env) {
-    let truth_devices: BTreeSet<String> = arr(env.sim.truth("devices"))
+    assert_store_matches(&env.sim, &env.store);
+}
+
+/// Asserts `store` equals `sim`'s truth for every category.
+pub fn assert_store_matches(sim: &SimHandle, store: &Store) {
+    let truth_devices: BTreeSet<String> = arr(sim.truth("devices"))
         .iter()
         .map(|d| str_of(d, "device_id"))
         .collect();
-    let stored = store_set(
-        &env.store,
-        "SELECT key FROM devices WHERE removed_at IS NULL",
-    );
+    let stored = store_set(store, "SELECT key FROM devices WHERE removed_at IS NULL");
     assert_eq!(stored, truth_devices, "live devices");
 
-    let truth_users: BTreeSet<String> = arr(env.sim.truth("users"))
+    let truth_users: BTreeSet<String> = arr(sim.truth("users"))
         .iter()
         .map(|u| str_of(u, "id"))
         .collect();
     assert_eq!(
-        store_set(&env.store, "SELECT key FROM users WHERE removed_at IS NULL"),
+        store_set(store, "SELECT key FROM users WHERE removed_at IS NULL"),
         truth_users,
         "users"
     );
 
-    let truth_audit: BTreeSet<String> = arr(env.sim.truth("audit_events"))
+    let truth_audit: BTreeSet<String> = arr(sim.truth("audit_events"))
         .iter()
         .map(|e| str_of(e, "id"))
         .collect();
     let stored_audit = store_set(
-        &env.store,
+        store,
         "SELECT uid FROM events WHERE stream = 'audit_events'",
     );
     assert_eq!(stored_audit, truth_audit, "audit events");
     assert_eq!(
         count(
-            &env.store,
+            store,
             "SELECT count(*) FROM events WHERE stream = 'audit_events'"
         ) as usize,
         truth_audit.len(),
         "no duplicate audit events"
     );
 
-    let truth_vulns: BTreeSet<String> = arr(env.sim.truth("vulnerability_detections"))
+    let truth_vulns: BTreeSet<String> = arr(sim.truth("vulnerability_detections"))
         .iter()
         .map(|v| {
             format!(
@@ -167,27 +169,27 @@ pub fn assert_matches_truth(env: &Env) {
         })
         .collect();
     let stored_vulns = store_set(
-        &env.store,
+        store,
         "SELECT uid FROM events WHERE stream = 'vulnerability_detections'",
     );
     assert_eq!(stored_vulns, truth_vulns, "vulnerability detections");
 
-    let truth_beh: BTreeSet<String> = arr(env.sim.truth("behavioral_detections"))
+    let truth_beh: BTreeSet<String> = arr(sim.truth("behavioral_detections"))
         .iter()
         .map(|v| str_of(v, "id").to_ascii_uppercase())
         .collect();
     assert_eq!(
         store_set(
-            &env.store,
+            store,
             "SELECT uid FROM events WHERE stream = 'behavioral_detections'"
         ),
         truth_beh,
         "behavioral detections"
     );
-    let truth_threats = arr(env.sim.truth("threats")).len() as i64;
+    let truth_threats = arr(sim.truth("threats")).len() as i64;
     assert_eq!(
         count(
-            &env.store,
+            store,
             "SELECT count(*) FROM events WHERE stream = 'threats'"
         ),
         truth_threats,
@@ -195,7 +197,7 @@ pub fn assert_matches_truth(env: &Env) {
     );
 
     let mut truth_apps = BTreeSet::new();
-    for d in arr(env.sim.truth("apps")) {
+    for d in arr(sim.truth("apps")) {
         let device = str_of(&d, "device_id");
         for a in d
             .get("apps")
@@ -214,12 +216,12 @@ pub fn assert_matches_truth(env: &Env) {
             truth_apps.insert(format!("{device}|{ident}"));
         }
     }
-    let stored_apps = store_set(&env.store, "SELECT key FROM apps WHERE removed_at IS NULL");
+    let stored_apps = store_set(store, "SELECT key FROM apps WHERE removed_at IS NULL");
     assert_eq!(stored_apps.len(), truth_apps.len(), "app count");
     assert_eq!(stored_apps, truth_apps, "apps");
 
     let mut truth_compliance = BTreeMap::new();
-    for d in arr(env.sim.truth("compliance")) {
+    for d in arr(sim.truth("compliance")) {
         let device = str_of(&d, "device_id");
         for (kind, list) in [
             ("library_item", "library_items"),
@@ -233,7 +235,7 @@ pub fn assert_matches_truth(env: &Env) {
             }
         }
     }
-    let c = env.store.reader().expect("reader");
+    let c = store.reader().expect("reader");
     let mut st = c
         .prepare("SELECT key, status FROM compliance WHERE removed_at IS NULL")
         .expect("prepare");

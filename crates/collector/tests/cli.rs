@@ -1,0 +1,278 @@
+//! Every CLI verb, run as the real binary against a simulated tenant.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+use kandji_sim::{Churn, TokenSpec};
+use serde_json::Value;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kandji-collector"));
+    c.env_remove("RUST_LOG").env("NO_COLOR", "1");
+    c
+}
+
+async fn run(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || bin().args(&args).output().expect("run binary"))
+        .await
+        .expect("join")
+}
+
+fn write_config(dir: &Path, url: &str, token: &str, extra: &str) -> String {
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, token).expect("token file");
+    let cfg = dir.join("kandji-collector.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = {:?}\n[[sources]]\nname = \"acme\"\nendpoint = {url:?}\nregion = \"us\"\n\
+             token_file = {token_file:?}\nallow_custom_endpoint = true\nper_second = 50\n{extra}",
+            dir.join("data")
+        ),
+    )
+    .expect("config");
+    cfg.display().to_string()
+}
+
+fn out(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_sync_status_and_export_work_end_to_end() {
+    let mut cfg = sim_config(30, 3);
+    cfg.churn = Churn::none();
+    let sim = kandji_sim::spawn(cfg).await.expect("sim");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write_config(dir.path(), &sim.base_url(), sim.token(), "");
+
+    let o = run(vec!["--config".into(), config.clone(), "validate".into()]).await;
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("acme"),
+        "{}",
+        out(&o)
+    );
+
+    let o = run(vec!["--config".into(), config.clone(), "check".into()]).await;
+    assert!(o.status.success(), "{}", out(&o));
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(text.contains("devices") && text.contains('✓'), "{text}");
+    assert!(text.contains("plan: about"), "{text}");
+
+    let o = run(vec![
+        "--config".into(),
+        config.clone(),
+        "sync".into(),
+        "--once".into(),
+        "--streams".into(),
+        "blueprints,tags,devices,audit_events,users".into(),
+    ])
+    .await;
+    assert!(o.status.success(), "{}", out(&o));
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    for s in ["blueprints", "tags", "devices", "audit_events", "users"] {
+        assert!(text.contains(s), "sync output names {s}: {text}");
+    }
+    assert!(
+        !text.contains("apps"),
+        "only the chosen streams run: {text}"
+    );
+
+    let o = run(vec![
+        "--config".into(),
+        config.clone(),
+        "status".into(),
+        "--json".into(),
+    ])
+    .await;
+    assert!(o.status.success(), "{}", out(&o));
+    let rows: Vec<Value> = serde_json::from_slice(&o.stdout).expect("status json");
+    let devices = rows
+        .iter()
+        .find(|r| r["stream"] == "devices")
+        .expect("devices row");
+    assert_eq!(devices["state"], "healthy");
+    assert!(devices["records_total"].as_i64().unwrap_or(0) >= 30);
+    assert_eq!(devices["checkpoint"]["done"], true);
+
+    let o = run(vec![
+        "--config".into(),
+        config.clone(),
+        "export".into(),
+        "--source".into(),
+        "acme".into(),
+        "--stream".into(),
+        "devices".into(),
+        "--format".into(),
+        "ndjson".into(),
+    ])
+    .await;
+    assert!(o.status.success(), "{}", out(&o));
+    let lines: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("ndjson line"))
+        .collect();
+    assert_eq!(lines.len(), 30);
+    assert!(lines.iter().all(|d| d["device_id"].is_string()));
+
+    let o = run(vec![
+        "--config".into(),
+        config.clone(),
+        "export".into(),
+        "--source".into(),
+        "acme".into(),
+        "--stream".into(),
+        "audit_events".into(),
+        "--since".into(),
+        "2100-01-01T00:00:00Z".into(),
+    ])
+    .await;
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(o.stdout.is_empty(), "--since in the future exports nothing");
+
+    let o = run(vec![
+        "--config".into(),
+        config,
+        "export".into(),
+        "--source".into(),
+        "acme".into(),
+        "--stream".into(),
+        "nope".into(),
+    ])
+    .await;
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("\"nope\" is not a stream"),
+        "{}",
+        out(&o)
+    );
+}
+
+#[tokio::test]
+async fn bad_config_errors_name_the_field_and_value() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[[sources]]\nname = \"acme\"\nendpoint = \"evil.example.com\"\ntoken_env = \"X\"\nstreams = [\"devices\", \"bogus\"]\nbudget_share = 2.0\n",
+    )
+    .expect("write");
+    let o = run(vec![
+        "--config".into(),
+        cfg.display().to_string(),
+        "validate".into(),
+    ])
+    .await;
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        err.contains("sources[0].endpoint") && err.contains("evil.example.com"),
+        "{err}"
+    );
+    assert!(
+        err.contains("sources[0].streams[1]") && err.contains("bogus"),
+        "{err}"
+    );
+    assert!(
+        err.contains("sources[0].budget_share") && err.contains('2'),
+        "{err}"
+    );
+
+    std::fs::write(&cfg, "[[sources]]\nname = \"acme\"\nendpont = \"acme\"\n").expect("write");
+    let o = run(vec![
+        "--config".into(),
+        cfg.display().to_string(),
+        "validate".into(),
+    ])
+    .await;
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(err.contains("endpont"), "unknown keys are named: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_shows_a_missing_permission_with_the_checkbox_to_tick() {
+    let mut cfg = sim_config(10, 5);
+    let limited = "0b6f3c2a-5d4e-4f1a-9b8c-7e6d5c4b3a29".to_string();
+    cfg.extra_tokens = vec![TokenSpec {
+        token: limited.clone(),
+        allow: vec![
+            "GET /api/v1/devices".into(),
+            "GET /api/v1/settings/licensing".into(),
+        ],
+    }];
+    let sim = kandji_sim::spawn(cfg).await.expect("sim");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write_config(
+        dir.path(),
+        &sim.base_url(),
+        &limited,
+        "streams = [\"devices\", \"users\", \"threats\"]\n",
+    );
+    let o = run(vec!["--config".into(), config, "check".into()]).await;
+    assert!(!o.status.success(), "a missing permission fails the check");
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let line = |s: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(s))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("devices").contains('✓'), "{text}");
+    assert!(line("users").contains("List users"), "{text}");
+    assert!(line("threats").contains("threat-details"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_shows_as_an_auth_error_with_a_hint() {
+    let mut cfg = sim_config(10, 5);
+    cfg.churn = Churn::none();
+    let sim = kandji_sim::spawn(cfg).await.expect("sim");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write_config(dir.path(), &sim.base_url(), sim.token(), "");
+    let sync = |streams: &str| {
+        vec![
+            "--config".into(),
+            config.clone(),
+            "sync".into(),
+            "--once".into(),
+            "--streams".into(),
+            streams.to_string(),
+        ]
+    };
+    let o = run(sync("devices,users")).await;
+    assert!(o.status.success(), "{}", out(&o));
+    sim.revoke_token(sim.token());
+    let o = run(sync("devices,users")).await;
+    assert!(!o.status.success());
+    let o = run(vec![
+        "--config".into(),
+        config,
+        "status".into(),
+        "--json".into(),
+    ])
+    .await;
+    let rows: Vec<Value> = serde_json::from_slice(&o.stdout).expect("json");
+    for s in ["devices", "users"] {
+        let r = rows.iter().find(|r| r["stream"] == s).expect("row");
+        assert_eq!(r["state"], "auth_error", "{r}");
+        assert_eq!(r["last_error_kind"], "unauthorized");
+        assert!(
+            r["hint"].as_str().unwrap_or_default().contains("revoked"),
+            "{r}"
+        );
+        assert!(
+            r["last_success_at"].is_string(),
+            "the earlier success is kept"
+        );
+    }
+}
