@@ -1,6 +1,6 @@
 //! The CLI verbs.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -161,23 +161,57 @@ async fn sync(cli: &Cli, only: Option<&str>, streams: &[String]) -> Result<()> {
     let (tx, rx) = watch::channel(false);
     spawn_signal_handler(tx);
     let mut failures = 0;
-    for rt in runtimes(picked, &store, &rx)? {
+    // Progress bars on a terminal, plain lines otherwise (logs, CI, pipes).
+    let tty = std::io::stdout().is_terminal();
+    let multi = indicatif::MultiProgress::new();
+    for s in picked {
+        let name = s.name.clone();
+        let mut rt = SourceRuntime::new(s, store.clone(), rx.clone())
+            .with_context(|| format!("source {name}"))?;
+        let bar = tty.then(|| {
+            let b = multi.add(indicatif::ProgressBar::new_spinner());
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed}]")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            b.set_prefix(name.clone());
+            b.enable_steady_tick(std::time::Duration::from_millis(120));
+            b
+        });
+        if let Some(b) = &bar {
+            let b = b.clone();
+            let total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            rt.on_commit = Some(std::sync::Arc::new(
+                move |stream: &str, out: &crate::store::BatchOutcome| {
+                    let n = total.fetch_add(out.records(), std::sync::atomic::Ordering::Relaxed)
+                        + out.records();
+                    b.set_message(format!("{stream}: {n} records so far"));
+                },
+            ));
+        }
         for r in engine::sync_once(&rt, &wanted).await {
-            match &r.result {
-                Ok(rep) => println!(
+            let line = match &r.result {
+                Ok(rep) => format!(
                     "{} {:<26} ok     pages {:>5}  records {:>8}  requests {:>5}",
                     r.source, r.stream, rep.pages, rep.records, rep.requests
                 ),
                 Err(e) => {
                     failures += 1;
-                    println!(
+                    format!(
                         "{} {:<26} {:<6} {e}",
                         r.source,
                         r.stream,
                         e.state().as_str()
-                    );
+                    )
                 }
+            };
+            match &bar {
+                Some(b) => b.println(line),
+                None => println!("{line}"),
             }
+        }
+        if let Some(b) = &bar {
+            b.finish_and_clear();
         }
         let b = rt.budget.state();
         println!(

@@ -20,6 +20,9 @@ use crate::streams::{self, StreamName};
 pub use scope::Scope;
 pub use status::{State, StreamError};
 
+/// A hook called with the stream name and outcome of every committed page.
+pub type OnCommit = Arc<dyn Fn(&str, &crate::store::BatchOutcome) + Send + Sync>;
+
 /// What one run of a stream did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunReport {
@@ -40,6 +43,8 @@ pub struct SourceRuntime {
     /// The engine's clock (ms since the epoch). Wall time in production; tests follow the
     /// simulated tenant's clock with it.
     pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// Told about every committed page (progress bars, metrics).
+    pub on_commit: Option<OnCommit>,
 }
 
 impl SourceRuntime {
@@ -67,6 +72,7 @@ impl SourceRuntime {
             shutdown,
             export_poll: Duration::from_secs(1),
             clock: Arc::new(now_ms),
+            on_commit: None,
         })
     }
 
@@ -77,6 +83,19 @@ impl SourceRuntime {
     /// Now, on the engine's clock.
     pub fn now(&self) -> i64 {
         (self.clock)()
+    }
+
+    /// Commits one page (its rows, events and checkpoint in one transaction) and reports it.
+    pub async fn commit(
+        &self,
+        batch: crate::store::Batch,
+    ) -> Result<crate::store::BatchOutcome, StoreError> {
+        let stream = batch.stream.clone();
+        let out = self.store.write(batch).await?;
+        if let Some(f) = &self.on_commit {
+            f(&stream, &out);
+        }
+        Ok(out)
     }
 
     /// An empty batch for `stream`, stamped now.

@@ -170,7 +170,7 @@ pub async fn run(rt: &SourceRuntime, spec: SweepSpec) -> Result<RunReport, Strea
                 }
             };
             batch.checkpoint = Some(cp.to_json());
-            let out = rt.store.write(batch).await?;
+            let out = rt.commit(batch).await?;
             report.records += out.records();
             if finished {
                 return Ok(report);

@@ -160,7 +160,7 @@ pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamE
             batch.checkpoint = Some(json!({
                 "cursor": cursor, "start_ms": start_ms, "hwm_ms": hwm_ms, "hwm_id": hwm_id
             }));
-            let out = rt.store.write(batch).await?;
+            let out = rt.commit(batch).await?;
             report.records += out.records();
             // Caught up: no cursor, or an empty page (a cursor may stay valid to poll later).
             if cursor.is_none() || empty {

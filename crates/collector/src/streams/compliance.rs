@@ -140,7 +140,7 @@ pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamE
             Err(KandjiError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        let out = rt.store.write(batch).await?;
+        let out = rt.commit(batch).await?;
         report.records += out.records();
         if rt.stopping() {
             return Err(StreamError::Shutdown);

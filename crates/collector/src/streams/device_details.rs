@@ -110,7 +110,7 @@ pub async fn category(
                     .filter(keep)
                     .collect(),
             });
-            let out = rt.store.write(batch).await?;
+            let out = rt.commit(batch).await?;
             report.records += out.records();
             if rt.stopping() {
                 // Rows so far are committed; the checkpoint is not, so the next run exports again.
@@ -128,7 +128,7 @@ pub async fn category(
         let mut all = cp_all(rt, stream).await?;
         all[category] = next.clone();
         batch.checkpoint = Some(all);
-        let out = rt.store.write(batch).await?;
+        let out = rt.commit(batch).await?;
         report.records += out.records();
         return Ok(next);
     }
@@ -157,7 +157,7 @@ pub async fn category(
             all[category] = json!({"last_full_ms": last_full, "hwm_ms": started});
             batch.checkpoint = Some(all);
         }
-        rt.store.write(batch).await?;
+        rt.commit(batch).await?;
         Ok(())
     })
     .await?;

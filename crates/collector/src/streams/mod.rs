@@ -223,7 +223,7 @@ where
         if page.next.is_none() {
             batch.checkpoint = Some(cp);
         }
-        let out = rt.store.write(batch).await?;
+        let out = rt.commit(batch).await?;
         report.records += out.records();
         if page.next.is_none() {
             return Ok(report);
