@@ -113,7 +113,12 @@ impl SourceRuntime {
         set_state(&self.store, &source, stream, State::Syncing).await?;
         let spent_before = self.budget.state().total_spent;
         let started = self.now();
-        let result = match Scope::resolve(self).await {
+        // Blueprints and tags are what filters resolve against: they are never filtered.
+        let scope = match stream {
+            StreamName::Blueprints | StreamName::Tags => Ok(Scope::default()),
+            _ => Scope::resolve(self).await,
+        };
+        let result = match scope {
             Ok(scope) => streams::run(self, &scope, stream).await,
             Err(e) => Err(e),
         };

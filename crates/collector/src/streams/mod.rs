@@ -136,6 +136,9 @@ mod vulnerability_detections;
 
 use crate::engine::{RunReport, Scope, SourceRuntime, StreamError};
 
+/// The device an audit event names, if any (the rule the filters and the refresh queue use).
+pub use audit_events::device_of as audit_device_of;
+
 /// Runs one stream once.
 pub async fn run(
     rt: &SourceRuntime,
