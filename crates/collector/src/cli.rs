@@ -50,8 +50,11 @@ pub enum Command {
         #[arg(long, value_delimiter = ',')]
         streams: Vec<String>,
     },
-    /// The daemon: collects on schedule until SIGINT/SIGTERM.
-    Run,
+    /// The daemon: collects on schedule until SIGINT/SIGTERM, and serves the web console.
+    Run {
+        #[command(flatten)]
+        web: WebArgs,
+    },
     /// Per stream: last success, last error, records, checkpoint, budget.
     Status {
         #[arg(long)]
@@ -81,7 +84,30 @@ pub enum Command {
         /// Run one sync cycle, print the status and exit.
         #[arg(long)]
         once: bool,
+        #[command(flatten)]
+        web: WebArgs,
     },
+}
+
+/// The web console's listener and options (`run` and `demo`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebArgs {
+    /// Where the console listens. Loopback by default; anything else exposes it to the network.
+    #[arg(
+        long,
+        env = "KANDJI_COLLECTOR_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: std::net::SocketAddr,
+    /// Let console-added sources use custom endpoint URLs (e.g. a kandji-sim). The demo sets it.
+    #[arg(long)]
+    pub allow_custom_endpoints: bool,
+    /// Mark session cookies Secure (the console is reached over TLS, e.g. behind a proxy).
+    #[arg(long)]
+    pub secure_cookies: bool,
+    /// Collect without serving the console.
+    #[arg(long)]
+    pub no_console: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

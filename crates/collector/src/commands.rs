@@ -24,7 +24,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             source,
             streams,
         } => sync(&cli, source.as_deref(), streams).await,
-        Command::Run => run(&cli).await,
+        Command::Run { web } => run(&cli, web).await,
         Command::Status { source, json } => status_cmd(&cli, source.as_deref(), *json).await,
         Command::Export {
             source,
@@ -36,7 +36,8 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             devices,
             seed,
             once,
-        } => demo(&cli, *devices, *seed, *once).await,
+            web,
+        } => demo(&cli, *devices, *seed, *once, web).await,
     }
 }
 
@@ -256,9 +257,12 @@ fn spawn_signal_handler(tx: watch::Sender<bool>) {
     });
 }
 
-async fn run(cli: &Cli) -> Result<()> {
+async fn run(cli: &Cli, web: &crate::cli::WebArgs) -> Result<()> {
     let cfg = load(cli)?;
     let sources = cfg.resolve()?;
+    if !web.no_console {
+        return crate::web::run_cmd(cfg.data_dir.clone(), sources, web, false).await;
+    }
     let store = Store::open(&cfg.data_dir)?;
     let (tx, rx) = watch::channel(false);
     spawn_signal_handler(tx);
@@ -409,7 +413,13 @@ async fn export(cli: &Cli, source: &str, stream: &str, since: Option<&str>) -> R
     Ok(())
 }
 
-async fn demo(cli: &Cli, devices: usize, seed: u64, once: bool) -> Result<()> {
+async fn demo(
+    cli: &Cli,
+    devices: usize,
+    seed: u64,
+    once: bool,
+    web: &crate::cli::WebArgs,
+) -> Result<()> {
     let sim = kandji_sim::spawn(kandji_sim::SimConfig {
         devices,
         seed,
@@ -430,6 +440,18 @@ async fn demo(cli: &Cli, devices: usize, seed: u64, once: bool) -> Result<()> {
     );
     let cfg = Config::parse(&text)?;
     let sources = cfg.resolve()?;
+    if !once && !web.no_console {
+        // Serve the console first, then sync: it shows the tenant filling up.
+        println!(
+            "simulated tenant: {} ({devices} devices, seed {seed})",
+            sim.base_url()
+        );
+        let mut web = web.clone();
+        web.allow_custom_endpoints = true;
+        let r = crate::web::run_cmd(dir, sources, &web, true).await;
+        sim.shutdown().await;
+        return r;
+    }
     let store = Store::open(&dir)?;
     let (tx, rx) = watch::channel(false);
     spawn_signal_handler(tx);

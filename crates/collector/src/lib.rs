@@ -10,3 +10,4 @@ pub mod engine;
 pub mod planner;
 pub mod store;
 pub mod streams;
+pub mod web;

@@ -155,9 +155,39 @@ fn migration_1() -> String {
     sql
 }
 
+/// The web console: sources added in the console (tokens encrypted with the local key file,
+/// see `web::crypto`) and the admin's password hash.
+fn migration_2() -> String {
+    "
+    CREATE TABLE console_sources (
+        name TEXT PRIMARY KEY,
+        endpoint TEXT NOT NULL,
+        region TEXT NOT NULL,
+        allow_custom INTEGER NOT NULL DEFAULT 0,
+        token_last4 TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        budget_share REAL NOT NULL DEFAULT 0.5,
+        hourly_limit INTEGER NOT NULL DEFAULT 10000,
+        per_second INTEGER NOT NULL DEFAULT 10,
+        streams TEXT NOT NULL,
+        schedules TEXT NOT NULL DEFAULT '{}',
+        filters TEXT NOT NULL DEFAULT '{}',
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        token_ct BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE console_admin (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        password_hash TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    "
+    .to_string()
+}
+
 /// Every migration in order. Append only: never edit one that has shipped.
 fn migrations() -> Vec<String> {
-    vec![migration_1()]
+    vec![migration_1(), migration_2()]
 }
 
 /// The schema version this build writes.

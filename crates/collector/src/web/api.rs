@@ -1,0 +1,314 @@
+//! The JSON API under `/api/` (session cookie, or `Authorization: Bearer` with the key from
+//! `KANDJI_COLLECTOR_API_KEY`), `/metrics` for Prometheus, and the health checks.
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::{StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Json, Response};
+use serde_json::{Value, json};
+
+use super::pages::{ListQuery, source_rows};
+use super::queries::{self, DeviceFilter, EventFilter};
+use super::{App, WebError};
+use crate::store::now_ms;
+use crate::streams::StreamName;
+
+/// A caller of the API: a logged-in session (with its CSRF token for writes) or the API key.
+pub struct ApiCaller {
+    pub csrf: Option<String>,
+}
+
+impl FromRequestParts<App> for ApiCaller {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        if app.auth.bearer_ok(&parts.headers) {
+            return Ok(ApiCaller { csrf: None });
+        }
+        match app.auth.session(&parts.headers) {
+            Some(s) => Ok(ApiCaller { csrf: Some(s.csrf) }),
+            None => Err((
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(json!({"error": "log in or send Authorization: Bearer <KANDJI_COLLECTOR_API_KEY>"})),
+            )
+                .into_response()),
+        }
+    }
+}
+
+pub async fn sources(State(app): State<App>, _c: ApiCaller) -> Result<Json<Value>, WebError> {
+    let rows = source_rows(&app).await?;
+    Ok(Json(Value::Array(
+        rows.into_iter()
+            .map(|r| {
+                json!({
+                    "name": r.name,
+                    "endpoint": r.endpoint,
+                    "state": r.state,
+                    "read_only": r.read_only,
+                    "enabled": r.enabled,
+                    "token_last4": (!r.token_last4.is_empty()).then_some(r.token_last4),
+                    "streams": r.streams,
+                    "problem": (!r.problem.is_empty()).then_some(r.problem),
+                })
+            })
+            .collect(),
+    )))
+}
+
+pub async fn source(
+    State(app): State<App>,
+    _c: ApiCaller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, WebError> {
+    let row = source_rows(&app)
+        .await?
+        .into_iter()
+        .find(|r| r.name == name)
+        .ok_or(WebError::NotFound)?;
+    let store = app.store.clone();
+    let n = name.clone();
+    let status =
+        tokio::task::spawn_blocking(move || crate::commands::status_rows(&store, Some(&n)))
+            .await
+            .map_err(|e| WebError::Internal(e.to_string()))?
+            .map_err(|e| WebError::Internal(e.to_string()))?;
+    let budget = app.supervisor.runtime(&name).map(|rt| {
+        let b = rt.budget.state();
+        json!({"limit": b.limit, "share_limit": b.share_limit, "spent_this_hour": b.spent_this_hour, "remaining": b.remaining})
+    });
+    let since = now_ms() - 24 * 3_600_000;
+    let n = name.clone();
+    let (bs, rs) = app
+        .store
+        .read(move |c| {
+            Ok((
+                queries::budget_series(c, &n, since)?,
+                queries::record_series(c, &n, since)?,
+            ))
+        })
+        .await?;
+    let console = super::sources::get(&app.store, &name).await?;
+    Ok(Json(json!({
+        "name": row.name,
+        "endpoint": row.endpoint,
+        "state": row.state,
+        "read_only": row.read_only,
+        "enabled": row.enabled,
+        "token_last4": (!row.token_last4.is_empty()).then_some(row.token_last4),
+        "settings": console,
+        "streams": status,
+        "budget": budget,
+        "budget_samples": bs.iter().map(|(h, r, l, s)| json!({"hour": crate::engine::fetch::rfc3339(*h), "requests": r, "limit": l, "share": s})).collect::<Vec<_>>(),
+        "record_samples": rs.iter().map(|(h, c, n)| json!({"hour": crate::engine::fetch::rfc3339(*h), "category": c, "records": n})).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct SyncBody {
+    pub stream: Option<String>,
+}
+
+/// `POST /api/sources/{name}/sync[?stream=]`: with a session, needs the `X-CSRF-Token` header.
+pub async fn sync(
+    State(app): State<App>,
+    c: ApiCaller,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+    Query(b): Query<SyncBody>,
+) -> Result<Json<Value>, WebError> {
+    if let Some(csrf) = &c.csrf {
+        let got = headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !super::auth::ct_eq(got, csrf) {
+            return Err(WebError::Forbidden("X-CSRF-Token header missing or stale"));
+        }
+    }
+    let stream = match b.stream.as_deref() {
+        Some(s) => Some(
+            StreamName::parse(s).ok_or_else(|| WebError::BadRequest("unknown stream".into()))?,
+        ),
+        None => None,
+    };
+    if !app.supervisor.sync_now(&name, stream) {
+        return Err(WebError::BadRequest("the source is not running".into()));
+    }
+    Ok(Json(json!({"ok": true})))
+}
+
+pub async fn status(State(app): State<App>, _c: ApiCaller) -> Result<Json<Value>, WebError> {
+    let store = app.store.clone();
+    let rows = tokio::task::spawn_blocking(move || crate::commands::status_rows(&store, None))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    Ok(Json(Value::Array(rows)))
+}
+
+pub async fn events(
+    State(app): State<App>,
+    _c: ApiCaller,
+    Query(f): Query<EventFilter>,
+) -> Result<Json<queries::EventPage>, WebError> {
+    Ok(Json(
+        app.store
+            .read(move |c| queries::events(c, &f, queries::PAGE))
+            .await?,
+    ))
+}
+
+pub async fn event(
+    State(app): State<App>,
+    _c: ApiCaller,
+    Path(seq): Path<i64>,
+) -> Result<Json<queries::EventDetail>, WebError> {
+    Ok(Json(
+        app.store
+            .read(move |c| queries::event(c, seq))
+            .await?
+            .ok_or(WebError::NotFound)?,
+    ))
+}
+
+pub async fn devices(
+    State(app): State<App>,
+    _c: ApiCaller,
+    Query(f): Query<DeviceFilter>,
+) -> Result<Json<Vec<queries::DeviceView>>, WebError> {
+    Ok(Json(
+        app.store
+            .read(move |c| queries::devices(c, &f, Some(queries::PAGE)))
+            .await?,
+    ))
+}
+
+pub async fn device(
+    State(app): State<App>,
+    _c: ApiCaller,
+    Path((source, id)): Path<(String, String)>,
+) -> Result<Json<queries::DeviceDetail>, WebError> {
+    Ok(Json(
+        app.store
+            .read(move |c| queries::device(c, &source, &id))
+            .await?
+            .ok_or(WebError::NotFound)?,
+    ))
+}
+
+pub async fn users(
+    State(app): State<App>,
+    _c: ApiCaller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<queries::UserView>>, WebError> {
+    Ok(Json(
+        app.store
+            .read(move |c| queries::users(c, q.q.as_deref(), q.page.unwrap_or(0)))
+            .await?,
+    ))
+}
+
+pub async fn apps(
+    State(app): State<App>,
+    _c: ApiCaller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, WebError> {
+    let out = app
+        .store
+        .read(move |c| {
+            let ver = q.version.as_deref().filter(|v| !v.is_empty());
+            let apps = queries::apps(c, q.q.as_deref().unwrap_or(""), ver)?;
+            let devices = match q.bundle.as_deref().filter(|b| !b.is_empty()) {
+                Some(b) => queries::app_devices(c, b, ver)?,
+                None => Vec::new(),
+            };
+            Ok(json!({"apps": apps, "devices": devices}))
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+/// Prometheus text format. Gauges and counters that mirror the engine's state are refreshed
+/// at scrape time.
+pub async fn metrics(State(app): State<App>, _c: ApiCaller) -> Result<Response, WebError> {
+    let Some(handle) = app.metrics.clone() else {
+        return Err(WebError::Internal(
+            "another metrics recorder is installed in this process".into(),
+        ));
+    };
+    for (rt, _) in app.supervisor.runtimes() {
+        let src = rt.name().to_string();
+        let st = rt.client.stats();
+        for (status, v) in [
+            ("ok", st.ok),
+            ("rate_limited", st.rate_limited),
+            ("server_error", st.server_errors),
+            ("transport_error", st.transport_errors),
+            ("decode_error", st.decode_errors),
+            ("client_error", st.client_errors),
+            ("gave_up", st.gave_up),
+        ] {
+            metrics::counter!("kandji_requests_total", "source" => src.clone(), "status" => status)
+                .absolute(v);
+        }
+        metrics::counter!("kandji_request_attempts_total", "source" => src.clone())
+            .absolute(st.attempts);
+        metrics::counter!("kandji_request_retries_total", "source" => src.clone())
+            .absolute(st.retries);
+        let b = rt.budget.state();
+        metrics::gauge!("kandji_budget_remaining", "source" => src.clone())
+            .set(f64::from(b.remaining));
+        metrics::gauge!("kandji_budget_spent_this_hour", "source" => src.clone())
+            .set(f64::from(b.spent_this_hour));
+        metrics::gauge!("kandji_budget_share_limit", "source" => src.clone())
+            .set(f64::from(b.share_limit));
+    }
+    let store = app.store.clone();
+    let rows = tokio::task::spawn_blocking(move || crate::commands::status_rows(&store, None))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    let now = time::OffsetDateTime::now_utc();
+    for r in rows {
+        let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let (src, stream) = (s("source"), s("stream"));
+        metrics::counter!("kandji_records_total", "source" => src.clone(), "stream" => stream.clone())
+            .absolute(r.get("records_total").and_then(Value::as_u64).unwrap_or(0));
+        for st in [
+            "healthy",
+            "syncing",
+            "backing_off",
+            "auth_error",
+            "missing_permission",
+            "not_licensed",
+            "failing",
+            "disabled",
+            "pending",
+        ] {
+            metrics::gauge!("kandji_stream_state", "source" => src.clone(), "stream" => stream.clone(), "state" => st)
+                .set(if s("state") == st { 1.0 } else { 0.0 });
+        }
+        if let Some(t) = kandji_api::parse_timestamp(&s("last_success_at")) {
+            metrics::gauge!("kandji_checkpoint_lag_seconds", "source" => src, "stream" => stream)
+                .set((now - t).as_seconds_f64().max(0.0));
+        }
+    }
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response())
+}
+
+pub async fn readyz(State(app): State<App>) -> Response {
+    let store_ok = app
+        .store
+        .read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+        .await
+        .is_ok();
+    if store_ok && app.supervisor.is_ready() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response()
+    }
+}

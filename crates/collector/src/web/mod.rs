@@ -1,0 +1,440 @@
+//! The web console: sources, per-source status dashboards, the data explorer, a JSON API,
+//! Prometheus metrics and health checks, served by axum from the same store and engine the
+//! CLI uses. Pages are server-rendered askama templates (auto-escaped: every Kandji value is
+//! untrusted), with no JavaScript; the one stylesheet is vendored in `static/`.
+
+pub mod api;
+pub mod auth;
+pub mod crypto;
+pub mod pages;
+pub mod queries;
+pub mod sources;
+pub mod supervisor;
+pub mod svg;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{HeaderValue, StatusCode, header, request::Parts};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use secrecy::SecretString;
+use tokio::sync::watch;
+
+use crate::config::Source;
+use crate::store::{Store, StoreError};
+pub use auth::Auth;
+pub use crypto::TokenCipher;
+pub use supervisor::Supervisor;
+
+/// The Content-Security-Policy of every response: nothing inline, nothing from elsewhere.
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// A check's result waiting for "save": the token stays server-side, never in the page.
+pub struct Pending {
+    pub name: String,
+    pub endpoint: String,
+    pub region: kandji_api::Region,
+    pub allow_custom: bool,
+    pub token: SecretString,
+    pub created: Instant,
+    pub ok_streams: Vec<crate::streams::StreamName>,
+}
+
+/// The console's shared state.
+pub struct Console {
+    pub store: Store,
+    pub auth: Auth,
+    pub supervisor: Arc<Supervisor>,
+    /// Custom endpoint URLs (a simulator) are allowed only when the server was started so.
+    pub allow_custom_endpoints: bool,
+    pub pending: Mutex<HashMap<String, Pending>>,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+pub type App = Arc<Console>;
+
+/// Errors of a handler.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    #[error("template: {0}")]
+    Template(#[from] askama::Error),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let (status, msg) = match &self {
+            WebError::NotFound => (StatusCode::NOT_FOUND, "Not found".to_string()),
+            WebError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
+            WebError::Forbidden(m) => (StatusCode::FORBIDDEN, format!("Forbidden: {m}")),
+            other => {
+                tracing::error!(error = %other, "console request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal error; see the collector's log".to_string(),
+                )
+            }
+        };
+        let body = format!(
+            "<!doctype html><meta charset=utf-8><title>Error</title><link rel=stylesheet href=/static/app.css><main><h1>{}</h1><p>{}</p><p><a href=/>Back</a></p></main>",
+            status.as_u16(),
+            askama::filters::escape(&msg, askama::filters::Html)
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        );
+        (status, Html(body)).into_response()
+    }
+}
+
+/// Renders a template as an HTML response.
+pub fn render<T: askama::Template>(t: &T) -> Result<Response, WebError> {
+    Ok(Html(t.render()?).into_response())
+}
+
+/// A logged-in admin (pages): redirects to the login page otherwise.
+pub struct Admin(pub auth::Session);
+
+impl FromRequestParts<App> for Admin {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        match app.auth.session(&parts.headers) {
+            Some(s) => Ok(Admin(s)),
+            None => Err(Redirect::to("/login").into_response()),
+        }
+    }
+}
+
+/// A form post from a logged-in admin whose CSRF token matches the session's.
+pub struct Posted {
+    pub session: auth::Session,
+    pub form: FormData,
+}
+
+/// A form's fields, repeated keys kept (checkboxes, multi-selects).
+#[derive(Debug, Default, Clone)]
+pub struct FormData(pub Vec<(String, String)>);
+
+impl FormData {
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self, k: &str) -> String {
+        self.get(k).unwrap_or("").trim().to_string()
+    }
+    pub fn all(&self, k: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(a, _)| a == k)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+    pub fn checked(&self, k: &str) -> bool {
+        self.get(k).is_some()
+    }
+}
+
+impl FromRequest<App> for Posted {
+    type Rejection = Response;
+    async fn from_request(req: Request, app: &App) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let Admin(session) = Admin::from_request_parts(&mut parts, app).await?;
+        let req = Request::from_parts(parts, body);
+        let axum::Form(pairs) = axum::Form::<Vec<(String, String)>>::from_request(req, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let form = FormData(pairs);
+        if !auth::ct_eq(form.get("csrf").unwrap_or(""), &session.csrf) {
+            return Err(WebError::Forbidden(
+                "the form's CSRF token is missing or stale; reload the page",
+            )
+            .into_response());
+        }
+        Ok(Posted { session, form })
+    }
+}
+
+/// Adds the security headers to every response.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        "permissions-policy",
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=()"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+async fn static_css() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../static/app.css"),
+    )
+        .into_response()
+}
+
+/// The console's routes.
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/sources") }))
+        .route("/static/app.css", get(static_css))
+        .route("/login", get(pages::login_page).post(pages::login_post))
+        .route("/setup", get(pages::setup_page).post(pages::setup_post))
+        .route("/logout", post(pages::logout))
+        .route("/sources", get(pages::sources_page))
+        .route("/sources/check", post(pages::source_check))
+        .route("/sources/save", post(pages::source_save))
+        .route("/sources/{name}", get(pages::source_page))
+        .route("/sources/{name}/edit", post(pages::source_edit))
+        .route("/sources/{name}/token", post(pages::source_token))
+        .route("/sources/{name}/enable", post(pages::source_enable))
+        .route("/sources/{name}/delete", post(pages::source_delete))
+        .route("/sources/{name}/sync", post(pages::source_sync))
+        .route("/sources/{name}/budget.svg", get(pages::budget_svg))
+        .route("/sources/{name}/records.svg", get(pages::records_svg))
+        .route("/events", get(pages::events_page))
+        .route("/events/{seq}", get(pages::event_page))
+        .route("/devices", get(pages::devices_page))
+        .route("/devices.csv", get(pages::devices_csv))
+        .route("/devices/{source}/{id}", get(pages::device_page))
+        .route("/users", get(pages::users_page))
+        .route("/apps", get(pages::apps_page))
+        .route("/api/sources", get(api::sources))
+        .route("/api/sources/{name}", get(api::source))
+        .route("/api/sources/{name}/sync", post(api::sync))
+        .route("/api/status", get(api::status))
+        .route("/api/events", get(api::events))
+        .route("/api/events/{seq}", get(api::event))
+        .route("/api/devices", get(api::devices))
+        .route("/api/devices/{source}/{id}", get(api::device))
+        .route("/api/users", get(api::users))
+        .route("/api/apps", get(api::apps))
+        .route("/metrics", get(api::metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(api::readyz))
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(app)
+}
+
+/// The process-wide Prometheus recorder (installed once).
+pub fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok().map(|_| handle)
+        })
+        .clone()
+}
+
+/// How `run` and `demo` start the console.
+pub struct ConsoleOptions {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub config_sources: Vec<Source>,
+    pub allow_custom_endpoints: bool,
+    /// Generate and print an admin password when none is set (the demo).
+    pub generate_password: bool,
+    /// Cookies marked Secure (served over TLS, e.g. behind a TLS-terminating proxy).
+    pub secure_cookies: bool,
+}
+
+/// A console bound to its listener, not yet serving.
+pub struct Started {
+    pub app: App,
+    pub listener: tokio::net::TcpListener,
+    pub url: String,
+    /// The generated admin password, when one was generated.
+    pub password: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Crypto(#[from] crypto::CryptoError),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+    #[error("cannot listen on {addr}: {message}")]
+    Bind { addr: SocketAddr, message: String },
+}
+
+/// Opens the store and key file, sets the admin password, and binds the listener.
+pub async fn start(opts: ConsoleOptions) -> Result<Started, StartError> {
+    let store = Store::open(&opts.data_dir)?;
+    let cipher = Arc::new(TokenCipher::load_or_create(
+        &opts.data_dir.join("console.key"),
+    )?);
+    let mut password = None;
+    match std::env::var("KANDJI_COLLECTOR_ADMIN_PASSWORD") {
+        Ok(pw) if !pw.is_empty() => auth::set_password(&store, &pw).await?,
+        _ => {
+            // The demo prints a fresh password every run (its store is throwaway).
+            if opts.generate_password {
+                let pw = crypto::random_hex(9);
+                auth::set_password(&store, &pw).await?;
+                password = Some(pw);
+            }
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| StartError::Bind {
+            addr: opts.listen,
+            message: e.to_string(),
+        })?;
+    let addr = listener.local_addr().map_err(|e| StartError::Bind {
+        addr: opts.listen,
+        message: e.to_string(),
+    })?;
+    let url = format!(
+        "{}://{addr}/",
+        if opts.secure_cookies { "https" } else { "http" }
+    );
+    let supervisor = Arc::new(Supervisor::new(store.clone(), cipher, opts.config_sources));
+    let app = Arc::new(Console {
+        store,
+        auth: Auth::new(
+            opts.secure_cookies,
+            std::env::var("KANDJI_COLLECTOR_API_KEY").ok(),
+        ),
+        supervisor,
+        allow_custom_endpoints: opts.allow_custom_endpoints,
+        pending: Mutex::new(HashMap::new()),
+        metrics: metrics_handle(),
+    });
+    Ok(Started {
+        app,
+        listener,
+        url,
+        password,
+    })
+}
+
+/// Serves the console and runs the supervisor until shutdown.
+pub async fn serve(started: Started, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+    let Started { app, listener, .. } = started;
+    let sup = tokio::spawn(app.supervisor.clone().run(shutdown.clone()));
+    let mut stop = shutdown.clone();
+    let server = axum::serve(
+        listener,
+        router(app).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        while !*stop.borrow() {
+            if stop.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+    let r = server.await;
+    let _ = sup.await;
+    r
+}
+
+fn spawn_signals(tx: watch::Sender<bool>) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: committing in-flight pages");
+        let _ = tx.send(true);
+    });
+}
+
+/// `run` and `demo`: serve the console first, then collect (the supervisor starts every
+/// source), until SIGINT/SIGTERM.
+pub async fn run_cmd(
+    data_dir: PathBuf,
+    sources: Vec<Source>,
+    web: &crate::cli::WebArgs,
+    demo: bool,
+) -> anyhow::Result<()> {
+    if !web.listen.ip().is_loopback() {
+        tracing::warn!(listen = %web.listen, "the console listens beyond loopback; put it behind TLS and a firewall");
+    }
+    let started = start(ConsoleOptions {
+        data_dir,
+        listen: web.listen,
+        config_sources: sources,
+        allow_custom_endpoints: web.allow_custom_endpoints,
+        generate_password: demo,
+        secure_cookies: web.secure_cookies,
+    })
+    .await?;
+    println!("console: {}", started.url);
+    match &started.password {
+        Some(pw) => println!(
+            "admin password: {pw}   (shown once; set KANDJI_COLLECTOR_ADMIN_PASSWORD to choose one)"
+        ),
+        None => {
+            if auth::stored_hash(&started.app.store).await?.is_none() {
+                println!(
+                    "first run: open {}setup to choose the admin password",
+                    started.url
+                );
+            }
+        }
+    }
+    println!("collecting on schedule; Ctrl-C to stop");
+    let (tx, rx) = watch::channel(false);
+    spawn_signals(tx);
+    serve(started, rx).await?;
+    Ok(())
+}

@@ -1,0 +1,1293 @@
+//! The console's HTML pages.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use askama::Template;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::queries::{self, DeviceFilter, EventFilter};
+use super::sources::{self, Filters, NewSource, Settings};
+use super::{Admin, App, FormData, Pending, Posted, WebError, auth, crypto, render};
+use crate::check::Access;
+use crate::engine::SourceRuntime;
+use crate::engine::status::hint;
+use crate::store::now_ms;
+use crate::streams::StreamName;
+
+// ---------- login and setup ----------
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    title: String,
+    csrf: String,
+    setup: bool,
+    error: String,
+}
+
+fn pre_token(app: &App, headers: &HeaderMap) -> (String, Option<String>) {
+    match auth::cookie(headers, auth::PRE_COOKIE) {
+        Some(t) if t.len() == 64 => (t.to_string(), None),
+        _ => {
+            let t = crypto::random_hex(32);
+            let c = app.auth.cookie_header(auth::PRE_COOKIE, &t, Some(3600));
+            (t, Some(c))
+        }
+    }
+}
+
+fn with_cookie(mut res: Response, cookie: Option<String>) -> Response {
+    if let Some(c) = cookie
+        && let Ok(v) = c.parse()
+    {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    res
+}
+
+pub async fn login_page(State(app): State<App>, headers: HeaderMap) -> Result<Response, WebError> {
+    if auth::stored_hash(&app.store).await?.is_none() {
+        return Ok(Redirect::to("/setup").into_response());
+    }
+    let (csrf, cookie) = pre_token(&app, &headers);
+    let page = LoginPage {
+        title: "Log in".into(),
+        csrf,
+        setup: false,
+        error: String::new(),
+    };
+    Ok(with_cookie(render(&page)?, cookie))
+}
+
+fn peer(ci: SocketAddr) -> std::net::IpAddr {
+    ci.ip()
+}
+
+fn pre_ok(headers: &HeaderMap, form: &FormData) -> bool {
+    auth::cookie(headers, auth::PRE_COOKIE)
+        .is_some_and(|c| auth::ct_eq(c, form.get("csrf").unwrap_or("")))
+}
+
+fn logged_in(app: &App) -> Response {
+    let s = app.auth.create_session();
+    let mut res = Redirect::to("/sources").into_response();
+    if let Ok(v) = app
+        .auth
+        .cookie_header(auth::SESSION_COOKIE, &s.id, None)
+        .parse()
+    {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    res
+}
+
+pub async fn login_post(
+    State(app): State<App>,
+    ConnectInfo(ci): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    axum::Form(pairs): axum::Form<Vec<(String, String)>>,
+) -> Result<Response, WebError> {
+    let form = FormData(pairs);
+    if !pre_ok(&headers, &form) {
+        return Err(WebError::Forbidden(
+            "the login form expired; reload the page",
+        ));
+    }
+    let ip = peer(ci);
+    let (csrf, cookie) = pre_token(&app, &headers);
+    let fail = |error: &str, status: StatusCode| -> Result<Response, WebError> {
+        let page = LoginPage {
+            title: "Log in".into(),
+            csrf: csrf.clone(),
+            setup: false,
+            error: error.into(),
+        };
+        let mut res = render(&page)?;
+        *res.status_mut() = status;
+        Ok(with_cookie(res, cookie.clone()))
+    };
+    if !app.auth.login_allowed(ip) {
+        tracing::warn!(%ip, "login rate-limited");
+        return fail(
+            "Too many failed attempts. Wait a few minutes and try again.",
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+    }
+    let Some(hash) = auth::stored_hash(&app.store).await? else {
+        return Ok(Redirect::to("/setup").into_response());
+    };
+    let pw = form.get("password").unwrap_or("").to_string();
+    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&pw, &hash))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        app.auth.login_failed(ip);
+        tracing::warn!(%ip, "failed console login");
+        return fail("Wrong password.", StatusCode::UNAUTHORIZED);
+    }
+    app.auth.login_succeeded(ip);
+    tracing::info!(%ip, "console login");
+    Ok(logged_in(&app))
+}
+
+pub async fn setup_page(State(app): State<App>, headers: HeaderMap) -> Result<Response, WebError> {
+    if auth::stored_hash(&app.store).await?.is_some() {
+        return Ok(Redirect::to("/login").into_response());
+    }
+    let (csrf, cookie) = pre_token(&app, &headers);
+    let page = LoginPage {
+        title: "Set the admin password".into(),
+        csrf,
+        setup: true,
+        error: String::new(),
+    };
+    Ok(with_cookie(render(&page)?, cookie))
+}
+
+pub async fn setup_post(
+    State(app): State<App>,
+    headers: HeaderMap,
+    axum::Form(pairs): axum::Form<Vec<(String, String)>>,
+) -> Result<Response, WebError> {
+    let form = FormData(pairs);
+    if !pre_ok(&headers, &form) {
+        return Err(WebError::Forbidden(
+            "the setup form expired; reload the page",
+        ));
+    }
+    if auth::stored_hash(&app.store).await?.is_some() {
+        return Ok(Redirect::to("/login").into_response());
+    }
+    let pw = form.get("password").unwrap_or("");
+    if pw.chars().count() < 12 || Some(pw) != form.get("confirm") {
+        let (csrf, cookie) = pre_token(&app, &headers);
+        let page = LoginPage {
+            title: "Set the admin password".into(),
+            csrf,
+            setup: true,
+            error: "Use at least 12 characters, typed the same twice.".into(),
+        };
+        let mut res = render(&page)?;
+        *res.status_mut() = StatusCode::BAD_REQUEST;
+        return Ok(with_cookie(res, cookie));
+    }
+    auth::set_password(&app.store, pw)
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    Ok(logged_in(&app))
+}
+
+pub async fn logout(State(app): State<App>, p: Posted) -> Response {
+    app.auth.end_session(&p.session.id);
+    let mut res = Redirect::to("/login").into_response();
+    if let Ok(v) = app
+        .auth
+        .cookie_header(auth::SESSION_COOKIE, "", Some(0))
+        .parse()
+    {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    res
+}
+
+// ---------- sources ----------
+
+pub struct SourceRow {
+    pub name: String,
+    pub endpoint: String,
+    pub state: String,
+    pub read_only: bool,
+    pub enabled: bool,
+    pub token_last4: String,
+    pub streams: usize,
+    pub problem: String,
+}
+
+/// The worst state among a source's streams, for its badge.
+pub fn overall(states: &[String], enabled: bool) -> String {
+    if !enabled {
+        return "disabled".into();
+    }
+    const ORDER: [&str; 8] = [
+        "auth_error",
+        "failing",
+        "missing_permission",
+        "not_licensed",
+        "backing_off",
+        "syncing",
+        "pending",
+        "healthy",
+    ];
+    ORDER
+        .iter()
+        .find(|o| states.iter().any(|s| s == *o))
+        .map_or("pending", |s| s)
+        .to_string()
+}
+
+pub async fn source_rows(app: &App) -> Result<Vec<SourceRow>, WebError> {
+    let status = {
+        let store = app.store.clone();
+        tokio::task::spawn_blocking(move || crate::commands::status_rows(&store, None))
+            .await
+            .map_err(|e| WebError::Internal(e.to_string()))?
+            .map_err(|e| WebError::Internal(e.to_string()))?
+    };
+    let states_of = |name: &str, streams: &[String]| -> Vec<String> {
+        status
+            .iter()
+            .filter(|r| r.get("source").and_then(Value::as_str) == Some(name))
+            .filter(|r| {
+                r.get("stream")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| streams.iter().any(|x| x == s))
+            })
+            .filter_map(|r| r.get("state").and_then(Value::as_str).map(str::to_string))
+            .collect()
+    };
+    let mut out = Vec::new();
+    for s in &app.supervisor.config_sources {
+        let streams: Vec<String> = s.streams.iter().map(|x| x.as_str().to_string()).collect();
+        out.push(SourceRow {
+            name: s.name.clone(),
+            endpoint: s.base.as_str().to_string(),
+            state: overall(&states_of(&s.name, &streams), s.enabled),
+            read_only: true,
+            enabled: s.enabled,
+            token_last4: String::new(),
+            streams: streams.len(),
+            problem: String::new(),
+        });
+    }
+    let broken = app.supervisor.broken();
+    for s in sources::list(&app.store).await? {
+        if app.supervisor.is_config_source(&s.name) {
+            continue;
+        }
+        let problem = broken
+            .iter()
+            .find(|b| b.name == s.name)
+            .map(|b| b.message.clone())
+            .unwrap_or_default();
+        out.push(SourceRow {
+            state: if problem.is_empty() {
+                overall(&states_of(&s.name, &s.streams), s.enabled)
+            } else {
+                "failing".into()
+            },
+            name: s.name,
+            endpoint: s.endpoint,
+            read_only: false,
+            enabled: s.enabled,
+            token_last4: s.token_last4,
+            streams: s.streams.len(),
+            problem,
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Template)]
+#[template(path = "sources.html")]
+struct SourcesPage {
+    title: String,
+    csrf: String,
+    sources: Vec<SourceRow>,
+    allow_custom: bool,
+    error: String,
+    form_name: String,
+    form_endpoint: String,
+    form_region: String,
+}
+
+pub async fn sources_page(State(app): State<App>, Admin(s): Admin) -> Result<Response, WebError> {
+    let page = SourcesPage {
+        title: "Sources".into(),
+        csrf: s.csrf,
+        sources: source_rows(&app).await?,
+        allow_custom: app.allow_custom_endpoints,
+        error: String::new(),
+        form_name: String::new(),
+        form_endpoint: String::new(),
+        form_region: "us".into(),
+    };
+    render(&page)
+}
+
+pub struct MatrixRow {
+    pub stream: String,
+    pub ok: bool,
+    pub message: String,
+}
+
+#[derive(Template)]
+#[template(path = "check.html")]
+struct CheckPage {
+    title: String,
+    csrf: String,
+    name: String,
+    endpoint: String,
+    pending: String,
+    rows: Vec<MatrixRow>,
+    fleet: String,
+    plan: String,
+    unauthorized: bool,
+}
+
+pub fn matrix_rows(report: &crate::check::Report) -> Vec<MatrixRow> {
+    report
+        .matrix
+        .iter()
+        .map(|(stream, access)| MatrixRow {
+            stream: stream.as_str().to_string(),
+            ok: *access == Access::Ok,
+            message: match access {
+                Access::Ok => "✓".into(),
+                Access::MissingPermission { permission, .. } => format!(
+                    "✗: tick '{permission}' in Kandji → Access → API token, or this stream stays empty"
+                ),
+                Access::NotLicensed { .. } => {
+                    "✗: not licensed — the tenant lacks this feature (EDR or Vulnerability Management)".into()
+                }
+                Access::Unauthorized => {
+                    "✗: unauthorized — the token is invalid, revoked or expired".into()
+                }
+                Access::Error { message, .. } => format!("✗: {message}"),
+            },
+        })
+        .collect()
+}
+
+/// "Check": parses the form, probes every stream with the token, shows the matrix. The token
+/// waits server-side (10 minutes) for "save".
+pub async fn source_check(State(app): State<App>, p: Posted) -> Result<Response, WebError> {
+    let f = &p.form;
+    let name = f.text("name");
+    let endpoint = f.text("endpoint");
+    let region_s = f.text("region");
+    let token = f.get("token").unwrap_or("").trim().to_string();
+    let again = |error: String| -> Result<Response, WebError> {
+        let page = SourcesPage {
+            title: "Sources".into(),
+            csrf: p.session.csrf.clone(),
+            sources: Vec::new(),
+            allow_custom: app.allow_custom_endpoints,
+            error,
+            form_name: name.clone(),
+            form_endpoint: endpoint.clone(),
+            form_region: region_s.clone(),
+        };
+        let mut r = render(&page)?;
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        Ok(r)
+    };
+    if let Err(e) = sources::valid_name(&name) {
+        return again(e.to_string());
+    }
+    if app.supervisor.is_config_source(&name) || sources::get(&app.store, &name).await?.is_some() {
+        return again(format!("A source named {name:?} exists."));
+    }
+    let region = match sources::parse_region(&region_s) {
+        Ok(r) => r,
+        Err(e) => return again(e.to_string()),
+    };
+    if token.is_empty() {
+        return again("Paste the API token.".into());
+    }
+    let base = match kandji_api::ApiBase::parse(&endpoint, region, app.allow_custom_endpoints) {
+        Ok(b) => b,
+        Err(e) => return again(format!("endpoint: {e}")),
+    };
+    let token = SecretString::from(token);
+    let source = crate::config::Source {
+        name: name.clone(),
+        base,
+        token: token.clone(),
+        enabled: true,
+        budget_share: 0.5,
+        hourly_limit: 10_000,
+        per_second: 10,
+        streams: StreamName::ALL.to_vec(),
+        intervals: BTreeMap::new(),
+        filters: Default::default(),
+    };
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let rt = SourceRuntime::new(source, app.store.clone(), rx)
+        .map_err(|e| WebError::BadRequest(e.to_string()))?;
+    let report = crate::check::run_with(&rt).await;
+    let rows = matrix_rows(&report);
+    let unauthorized = report
+        .matrix
+        .iter()
+        .all(|(_, a)| *a == Access::Unauthorized);
+    let id = crypto::random_hex(16);
+    {
+        let mut map = app.pending.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, v| v.created.elapsed() < Duration::from_secs(600));
+        map.insert(
+            id.clone(),
+            Pending {
+                name: name.clone(),
+                endpoint: endpoint.clone(),
+                region,
+                allow_custom: app.allow_custom_endpoints,
+                token,
+                created: Instant::now(),
+                ok_streams: report.runnable(),
+            },
+        );
+    }
+    let page = CheckPage {
+        title: format!("Check {name}"),
+        csrf: p.session.csrf,
+        name,
+        endpoint,
+        pending: id,
+        rows,
+        fleet: report
+            .fleet
+            .map(|f| format!("{} devices", f.devices))
+            .unwrap_or_default(),
+        plan: report
+            .plan
+            .map(|p| {
+                format!(
+                    "about {:.0} requests/hour of a {:.0} share",
+                    p.total_per_hour, p.share_per_hour
+                )
+            })
+            .unwrap_or_default(),
+        unauthorized,
+    };
+    render(&page)
+}
+
+pub async fn source_save(State(app): State<App>, p: Posted) -> Result<Response, WebError> {
+    let id = p.form.text("pending");
+    let pending = app
+        .pending
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&id)
+        .filter(|v| v.created.elapsed() < Duration::from_secs(600))
+        .ok_or_else(|| WebError::BadRequest("This check expired; add the source again.".into()))?;
+    let streams = sources::parse_streams(&p.form.all("stream"))
+        .map_err(|e| WebError::BadRequest(e.to_string()))?;
+    if streams.is_empty() {
+        return Err(WebError::BadRequest("Choose at least one stream.".into()));
+    }
+    let name = pending.name.clone();
+    sources::insert(
+        &app.store,
+        &app.supervisor.cipher,
+        NewSource {
+            name: pending.name,
+            endpoint: pending.endpoint,
+            region: pending.region,
+            allow_custom: pending.allow_custom,
+            token: pending.token,
+            streams,
+        },
+    )
+    .await
+    .map_err(|e| WebError::BadRequest(e.to_string()))?;
+    tracing::info!(source = %name, "console source added");
+    app.supervisor.poke();
+    Ok(Redirect::to(&format!("/sources/{name}")).into_response())
+}
+
+pub struct StreamRow {
+    pub stream: String,
+    pub state: String,
+    pub selected: bool,
+    pub last_success: String,
+    pub last_error: String,
+    pub hint: String,
+    pub records: i64,
+    pub checkpoint: String,
+    pub next_run: String,
+    pub schedule: String,
+    pub default_interval: String,
+    pub planned: String,
+}
+
+pub struct Choice {
+    pub value: String,
+    pub label: String,
+    pub selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "source.html")]
+struct SourcePage {
+    title: String,
+    csrf: String,
+    name: String,
+    endpoint: String,
+    read_only: bool,
+    enabled: bool,
+    running: bool,
+    token_last4: String,
+    budget_share: String,
+    state: String,
+    streams: Vec<StreamRow>,
+    budget: String,
+    plan: String,
+    blueprints: Vec<Choice>,
+    tags: Vec<Choice>,
+    device_types: Vec<Choice>,
+    problem: String,
+}
+
+fn s_of(v: &Value, k: &str) -> String {
+    match v.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+pub async fn source_page(
+    State(app): State<App>,
+    Admin(s): Admin,
+    Path(name): Path<String>,
+) -> Result<Response, WebError> {
+    let console = sources::get(&app.store, &name).await?;
+    let config = app
+        .supervisor
+        .config_sources
+        .iter()
+        .find(|c| c.name == name)
+        .cloned();
+    if console.is_none() && config.is_none() {
+        return Err(WebError::NotFound);
+    }
+    let rt = app.supervisor.runtime(&name);
+    let (endpoint, enabled, share, selected, schedules, filters, last4) = match (&config, &console)
+    {
+        (Some(c), _) => (
+            c.base.as_str().to_string(),
+            c.enabled,
+            c.budget_share,
+            c.streams
+                .iter()
+                .map(|x| x.as_str().to_string())
+                .collect::<Vec<_>>(),
+            c.intervals
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        humantime::format_duration(*v).to_string(),
+                    )
+                })
+                .collect::<BTreeMap<_, _>>(),
+            Filters {
+                blueprints: c.filters.blueprints.clone(),
+                tags: c.filters.tags.clone(),
+                device_types: c.filters.device_types.clone(),
+            },
+            String::new(),
+        ),
+        (None, Some(c)) => (
+            c.endpoint.clone(),
+            c.enabled,
+            c.budget_share,
+            c.streams.clone(),
+            c.schedules.clone(),
+            c.filters.clone(),
+            c.token_last4.clone(),
+        ),
+        (None, None) => return Err(WebError::NotFound),
+    };
+    let store = app.store.clone();
+    let n2 = name.clone();
+    let status =
+        tokio::task::spawn_blocking(move || crate::commands::status_rows(&store, Some(&n2)))
+            .await
+            .map_err(|e| WebError::Internal(e.to_string()))?
+            .map_err(|e| WebError::Internal(e.to_string()))?;
+    let n3 = name.clone();
+    let (fleet, bps, tgs) = app
+        .store
+        .read(move |c| {
+            let f = queries::fleet(c, &n3)?;
+            let mut st = c.prepare("SELECT key, coalesce(name, key) FROM blueprints WHERE source = ?1 AND removed_at IS NULL ORDER BY name")?;
+            let b: Vec<(String, String)> = st.query_map([&n3], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+            let mut st = c.prepare("SELECT key, coalesce(name, key) FROM tags WHERE source = ?1 AND removed_at IS NULL ORDER BY name")?;
+            let t: Vec<(String, String)> = st.query_map([&n3], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+            Ok((f, b, t))
+        })
+        .await?;
+    let stream_list: Vec<StreamName> = selected
+        .iter()
+        .filter_map(|s| StreamName::parse(s))
+        .collect();
+    let intervals = sources::parse_intervals(&schedules).unwrap_or_default();
+    let plan = crate::planner::plan(
+        crate::planner::FleetSize {
+            devices: fleet.0,
+            users: fleet.1.max(fleet.0),
+        },
+        &stream_list,
+        &intervals,
+        10_000,
+        share,
+        &crate::planner::Assumptions::default(),
+    );
+    let mut streams = Vec::new();
+    let mut states = Vec::new();
+    for st in StreamName::ALL {
+        let row = status
+            .iter()
+            .find(|r| r.get("stream").and_then(Value::as_str) == Some(st.as_str()));
+        let sel = selected.iter().any(|x| x == st.as_str());
+        let state = if !sel {
+            "not collected".to_string()
+        } else if !enabled {
+            "disabled".to_string()
+        } else {
+            row.map(|r| s_of(r, "state"))
+                .unwrap_or_else(|| "pending".into())
+        };
+        if sel {
+            states.push(state.clone());
+        }
+        let (last_error, hint_s) = match row {
+            Some(r) if !s_of(r, "last_error_kind").is_empty() => {
+                let kind = s_of(r, "last_error_kind");
+                let ep = s_of(r, "last_error_endpoint");
+                (
+                    format!("{} — {}", s_of(r, "last_error_at"), s_of(r, "last_error")),
+                    hint(&kind, (!ep.is_empty()).then_some(ep.as_str())),
+                )
+            }
+            _ => (String::new(), String::new()),
+        };
+        streams.push(StreamRow {
+            stream: st.as_str().into(),
+            state,
+            selected: sel,
+            last_success: row.map(|r| s_of(r, "last_success_at")).unwrap_or_default(),
+            last_error,
+            hint: hint_s,
+            records: row
+                .and_then(|r| r.get("records_total").and_then(Value::as_i64))
+                .unwrap_or(0),
+            checkpoint: row
+                .map(|r| {
+                    let c = s_of(r, "checkpoint");
+                    if c.chars().count() > 120 {
+                        format!("{}…", c.chars().take(120).collect::<String>())
+                    } else {
+                        c
+                    }
+                })
+                .unwrap_or_default(),
+            next_run: row.map(|r| s_of(r, "next_run_at")).unwrap_or_default(),
+            schedule: schedules.get(st.as_str()).cloned().unwrap_or_default(),
+            default_interval: humantime::format_duration(st.default_interval()).to_string(),
+            planned: plan
+                .per_stream
+                .get(&st)
+                .map(|v| format!("{v:.1}"))
+                .unwrap_or_default(),
+        });
+    }
+    let budget = rt
+        .as_ref()
+        .map(|rt| {
+            let b = rt.budget.state();
+            format!(
+                "{} spent this hour · {} left of a {} share (limit {}/h)",
+                b.spent_this_hour, b.remaining, b.share_limit, b.limit
+            )
+        })
+        .unwrap_or_else(|| "not running".into());
+    let choice = |list: &[(String, String)], picked: &[String]| -> Vec<Choice> {
+        list.iter()
+            .map(|(k, v)| Choice {
+                value: k.clone(),
+                label: v.clone(),
+                selected: picked.iter().any(|p| p == k || p == v),
+            })
+            .collect()
+    };
+    let problem = app
+        .supervisor
+        .broken()
+        .into_iter()
+        .find(|b| b.name == name)
+        .map(|b| b.message)
+        .unwrap_or_default();
+    let page = SourcePage {
+        title: format!("Source {name}"),
+        csrf: s.csrf,
+        state: overall(&states, enabled),
+        endpoint,
+        read_only: config.is_some(),
+        enabled,
+        running: rt.is_some() && enabled,
+        token_last4: last4,
+        budget_share: format!("{share}"),
+        streams,
+        budget,
+        plan: format!(
+            "about {:.0} requests/hour for {} devices, of a {:.0} share",
+            plan.total_per_hour, fleet.0, plan.share_per_hour
+        ),
+        blueprints: choice(&bps, &filters.blueprints),
+        tags: choice(&tgs, &filters.tags),
+        device_types: crate::config::DEVICE_TYPES
+            .iter()
+            .map(|(d, _)| Choice {
+                value: d.to_string(),
+                label: d.to_string(),
+                selected: filters.device_types.iter().any(|x| x == d),
+            })
+            .collect(),
+        problem,
+        name,
+    };
+    render(&page)
+}
+
+async fn editable(app: &App, name: &str) -> Result<sources::ConsoleSource, WebError> {
+    if app.supervisor.is_config_source(name) {
+        return Err(WebError::BadRequest(
+            "This source comes from the config file; edit it there.".into(),
+        ));
+    }
+    sources::get(&app.store, name)
+        .await?
+        .ok_or(WebError::NotFound)
+}
+
+fn back(name: &str) -> Response {
+    Redirect::to(&format!("/sources/{name}")).into_response()
+}
+
+pub async fn source_edit(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    p: Posted,
+) -> Result<Response, WebError> {
+    let cur = editable(&app, &name).await?;
+    let f = &p.form;
+    let streams = sources::parse_streams(&f.all("stream"))
+        .map_err(|e| WebError::BadRequest(e.to_string()))?;
+    let mut schedules = BTreeMap::new();
+    for s in StreamName::ALL {
+        let v = f.text(&format!("schedule_{}", s.as_str()));
+        if !v.is_empty() {
+            schedules.insert(s.as_str().to_string(), v);
+        }
+    }
+    let share: f64 = f
+        .text("budget_share")
+        .parse()
+        .map_err(|_| WebError::BadRequest("budget_share: not a number".into()))?;
+    sources::update(
+        &app.store,
+        &name,
+        Settings {
+            enabled: cur.enabled,
+            budget_share: share,
+            streams,
+            schedules,
+            filters: Filters {
+                blueprints: f.all("blueprint"),
+                tags: f.all("tag"),
+                device_types: f.all("device_type"),
+            },
+        },
+    )
+    .await
+    .map_err(|e| WebError::BadRequest(e.to_string()))?;
+    tracing::info!(source = %name, "console source edited");
+    app.supervisor.poke();
+    Ok(back(&name))
+}
+
+pub async fn source_token(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    p: Posted,
+) -> Result<Response, WebError> {
+    editable(&app, &name).await?;
+    let token = p.form.get("token").unwrap_or("").trim().to_string();
+    if token.is_empty() {
+        return Err(WebError::BadRequest("Paste the new token.".into()));
+    }
+    sources::rotate_token(
+        &app.store,
+        &app.supervisor.cipher,
+        &name,
+        &SecretString::from(token),
+    )
+    .await
+    .map_err(|e| WebError::BadRequest(e.to_string()))?;
+    tracing::info!(source = %name, "console source token rotated");
+    app.supervisor.poke();
+    Ok(back(&name))
+}
+
+pub async fn source_enable(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    p: Posted,
+) -> Result<Response, WebError> {
+    editable(&app, &name).await?;
+    let on = p.form.text("enabled") == "1";
+    sources::set_enabled(&app.store, &name, on).await?;
+    tracing::info!(source = %name, enabled = on, "console source toggled");
+    app.supervisor.poke();
+    Ok(back(&name))
+}
+
+pub async fn source_delete(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    _p: Posted,
+) -> Result<Response, WebError> {
+    editable(&app, &name).await?;
+    sources::delete(&app.store, &name).await?;
+    tracing::info!(source = %name, "console source deleted");
+    app.supervisor.poke();
+    Ok(Redirect::to("/sources").into_response())
+}
+
+pub async fn source_sync(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    p: Posted,
+) -> Result<Response, WebError> {
+    let stream = match p.form.get("stream") {
+        Some(s) if !s.is_empty() => Some(
+            StreamName::parse(s).ok_or_else(|| WebError::BadRequest("unknown stream".into()))?,
+        ),
+        _ => None,
+    };
+    if !app.supervisor.sync_now(&name, stream) {
+        return Err(WebError::BadRequest(
+            "The source is not running (disabled, or not started yet).".into(),
+        ));
+    }
+    Ok(back(&name))
+}
+
+fn svg(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "image/svg+xml")], body).into_response()
+}
+
+fn last_24h() -> (Vec<i64>, i64) {
+    let now_h = now_ms().div_euclid(3_600_000) * 3_600_000;
+    let hours: Vec<i64> = (0..24).rev().map(|i| now_h - i * 3_600_000).collect();
+    let since = hours.first().copied().unwrap_or(now_h);
+    (hours, since)
+}
+
+pub async fn budget_svg(
+    State(app): State<App>,
+    Admin(_): Admin,
+    Path(name): Path<String>,
+) -> Result<Response, WebError> {
+    let (hours, since) = last_24h();
+    let rows = app
+        .store
+        .read(move |c| queries::budget_series(c, &name, since))
+        .await?;
+    let vals: Vec<f64> = hours
+        .iter()
+        .map(|h| rows.iter().find(|r| r.0 == *h).map_or(0.0, |r| r.1 as f64))
+        .collect();
+    let (limit, share) = rows
+        .last()
+        .map_or((10_000.0, 0.0), |r| (r.2 as f64, r.3 as f64));
+    let mut lines = vec![("hourly limit".to_string(), limit)];
+    if share > 0.0 {
+        lines.push(("our share".to_string(), share));
+    }
+    Ok(svg(super::svg::hourly_bars(
+        "API requests per hour",
+        &hours,
+        &[("requests".to_string(), vals)],
+        &lines,
+    )))
+}
+
+pub async fn records_svg(
+    State(app): State<App>,
+    Admin(_): Admin,
+    Path(name): Path<String>,
+) -> Result<Response, WebError> {
+    let (hours, since) = last_24h();
+    let rows = app
+        .store
+        .read(move |c| queries::record_series(c, &name, since))
+        .await?;
+    let mut cats: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for (h, cat, n) in rows {
+        let v = cats.entry(cat).or_insert_with(|| vec![0.0; hours.len()]);
+        if let Some(i) = hours.iter().position(|x| *x == h) {
+            v[i] += n as f64;
+        }
+    }
+    let series: Vec<(String, Vec<f64>)> = cats.into_iter().collect();
+    Ok(svg(super::svg::hourly_bars(
+        "Records collected per hour",
+        &hours,
+        &series,
+        &[],
+    )))
+}
+
+// ---------- explorer ----------
+
+#[derive(Template)]
+#[template(path = "events.html")]
+struct EventsPage {
+    title: String,
+    csrf: String,
+    f: EventFilter,
+    events: Vec<queries::EventView>,
+    next: String,
+    sources: Vec<String>,
+    categories: Vec<String>,
+    types: Vec<String>,
+    severities: Vec<String>,
+}
+
+fn v(s: &Option<String>) -> String {
+    s.clone().unwrap_or_default()
+}
+
+fn qs<T: serde::Serialize>(t: &T) -> String {
+    serde_urlencoded::to_string(t).unwrap_or_default()
+}
+
+pub async fn events_page(
+    State(app): State<App>,
+    Admin(s): Admin,
+    Query(f): Query<EventFilter>,
+) -> Result<Response, WebError> {
+    let f2 = f.clone();
+    let (page, sources, categories, types, severities) = app
+        .store
+        .read(move |c| {
+            Ok((
+                queries::events(c, &f2, queries::PAGE)?,
+                queries::distinct(c, "SELECT DISTINCT source FROM stream_status ORDER BY 1")?,
+                queries::distinct(c, "SELECT DISTINCT category FROM record_samples ORDER BY 1")?,
+                queries::distinct(
+                    c,
+                    "SELECT DISTINCT event_type FROM events INDEXED BY events_type_time ORDER BY 1",
+                )?,
+                vec![
+                    "informational".into(),
+                    "low".into(),
+                    "medium".into(),
+                    "high".into(),
+                    "critical".into(),
+                ],
+            ))
+        })
+        .await?;
+    let next = page
+        .next
+        .map(|n| {
+            qs(&EventFilter {
+                after: Some(n),
+                ..f.clone()
+            })
+        })
+        .unwrap_or_default();
+    let page = EventsPage {
+        title: "Events".into(),
+        csrf: s.csrf,
+        f,
+        events: page.events,
+        next,
+        sources,
+        categories,
+        types,
+        severities,
+    };
+    render(&page)
+}
+
+#[derive(Template)]
+#[template(path = "event.html")]
+struct EventPage {
+    title: String,
+    csrf: String,
+    e: queries::EventDetail,
+}
+
+pub async fn event_page(
+    State(app): State<App>,
+    Admin(s): Admin,
+    Path(seq): Path<i64>,
+) -> Result<Response, WebError> {
+    let e = app
+        .store
+        .read(move |c| queries::event(c, seq))
+        .await?
+        .ok_or(WebError::NotFound)?;
+    render(&EventPage {
+        title: format!("Event {seq}"),
+        csrf: s.csrf,
+        e,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "devices.html")]
+struct DevicesPage {
+    title: String,
+    csrf: String,
+    f: DeviceFilter,
+    devices: Vec<queries::DeviceView>,
+    platforms: Vec<String>,
+    blueprints: Vec<String>,
+    sorts: Vec<&'static str>,
+    query: String,
+    next: String,
+    prev: String,
+}
+
+pub async fn devices_page(
+    State(app): State<App>,
+    Admin(s): Admin,
+    Query(f): Query<DeviceFilter>,
+) -> Result<Response, WebError> {
+    let f2 = f.clone();
+    let (devices, platforms, blueprints) = app
+        .store
+        .read(move |c| {
+            Ok((
+                queries::devices(c, &f2, Some(queries::PAGE))?,
+                queries::distinct(c, "SELECT DISTINCT platform FROM devices WHERE removed_at IS NULL ORDER BY 1")?,
+                queries::distinct(c, "SELECT DISTINCT blueprint_name FROM devices WHERE removed_at IS NULL ORDER BY 1")?,
+            ))
+        })
+        .await?;
+    let page_n = f.page.unwrap_or(0);
+    let next = if devices.len() == queries::PAGE {
+        qs(&DeviceFilter {
+            page: Some(page_n + 1),
+            ..f.clone()
+        })
+    } else {
+        String::new()
+    };
+    let prev = if page_n > 0 {
+        qs(&DeviceFilter {
+            page: Some(page_n - 1),
+            ..f.clone()
+        })
+    } else {
+        String::new()
+    };
+    let query = qs(&DeviceFilter {
+        page: None,
+        ..f.clone()
+    });
+    render(&DevicesPage {
+        title: "Devices".into(),
+        csrf: s.csrf,
+        f,
+        devices,
+        platforms,
+        blueprints,
+        sorts: queries::device_sorts(),
+        query,
+        next,
+        prev,
+    })
+}
+
+pub async fn devices_csv(
+    State(app): State<App>,
+    Admin(_): Admin,
+    Query(f): Query<DeviceFilter>,
+) -> Result<Response, WebError> {
+    let body = app
+        .store
+        .read(move |c| {
+            let rows = queries::devices(c, &f, None)?;
+            let mut w = csv::Writer::from_writer(Vec::new());
+            let _ = w.write_record([
+                "source",
+                "device_id",
+                "name",
+                "serial",
+                "platform",
+                "model",
+                "os_version",
+                "blueprint",
+                "tags",
+                "user",
+                "last_check_in",
+                "compliance_pass",
+                "compliance_fail",
+                "filevault",
+                "apps",
+            ]);
+            for d in rows {
+                // Cells starting with = + - @ are prefixed so spreadsheets never run them.
+                let cell = |s: &str| -> String {
+                    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+                        format!("'{s}")
+                    } else {
+                        s.to_string()
+                    }
+                };
+                let _ = w.write_record([
+                    cell(&d.source),
+                    cell(&d.id),
+                    cell(&d.name),
+                    cell(&d.serial),
+                    cell(&d.platform),
+                    cell(&d.model),
+                    cell(&d.os_version),
+                    cell(&d.blueprint),
+                    cell(&d.tags),
+                    cell(&d.user),
+                    d.last_check_in.unwrap_or_default(),
+                    d.compliance_pass.to_string(),
+                    d.compliance_fail.to_string(),
+                    cell(&d.filevault),
+                    d.apps.to_string(),
+                ]);
+            }
+            Ok(w.into_inner().unwrap_or_default())
+        })
+        .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"devices.csv\"",
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[derive(Template)]
+#[template(path = "device.html")]
+struct DevicePage {
+    title: String,
+    csrf: String,
+    d: queries::DeviceDetail,
+}
+
+pub async fn device_page(
+    State(app): State<App>,
+    Admin(s): Admin,
+    Path((source, id)): Path<(String, String)>,
+) -> Result<Response, WebError> {
+    let d = app
+        .store
+        .read(move |c| queries::device(c, &source, &id))
+        .await?
+        .ok_or(WebError::NotFound)?;
+    render(&DevicePage {
+        title: format!("Device {}", d.device.name),
+        csrf: s.csrf,
+        d,
+    })
+}
+
+#[derive(Deserialize, serde::Serialize, Default, Clone)]
+pub struct ListQuery {
+    pub q: Option<String>,
+    pub version: Option<String>,
+    pub bundle: Option<String>,
+    pub page: Option<usize>,
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage {
+    title: String,
+    csrf: String,
+    q: String,
+    users: Vec<queries::UserView>,
+}
+
+pub async fn users_page(
+    State(app): State<App>,
+    Admin(s): Admin,
+    Query(lq): Query<ListQuery>,
+) -> Result<Response, WebError> {
+    let q = v(&lq.q);
+    let q2 = q.clone();
+    let users = app
+        .store
+        .read(move |c| queries::users(c, Some(&q2), lq.page.unwrap_or(0)))
+        .await?;
+    render(&UsersPage {
+        title: "Users".into(),
+        csrf: s.csrf,
+        q,
+        users,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "apps.html")]
+struct AppsPage {
+    title: String,
+    csrf: String,
+    q: String,
+    version: String,
+    bundle: String,
+    apps: Vec<queries::AppSummary>,
+    devices: Vec<queries::AppDevice>,
+}
+
+pub async fn apps_page(
+    State(app): State<App>,
+    Admin(s): Admin,
+    Query(lq): Query<ListQuery>,
+) -> Result<Response, WebError> {
+    let (q, version, bundle) = (v(&lq.q), v(&lq.version), v(&lq.bundle));
+    let (q2, v2, b2) = (q.clone(), version.clone(), bundle.clone());
+    let (apps, devices) = app
+        .store
+        .read(move |c| {
+            let ver = (!v2.trim().is_empty()).then_some(v2.trim());
+            let apps = if q2.trim().is_empty() && b2.is_empty() {
+                Vec::new()
+            } else {
+                queries::apps(c, if b2.is_empty() { &q2 } else { &b2 }, ver)?
+            };
+            let devices = if b2.is_empty() {
+                Vec::new()
+            } else {
+                queries::app_devices(c, &b2, ver)?
+            };
+            Ok((apps, devices))
+        })
+        .await?;
+    render(&AppsPage {
+        title: "Apps".into(),
+        csrf: s.csrf,
+        q,
+        version,
+        bundle,
+        apps,
+        devices,
+    })
+}

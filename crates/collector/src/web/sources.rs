@@ -1,0 +1,331 @@
+//! Sources added in the console: stored in `console_sources` with the token encrypted, turned
+//! into the same [`Source`] the TOML config resolves to.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kandji_api::{ApiBase, Region};
+use rusqlite::{OptionalExtension, params};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use super::crypto::{CryptoError, TokenCipher, last4};
+use crate::config::{FilterConfig, Source};
+use crate::store::{Store, StoreError, now_ms};
+use crate::streams::StreamName;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> SourceError {
+    SourceError::Invalid {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+/// A console source as stored (the token stays encrypted).
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsoleSource {
+    pub name: String,
+    pub endpoint: String,
+    pub region: String,
+    pub allow_custom: bool,
+    pub token_last4: String,
+    pub enabled: bool,
+    pub budget_share: f64,
+    pub hourly_limit: u32,
+    pub per_second: u32,
+    pub streams: Vec<String>,
+    /// Stream → interval ("5m").
+    pub schedules: BTreeMap<String, String>,
+    pub filters: Filters,
+    pub updated_at: i64,
+    #[serde(skip)]
+    pub token_ct: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Filters {
+    #[serde(default)]
+    pub blueprints: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub device_types: Vec<String>,
+}
+
+pub fn valid_name(name: &str) -> Result<(), SourceError> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(invalid("name", "use 1-64 letters, digits, '-', '_' or '.'"));
+    }
+    Ok(())
+}
+
+pub fn parse_region(s: &str) -> Result<Region, SourceError> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "" | "us" => Ok(Region::Us),
+        "eu" => Ok(Region::Eu),
+        other => Err(invalid("region", format!("{other:?} is not us or eu"))),
+    }
+}
+
+pub fn region_str(r: Region) -> &'static str {
+    match r {
+        Region::Eu => "eu",
+        _ => "us",
+    }
+}
+
+pub fn parse_streams(list: &[String]) -> Result<Vec<StreamName>, SourceError> {
+    list.iter()
+        .map(|s| {
+            StreamName::parse(s).ok_or_else(|| invalid("streams", format!("{s:?} is not a stream")))
+        })
+        .collect()
+}
+
+pub fn parse_intervals(
+    schedules: &BTreeMap<String, String>,
+) -> Result<BTreeMap<StreamName, Duration>, SourceError> {
+    let mut out = BTreeMap::new();
+    for (k, v) in schedules {
+        if v.trim().is_empty() {
+            continue;
+        }
+        let stream = StreamName::parse(k)
+            .ok_or_else(|| invalid("schedules", format!("{k:?} is not a stream")))?;
+        let d = humantime::parse_duration(v.trim()).map_err(|e| {
+            invalid(
+                &format!("schedules.{k}"),
+                format!("{v:?} is not an interval like 5m or 1h: {e}"),
+            )
+        })?;
+        if d < Duration::from_secs(60) {
+            return Err(invalid(
+                &format!("schedules.{k}"),
+                format!("{v:?} is shorter than the 1 minute minimum"),
+            ));
+        }
+        out.insert(stream, d);
+    }
+    Ok(out)
+}
+
+impl ConsoleSource {
+    /// The engine's view: endpoint parsed, token decrypted.
+    pub fn resolve(&self, cipher: &TokenCipher) -> Result<Source, SourceError> {
+        let base = ApiBase::parse(
+            &self.endpoint,
+            parse_region(&self.region)?,
+            self.allow_custom,
+        )
+        .map_err(|e| invalid("endpoint", format!("{:?}: {e}", self.endpoint)))?;
+        let token = cipher.decrypt(&self.token_ct, &self.name)?;
+        Ok(Source {
+            name: self.name.clone(),
+            base,
+            token,
+            enabled: self.enabled,
+            budget_share: self.budget_share,
+            hourly_limit: self.hourly_limit,
+            per_second: self.per_second,
+            streams: parse_streams(&self.streams)?,
+            intervals: parse_intervals(&self.schedules)?,
+            filters: FilterConfig {
+                blueprints: self.filters.blueprints.clone(),
+                tags: self.filters.tags.clone(),
+                device_types: self.filters.device_types.clone(),
+            },
+        })
+    }
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsoleSource> {
+    let streams: String = r.get(9)?;
+    let schedules: String = r.get(10)?;
+    let filters: String = r.get(11)?;
+    Ok(ConsoleSource {
+        name: r.get(0)?,
+        endpoint: r.get(1)?,
+        region: r.get(2)?,
+        allow_custom: r.get(3)?,
+        token_last4: r.get(4)?,
+        enabled: r.get(5)?,
+        budget_share: r.get(6)?,
+        hourly_limit: r.get(7)?,
+        per_second: r.get(8)?,
+        streams: serde_json::from_str(&streams).unwrap_or_default(),
+        schedules: serde_json::from_str(&schedules).unwrap_or_default(),
+        filters: serde_json::from_str(&filters).unwrap_or_default(),
+        updated_at: r.get(12)?,
+        token_ct: r.get(13)?,
+    })
+}
+
+const COLS: &str = "name, endpoint, region, allow_custom, token_last4, enabled, budget_share,
+    hourly_limit, per_second, streams, schedules, filters, updated_at, token_ct";
+
+pub async fn list(store: &Store) -> Result<Vec<ConsoleSource>, StoreError> {
+    store
+        .read(|c| {
+            let mut st = c.prepare(&format!("SELECT {COLS} FROM console_sources ORDER BY name"))?;
+            let rows = st.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+}
+
+pub async fn get(store: &Store, name: &str) -> Result<Option<ConsoleSource>, StoreError> {
+    let name = name.to_string();
+    store
+        .read(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {COLS} FROM console_sources WHERE name = ?1"),
+                [name],
+                row,
+            )
+            .optional()?)
+        })
+        .await
+}
+
+/// What the add form and the check produce.
+pub struct NewSource {
+    pub name: String,
+    pub endpoint: String,
+    pub region: Region,
+    pub allow_custom: bool,
+    pub token: SecretString,
+    pub streams: Vec<StreamName>,
+}
+
+pub async fn insert(store: &Store, cipher: &TokenCipher, s: NewSource) -> Result<(), SourceError> {
+    valid_name(&s.name)?;
+    let ct = cipher.encrypt(&s.token, &s.name)?;
+    let l4 = last4(&s.token);
+    let streams = serde_json::to_string(&s.streams.iter().map(|x| x.as_str()).collect::<Vec<_>>())
+        .unwrap_or_else(|_| "[]".into());
+    let (name, endpoint, region, custom) =
+        (s.name, s.endpoint, region_str(s.region), s.allow_custom);
+    let exists = get(store, &name).await?.is_some();
+    if exists {
+        return Err(invalid("name", format!("a source named {name:?} exists")));
+    }
+    store
+        .exec(move |c| {
+            let now = now_ms();
+            c.execute(
+                "INSERT INTO console_sources (name, endpoint, region, allow_custom, token_last4,
+                   streams, created_at, updated_at, token_ct)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
+                params![name, endpoint, region, custom, l4, streams, now, ct],
+            )?;
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}
+
+/// The editable settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub enabled: bool,
+    pub budget_share: f64,
+    pub streams: Vec<StreamName>,
+    pub schedules: BTreeMap<String, String>,
+    pub filters: Filters,
+}
+
+pub async fn update(store: &Store, name: &str, s: Settings) -> Result<(), SourceError> {
+    if !(s.budget_share > 0.0 && s.budget_share <= 1.0) {
+        return Err(invalid("budget_share", "must be more than 0 and at most 1"));
+    }
+    parse_intervals(&s.schedules)?;
+    let name = name.to_string();
+    let streams = serde_json::to_string(&s.streams.iter().map(|x| x.as_str()).collect::<Vec<_>>())
+        .unwrap_or_else(|_| "[]".into());
+    let schedules = serde_json::to_string(&s.schedules).unwrap_or_else(|_| "{}".into());
+    let filters = serde_json::to_string(&s.filters).unwrap_or_else(|_| "{}".into());
+    store
+        .exec(move |c| {
+            c.execute(
+                "UPDATE console_sources SET enabled = ?2, budget_share = ?3, streams = ?4,
+                   schedules = ?5, filters = ?6, updated_at = ?7 WHERE name = ?1",
+                params![
+                    name,
+                    s.enabled,
+                    s.budget_share,
+                    streams,
+                    schedules,
+                    filters,
+                    now_ms()
+                ],
+            )?;
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}
+
+pub async fn set_enabled(store: &Store, name: &str, enabled: bool) -> Result<(), StoreError> {
+    let name = name.to_string();
+    store
+        .exec(move |c| {
+            c.execute(
+                "UPDATE console_sources SET enabled = ?2, updated_at = ?3 WHERE name = ?1",
+                params![name, enabled, now_ms()],
+            )?;
+            Ok(())
+        })
+        .await
+}
+
+pub async fn rotate_token(
+    store: &Store,
+    cipher: &TokenCipher,
+    name: &str,
+    token: &SecretString,
+) -> Result<(), SourceError> {
+    let ct = cipher.encrypt(token, name)?;
+    let l4 = last4(token);
+    let name = name.to_string();
+    store
+        .exec(move |c| {
+            c.execute(
+                "UPDATE console_sources SET token_ct = ?2, token_last4 = ?3, updated_at = ?4
+                 WHERE name = ?1",
+                params![name, ct, l4, now_ms()],
+            )?;
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}
+
+/// Deletes the source's settings; its collected data stays in the store.
+pub async fn delete(store: &Store, name: &str) -> Result<(), StoreError> {
+    let name = name.to_string();
+    store
+        .exec(move |c| {
+            c.execute("DELETE FROM console_sources WHERE name = ?1", [&name])?;
+            c.execute(
+                "UPDATE stream_status SET state = 'disabled' WHERE source = ?1",
+                [&name],
+            )?;
+            Ok(())
+        })
+        .await
+}

@@ -1,0 +1,420 @@
+//! The run loop's supervisor: one runtime per source (config sources and console sources),
+//! started, restarted and stopped as the console adds, edits and deletes sources, with a
+//! per-stream `Notify` for "sync now" and budget samples for the dashboard's chart.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::params;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use super::crypto::TokenCipher;
+use crate::config::Source;
+use crate::engine::{SourceRuntime, StreamError, next_due};
+use crate::store::{Store, StoreError, now_ms};
+use crate::streams::StreamName;
+
+/// One running (or disabled) source.
+pub struct Running {
+    pub rt: Arc<SourceRuntime>,
+    pub read_only: bool,
+    pub notifies: BTreeMap<StreamName, Arc<Notify>>,
+    fingerprint: String,
+    stop: watch::Sender<bool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// A source the supervisor could not start (bad stored endpoint, undecryptable token).
+#[derive(Debug, Clone)]
+pub struct Broken {
+    pub name: String,
+    pub message: String,
+}
+
+pub struct Supervisor {
+    pub store: Store,
+    pub cipher: Arc<TokenCipher>,
+    pub config_sources: Vec<Source>,
+    running: Mutex<BTreeMap<String, Running>>,
+    broken: Mutex<Vec<Broken>>,
+    changed: Notify,
+    /// Set once the first reconcile ran (readiness).
+    ready: std::sync::atomic::AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The maps stay consistent across a panic (whole-value inserts and removes).
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn fingerprint(s: &Source, version: &str) -> String {
+    format!(
+        "{version}|{}|{}|{}|{}|{}|{:?}|{:?}|{:?}",
+        s.base.as_str(),
+        s.enabled,
+        s.budget_share,
+        s.hourly_limit,
+        s.per_second,
+        s.streams,
+        s.intervals,
+        s.filters
+    )
+}
+
+impl Supervisor {
+    pub fn new(store: Store, cipher: Arc<TokenCipher>, config_sources: Vec<Source>) -> Supervisor {
+        Supervisor {
+            store,
+            cipher,
+            config_sources,
+            running: Mutex::new(BTreeMap::new()),
+            broken: Mutex::new(Vec::new()),
+            changed: Notify::new(),
+            ready: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Tells the run loop the console changed a source.
+    pub fn poke(&self) {
+        self.changed.notify_one();
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn is_config_source(&self, name: &str) -> bool {
+        self.config_sources.iter().any(|s| s.name == name)
+    }
+
+    /// The runtimes, for the dashboard and metrics.
+    pub fn runtimes(&self) -> Vec<(Arc<SourceRuntime>, bool)> {
+        lock(&self.running)
+            .values()
+            .map(|r| (r.rt.clone(), r.read_only))
+            .collect()
+    }
+
+    pub fn runtime(&self, name: &str) -> Option<Arc<SourceRuntime>> {
+        lock(&self.running).get(name).map(|r| r.rt.clone())
+    }
+
+    pub fn broken(&self) -> Vec<Broken> {
+        lock(&self.broken).clone()
+    }
+
+    /// "Sync now": wakes the stream's loop (all streams when `stream` is None). Returns false
+    /// when the source is not running.
+    pub fn sync_now(&self, source: &str, stream: Option<StreamName>) -> bool {
+        let map = lock(&self.running);
+        let Some(r) = map.get(source) else {
+            return false;
+        };
+        if !r.rt.source.enabled {
+            return false;
+        }
+        for (s, n) in &r.notifies {
+            if stream.is_none_or(|x| x == *s) {
+                n.notify_one();
+            }
+        }
+        true
+    }
+
+    /// Runs until shutdown: reconciles on every change and every 30 s.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if let Err(error) = self.reconcile().await {
+                tracing::warn!(%error, "reconciling sources failed");
+            }
+            self.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+            tokio::select! {
+                _ = self.changed.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+        }
+        let stopping: Vec<Running> = std::mem::take(&mut *lock(&self.running))
+            .into_values()
+            .collect();
+        for r in &stopping {
+            let _ = r.stop.send(true);
+        }
+        for mut r in stopping {
+            if let Some(h) = r.handle.take() {
+                let _ = h.await;
+            }
+        }
+    }
+
+    /// Starts, restarts and stops runtimes to match the config and the console's sources.
+    pub async fn reconcile(&self) -> Result<(), StoreError> {
+        let mut desired: Vec<(Source, String, bool)> = self
+            .config_sources
+            .iter()
+            .map(|s| (s.clone(), fingerprint(s, "config"), true))
+            .collect();
+        let mut broken = Vec::new();
+        for cs in super::sources::list(&self.store).await? {
+            if self.is_config_source(&cs.name) {
+                continue;
+            }
+            match cs.resolve(&self.cipher) {
+                Ok(s) => {
+                    let fp = fingerprint(&s, &cs.updated_at.to_string());
+                    desired.push((s, fp, false));
+                }
+                Err(e) => {
+                    tracing::warn!(source = %cs.name, error = %e, "console source cannot start");
+                    broken.push(Broken {
+                        name: cs.name.clone(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        *lock(&self.broken) = broken;
+        let mut to_stop = Vec::new();
+        let mut to_start = Vec::new();
+        {
+            let mut map = lock(&self.running);
+            let names: Vec<String> = map.keys().cloned().collect();
+            for name in names {
+                let keep = desired.iter().any(|(s, fp, _)| {
+                    s.name == name && map.get(&name).is_some_and(|r| &r.fingerprint == fp)
+                });
+                if !keep && let Some(r) = map.remove(&name) {
+                    to_stop.push(r);
+                }
+            }
+            for (s, fp, ro) in desired {
+                if !map.contains_key(&s.name) {
+                    to_start.push((s, fp, ro));
+                }
+            }
+        }
+        for mut r in to_stop {
+            tracing::info!(source = %r.rt.name(), "stopping source runtime");
+            let _ = r.stop.send(true);
+            if let Some(h) = r.handle.take() {
+                let _ = h.await;
+            }
+        }
+        for (s, fp, ro) in to_start {
+            let name = s.name.clone();
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let rt = match SourceRuntime::new(s, self.store.clone(), stop_rx.clone()) {
+                Ok(rt) => Arc::new(rt),
+                Err(e) => {
+                    lock(&self.broken).push(Broken {
+                        name,
+                        message: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let notifies: BTreeMap<StreamName, Arc<Notify>> = rt
+                .source
+                .streams
+                .iter()
+                .map(|s| (*s, Arc::new(Notify::new())))
+                .collect();
+            let handle = if rt.source.enabled {
+                tracing::info!(source = %name, streams = rt.source.streams.len(), "starting source runtime");
+                Some(tokio::spawn(source_loop(
+                    rt.clone(),
+                    notifies.clone(),
+                    stop_rx,
+                )))
+            } else {
+                let _ = mark_disabled(&self.store, &name, &rt.source.streams).await;
+                None
+            };
+            lock(&self.running).insert(
+                name,
+                Running {
+                    rt,
+                    read_only: ro,
+                    notifies,
+                    fingerprint: fp,
+                    stop: stop_tx,
+                    handle,
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+async fn mark_disabled(
+    store: &Store,
+    source: &str,
+    streams: &[StreamName],
+) -> Result<(), StoreError> {
+    let source = source.to_string();
+    let streams: Vec<&'static str> = streams.iter().map(|s| s.as_str()).collect();
+    store
+        .exec(move |c| {
+            for s in streams {
+                c.execute(
+                    "INSERT INTO stream_status (source, stream, state) VALUES (?1, ?2, 'disabled')
+                     ON CONFLICT (source, stream) DO UPDATE SET state = 'disabled'",
+                    params![source, s],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// Records the source's budget use this hour into `budget_samples` (the dashboard's chart).
+pub async fn sample_budget(rt: &SourceRuntime) -> Result<(), StoreError> {
+    let b = rt.budget.state();
+    let source = rt.name().to_string();
+    let hour = now_ms().div_euclid(3_600_000) * 3_600_000;
+    store_sample(
+        &rt.store,
+        source,
+        hour,
+        b.spent_this_hour,
+        b.limit,
+        b.share_limit,
+    )
+    .await
+}
+
+async fn store_sample(
+    store: &Store,
+    source: String,
+    hour: i64,
+    spent: u32,
+    limit: u32,
+    share: u32,
+) -> Result<(), StoreError> {
+    store
+        .exec(move |c| {
+            c.execute(
+                "INSERT INTO budget_samples (source, hour, requests, limit_hour, share)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (source, hour) DO UPDATE SET
+                   requests = max(requests, excluded.requests),
+                   limit_hour = excluded.limit_hour, share = excluded.share",
+                params![source, hour, spent, limit, share],
+            )?;
+            Ok(())
+        })
+        .await
+}
+
+async fn last_success(store: &Store, source: &str, stream: StreamName) -> Option<i64> {
+    let (source, stream) = (source.to_string(), stream.as_str());
+    store
+        .read(move |c| {
+            Ok(c.query_row(
+                "SELECT last_success_at FROM stream_status WHERE source = ?1 AND stream = ?2",
+                params![source, stream],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .ok()
+            .flatten())
+        })
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn source_loop(
+    rt: Arc<SourceRuntime>,
+    notifies: BTreeMap<StreamName, Arc<Notify>>,
+    stop: watch::Receiver<bool>,
+) {
+    // Dimensions first, once, so filters resolve.
+    for s in [StreamName::Blueprints, StreamName::Tags] {
+        if rt.source.streams.contains(&s) && !rt.stopping() {
+            let r = rt.run_stream(s).await;
+            after_run(&rt, s, &r).await;
+        }
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (stream, notify) in notifies {
+        tasks.spawn(stream_loop(rt.clone(), stream, notify, stop.clone()));
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn after_run(
+    rt: &SourceRuntime,
+    stream: StreamName,
+    r: &Result<crate::engine::RunReport, StreamError>,
+) {
+    let labels = [
+        ("source", rt.name().to_string()),
+        ("stream", stream.as_str().to_string()),
+    ];
+    match r {
+        Ok(rep) => {
+            metrics::counter!("kandji_stream_runs_total", &labels).increment(1);
+            metrics::counter!("kandji_stream_requests_total", &labels).increment(rep.requests);
+        }
+        Err(StreamError::Shutdown) => {}
+        Err(e) => {
+            metrics::counter!("kandji_errors_total", "source" => rt.name().to_string(), "stream" => stream.as_str(), "type" => e.kind()).increment(1);
+        }
+    }
+    if let Err(error) = sample_budget(rt).await {
+        tracing::warn!(%error, "recording the budget sample failed");
+    }
+}
+
+async fn stream_loop(
+    rt: Arc<SourceRuntime>,
+    stream: StreamName,
+    notify: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let interval = rt
+        .source
+        .intervals
+        .get(&stream)
+        .copied()
+        .unwrap_or_else(|| stream.default_interval());
+    // A restart does not re-run what ran recently: wait out the interval (or "sync now").
+    let last = last_success(&rt.store, rt.name(), stream).await;
+    let first = next_due(last, interval, rt.now()) - rt.now();
+    if first > 0 {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(first as u64)) => {}
+            _ = notify.notified() => {}
+            _ = stop.changed() => {}
+        }
+    }
+    let mut failures = 0u32;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let result = rt.run_stream(stream).await;
+        after_run(&rt, stream, &result).await;
+        let wait = match result {
+            Ok(_) => {
+                failures = 0;
+                interval
+            }
+            Err(StreamError::Shutdown) => break,
+            Err(_) => {
+                failures = failures.saturating_add(1);
+                Duration::from_secs(30u64.saturating_mul(1 << failures.min(8))).min(interval)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = notify.notified() => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
