@@ -63,7 +63,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Writes a stream's raw records as NDJSON to stdout.
+    /// Writes a stream's records as NDJSON to stdout: raw (`--format ndjson`) or OCSF (`--format ocsf`).
     Export {
         #[arg(long)]
         source: String,
@@ -112,5 +112,8 @@ pub struct WebArgs {
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum ExportFormat {
+    /// The raw Kandji JSON, one record per line.
     Ndjson,
+    /// The OCSF 1.8.0 form, one event per line.
+    Ocsf,
 }

@@ -29,9 +29,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Export {
             source,
             stream,
-            format: _,
+            format,
             since,
-        } => export(&cli, source, stream, since.as_deref()).await,
+        } => export(&cli, source, stream, since.as_deref(), *format).await,
         Command::Demo {
             devices,
             seed,
@@ -223,6 +223,7 @@ async fn sync(cli: &Cli, only: Option<&str>, streams: &[String]) -> Result<()> {
             b.share_limit
         );
     }
+    crate::outputs::drain_once(&store, &cfg, &sources, &rx).await?;
     if failures > 0 {
         bail!("{failures} stream(s) failed");
     }
@@ -261,14 +262,21 @@ async fn run(cli: &Cli, web: &crate::cli::WebArgs) -> Result<()> {
     let cfg = load(cli)?;
     let sources = cfg.resolve()?;
     if !web.no_console {
+        // The outputs of config-file sources run beside the console; they stop with the
+        // process (their offsets make that safe).
+        let store = Store::open(&cfg.data_dir)?;
+        let (_outputs_stop, outputs_rx) = watch::channel(false);
+        let _outputs = crate::outputs::start(&store, &cfg, &sources, outputs_rx)?;
         return crate::web::run_cmd(cfg.data_dir.clone(), sources, web, false).await;
     }
     let store = Store::open(&cfg.data_dir)?;
     let (tx, rx) = watch::channel(false);
     spawn_signal_handler(tx);
+    let outputs = crate::outputs::start(&store, &cfg, &sources, rx.clone())?;
     let rts = runtimes(sources, &store, &rx)?;
     tracing::info!(sources = rts.len(), "collector running");
     engine::run_forever(rts, rx).await;
+    crate::outputs::join(outputs).await;
     Ok(())
 }
 
@@ -349,6 +357,7 @@ async fn status_cmd(cli: &Cli, only: Option<&str>, as_json: bool) -> Result<()> 
             writeln!(out, "{:>40} hint: {h}", "")?;
         }
     }
+    crate::outputs::print_status(&store.reader()?, only, &mut out)?;
     Ok(())
 }
 
@@ -370,7 +379,13 @@ pub fn export_query(stream: StreamName) -> (&'static str, bool) {
     }
 }
 
-async fn export(cli: &Cli, source: &str, stream: &str, since: Option<&str>) -> Result<()> {
+async fn export(
+    cli: &Cli,
+    source: &str,
+    stream: &str,
+    since: Option<&str>,
+    format: crate::cli::ExportFormat,
+) -> Result<()> {
     let stream = StreamName::parse(stream).with_context(|| {
         format!(
             "--stream: {stream:?} is not a stream; known: {}",
@@ -391,6 +406,29 @@ async fn export(cli: &Cli, source: &str, stream: &str, since: Option<&str>) -> R
     let store = Store::open(&dir)?;
     let conn = store.reader()?;
     let (table, is_events) = export_query(stream);
+    if format == crate::cli::ExportFormat::Ocsf {
+        let tenant = Config::load(&cli.config)
+            .ok()
+            .and_then(|c| c.resolve().ok())
+            .and_then(|all| all.into_iter().find(|s| s.name == source))
+            .map_or_else(|| source.to_string(), |s| crate::outputs::tenant_of(&s));
+        let info = crate::outputs::SourceInfo {
+            source: source.to_string(),
+            tenant,
+        };
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        crate::outputs::export_ocsf(
+            &conn,
+            &info,
+            stream.as_str(),
+            table,
+            is_events,
+            since_ms,
+            &mut out,
+        )?;
+        out.flush()?;
+        return Ok(());
+    }
     let sql = if is_events {
         "SELECT raw FROM events WHERE source = ?1 AND stream = ?2 AND (?3 IS NULL OR occurred_at >= ?3)
          ORDER BY occurred_at, seq"

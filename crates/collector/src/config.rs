@@ -85,7 +85,7 @@ pub struct SourceConfig {
     pub schedules: BTreeMap<String, String>,
     #[serde(default)]
     pub filters: FilterConfig,
-    /// Sink settings (used by the outputs; accepted and kept here).
+    /// Outputs (`[[sources.sinks]]`), typed and validated by `outputs::config`.
     #[serde(default)]
     pub sinks: Vec<toml::Value>,
 }
@@ -275,6 +275,7 @@ impl SourceConfig {
                 )),
             }
         }
+        out.extend(crate::outputs::config::problems(i, &self.sinks));
         for (j, t) in self.filters.device_types.iter().enumerate() {
             if !DEVICE_TYPES.iter().any(|(d, _)| d.eq_ignore_ascii_case(t)) {
                 out.push(invalid(

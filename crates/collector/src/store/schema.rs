@@ -185,9 +185,49 @@ fn migration_2() -> String {
     .to_string()
 }
 
+/// Outputs: the outbox (one row per inventory row version and event version, written in the
+/// batch's transaction, so `seq` orders everything a source produced), each output's offset
+/// and counters, and the bounded dead-letter area.
+fn migration_3() -> String {
+    "
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        source TEXT NOT NULL,
+        tbl TEXT NOT NULL,
+        ref TEXT NOT NULL
+    );
+    CREATE INDEX outbox_source ON outbox(source, seq);
+    CREATE TABLE output_offsets (
+        source TEXT NOT NULL,
+        output TEXT NOT NULL,
+        seq INTEGER NOT NULL DEFAULT 0,
+        delivered INTEGER NOT NULL DEFAULT 0,
+        dead_total INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        last_error_at INTEGER,
+        last_success_at INTEGER,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (source, output)
+    ) WITHOUT ROWID;
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        source TEXT NOT NULL,
+        output TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        record_id TEXT NOT NULL,
+        status INTEGER,
+        error TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        at INTEGER NOT NULL
+    );
+    CREATE INDEX dead_letters_output ON dead_letters(source, output, id);
+    "
+    .to_string()
+}
+
 /// Every migration in order. Append only: never edit one that has shipped.
 fn migrations() -> Vec<String> {
-    vec![migration_1(), migration_2()]
+    vec![migration_1(), migration_2(), migration_3()]
 }
 
 /// The schema version this build writes.

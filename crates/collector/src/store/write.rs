@@ -346,6 +346,7 @@ fn upsert_rows(
         p.push(Value::Integer(upsert.sweep));
         p.extend(row.values.iter().cloned());
         insert.execute(params_from_iter(p))?;
+        outbox_push(tx, &batch.source, spec.name, &row.key)?;
         let device = row.device_id.as_deref();
         match existing {
             None => {
@@ -476,6 +477,7 @@ fn end_sweep(
     let mut events = Vec::new();
     for (key, device_id, vals) in gone {
         mark.execute(params![batch.source, key, batch.now])?;
+        outbox_push(tx, &batch.source, spec.name, &key)?;
         for stmt in &mut cascade {
             stmt.execute(params![batch.source, key, batch.now])?;
         }
@@ -531,6 +533,12 @@ fn insert_event(
     ])?;
     if n == 1 {
         out.events_inserted += 1;
+        outbox_push(
+            tx,
+            &batch.source,
+            "events",
+            &tx.last_insert_rowid().to_string(),
+        )?;
         return Ok(());
     }
     // Same uid: a record collected again. Keep the newest state of it (a threat's status can
@@ -538,23 +546,37 @@ fn insert_event(
     let mut upd = tx.prepare_cached(
         "UPDATE events SET raw = ?4, summary = ?5, severity = ?6, hash = ?7, updated_at = ?8,
             event_type = ?9
-         WHERE source = ?1 AND stream = ?2 AND uid = ?3 AND hash != ?7",
+         WHERE source = ?1 AND stream = ?2 AND uid = ?3 AND hash != ?7
+         RETURNING seq",
     )?;
-    let n = upd.execute(params![
-        batch.source,
-        stream,
-        ev.uid,
-        ev.raw,
-        ev.summary,
-        ev.severity,
-        hash,
-        batch.now,
-        ev.event_type
-    ])?;
-    if n == 1 {
+    let updated: Option<i64> = upd
+        .query_row(
+            params![
+                batch.source,
+                stream,
+                ev.uid,
+                ev.raw,
+                ev.summary,
+                ev.severity,
+                hash,
+                batch.now,
+                ev.event_type
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(seq) = updated {
         out.events_updated += 1;
+        outbox_push(tx, &batch.source, "events", &seq.to_string())?;
     } else {
         out.events_duplicate += 1;
     }
+    Ok(())
+}
+
+/// Queues a new version of a row or event for the outputs, in the batch's transaction.
+fn outbox_push(tx: &Transaction<'_>, source: &str, tbl: &str, key: &str) -> Result<(), StoreError> {
+    tx.prepare_cached("INSERT INTO outbox (source, tbl, ref) VALUES (?1, ?2, ?3)")?
+        .execute(params![source, tbl, key])?;
     Ok(())
 }

@@ -1,0 +1,415 @@
+//! `[[sources.sinks]]`: the typed shape of one output and its validation. Validation errors
+//! name the field (`sources[0].sinks[1].url`) and the value.
+//!
+//! ```toml
+//! [[sources.sinks]]
+//! type = "webhook"              # "ndjson" | "otlp" | "webhook"
+//! name = "siem"                 # optional; the key of the output's offset (default "<type>-<n>")
+//! format = "ocsf"               # "raw" | "ocsf" (default "ocsf")
+//! url = "https://siem.example/ingest"
+//! auth_header = "Authorization" # its value comes from auth_env or auth_file, never the config
+//! auth_env = "SIEM_TOKEN"
+//! hmac_secret_env = "SIEM_HMAC" # optional: X-Kandji-Signature-256: sha256=<hex>
+//! gzip = true
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Raw,
+    #[default]
+    Ocsf,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OtlpEncoding {
+    #[default]
+    Protobuf,
+    Json,
+}
+
+/// One sink as written in the config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SinkConfig {
+    Ndjson {
+        name: Option<String>,
+        #[serde(default)]
+        format: Format,
+        /// A file path, or "-" for stdout.
+        path: String,
+        /// Rotate when the file reaches this many bytes (0 = never).
+        #[serde(default)]
+        rotate_bytes: u64,
+        /// Rotate when the file is this old, e.g. "1h" (absent = never).
+        rotate_every: Option<String>,
+        /// Rotated files kept (oldest deleted).
+        #[serde(default = "default_keep")]
+        keep_files: usize,
+        #[serde(default = "default_batch")]
+        batch_size: usize,
+    },
+    Otlp {
+        name: Option<String>,
+        #[serde(default)]
+        format: Format,
+        /// The OTLP/HTTP logs URL, e.g. "http://127.0.0.1:4318/v1/logs".
+        endpoint: String,
+        #[serde(default)]
+        encoding: OtlpEncoding,
+        #[serde(default = "yes")]
+        gzip: bool,
+        /// Plain headers.
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+        /// Secret headers: header name → environment variable holding the value.
+        #[serde(default)]
+        headers_env: BTreeMap<String, String>,
+        timeout: Option<String>,
+        #[serde(default = "default_batch")]
+        batch_size: usize,
+    },
+    Webhook {
+        name: Option<String>,
+        #[serde(default)]
+        format: Format,
+        url: String,
+        #[serde(default = "yes")]
+        gzip: bool,
+        auth_header: Option<String>,
+        auth_env: Option<String>,
+        auth_file: Option<PathBuf>,
+        hmac_secret_env: Option<String>,
+        hmac_secret_file: Option<PathBuf>,
+        timeout: Option<String>,
+        #[serde(default = "default_batch")]
+        batch_size: usize,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_keep() -> usize {
+    10
+}
+fn default_batch() -> usize {
+    500
+}
+
+/// A sink resolved: secrets read, durations parsed.
+#[derive(Debug, Clone)]
+pub struct SinkSpec {
+    /// The output's name: the key of its offset, dead letters and status.
+    pub name: String,
+    pub format: Format,
+    pub batch_size: usize,
+    pub kind: SinkKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkKind {
+    Ndjson {
+        /// `None` = stdout.
+        path: Option<PathBuf>,
+        rotate_bytes: u64,
+        rotate_every: Option<Duration>,
+        keep_files: usize,
+    },
+    Otlp {
+        endpoint: url::Url,
+        encoding: OtlpEncoding,
+        gzip: bool,
+        headers: Vec<(String, String)>,
+        secret_headers: Vec<(String, SecretString)>,
+        timeout: Duration,
+    },
+    Webhook {
+        url: url::Url,
+        gzip: bool,
+        auth: Option<(String, SecretString)>,
+        hmac_secret: Option<SecretString>,
+        timeout: Duration,
+    },
+}
+
+impl SinkKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SinkKind::Ndjson { .. } => "ndjson",
+            SinkKind::Otlp { .. } => "otlp",
+            SinkKind::Webhook { .. } => "webhook",
+        }
+    }
+}
+
+fn parse_sink(i: usize, j: usize, v: &toml::Value) -> Result<SinkConfig, ConfigError> {
+    let field = format!("sources[{i}].sinks[{j}]");
+    let Some(t) = v.get("type").and_then(toml::Value::as_str) else {
+        return Err(invalid(
+            format!("{field}.type"),
+            "missing; one of \"ndjson\", \"otlp\", \"webhook\"",
+        ));
+    };
+    if !matches!(t, "ndjson" | "otlp" | "webhook") {
+        return Err(invalid(
+            format!("{field}.type"),
+            format!("{t:?} is not a sink type; one of \"ndjson\", \"otlp\", \"webhook\""),
+        ));
+    }
+    v.clone().try_into::<SinkConfig>().map_err(|e| {
+        let msg = e.message().to_string();
+        // serde names the offending field in its message ("unknown field `x`", "missing field `y`").
+        let name = msg
+            .split('`')
+            .nth(1)
+            .filter(|_| msg.contains("field"))
+            .map(|f| format!("{field}.{f}"))
+            .or_else(|| msg.contains("variant").then(|| format!("{field}.format")))
+            .unwrap_or(field.clone());
+        invalid(name, msg)
+    })
+}
+
+fn duration(field: &str, v: Option<&String>, default: Duration) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) => humantime::parse_duration(s).map_err(|e| {
+            invalid(
+                field,
+                format!("{s:?} is not a duration like \"30s\" or \"1h\": {e}"),
+            )
+        }),
+    }
+}
+
+fn read_secret(
+    field: &str,
+    env: Option<&String>,
+    file: Option<&PathBuf>,
+) -> Result<Option<SecretString>, ConfigError> {
+    match (env, file) {
+        (Some(_), Some(_)) => Err(invalid(field, "set the _env or the _file form, not both")),
+        (Some(var), None) => std::env::var(var)
+            .map(|v| Some(SecretString::from(v.trim().to_string())))
+            .map_err(|_| invalid(field, format!("environment variable {var} is not set"))),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|v| Some(SecretString::from(v.trim().to_string())))
+            .map_err(|e| invalid(field, format!("cannot read {}: {e}", path.display()))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn http_url(field: &str, s: &str) -> Result<url::Url, ConfigError> {
+    let u = url::Url::parse(s).map_err(|e| invalid(field, format!("{s:?}: {e}")))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(invalid(
+            field,
+            format!("{s:?} must be an http or https URL"),
+        ));
+    }
+    Ok(u)
+}
+
+fn check_name(field: &str, n: &str) -> Result<(), ConfigError> {
+    if n.is_empty()
+        || !n
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(invalid(
+            field,
+            format!("{n:?} must be non-empty and use only letters, digits, '-', '_' and '.'"),
+        ));
+    }
+    Ok(())
+}
+
+/// Resolves a source's sinks (secrets read). `i` is the source's index, for error fields.
+pub fn resolve(i: usize, sinks: &[toml::Value]) -> Result<Vec<SinkSpec>, ConfigError> {
+    let mut out: Vec<SinkSpec> = Vec::new();
+    for (j, v) in sinks.iter().enumerate() {
+        let f = |name: &str| format!("sources[{i}].sinks[{j}].{name}");
+        let cfg = parse_sink(i, j, v)?;
+        let (name, format, batch_size, kind) = match cfg {
+            SinkConfig::Ndjson {
+                name,
+                format,
+                path,
+                rotate_bytes,
+                rotate_every,
+                keep_files,
+                batch_size,
+            } => {
+                if path.trim().is_empty() {
+                    return Err(invalid(f("path"), "empty; a file path or \"-\" for stdout"));
+                }
+                let rotate_every = match rotate_every {
+                    Some(s) => Some(duration(&f("rotate_every"), Some(&s), Duration::ZERO)?),
+                    None => None,
+                };
+                if rotate_every.is_some_and(|d| d < Duration::from_secs(1)) {
+                    return Err(invalid(f("rotate_every"), "must be at least 1s"));
+                }
+                (
+                    name,
+                    format,
+                    batch_size,
+                    SinkKind::Ndjson {
+                        path: (path != "-").then(|| PathBuf::from(path)),
+                        rotate_bytes,
+                        rotate_every,
+                        keep_files: keep_files.max(1),
+                    },
+                )
+            }
+            SinkConfig::Otlp {
+                name,
+                format,
+                endpoint,
+                encoding,
+                gzip,
+                headers,
+                headers_env,
+                timeout,
+                batch_size,
+            } => {
+                let endpoint = http_url(&f("endpoint"), &endpoint)?;
+                let mut secret_headers = Vec::new();
+                for (h, var) in &headers_env {
+                    let v = std::env::var(var).map_err(|_| {
+                        invalid(
+                            format!("sources[{i}].sinks[{j}].headers_env.{h}"),
+                            format!("environment variable {var} is not set"),
+                        )
+                    })?;
+                    secret_headers.push((h.clone(), SecretString::from(v)));
+                }
+                for h in headers.keys().chain(headers_env.keys()) {
+                    if reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                        return Err(invalid(f("headers"), format!("{h:?} is not a header name")));
+                    }
+                }
+                (
+                    name,
+                    format,
+                    batch_size,
+                    SinkKind::Otlp {
+                        endpoint,
+                        encoding,
+                        gzip,
+                        headers: headers.into_iter().collect(),
+                        secret_headers,
+                        timeout: duration(
+                            &f("timeout"),
+                            timeout.as_ref(),
+                            Duration::from_secs(30),
+                        )?,
+                    },
+                )
+            }
+            SinkConfig::Webhook {
+                name,
+                format,
+                url,
+                gzip,
+                auth_header,
+                auth_env,
+                auth_file,
+                hmac_secret_env,
+                hmac_secret_file,
+                timeout,
+                batch_size,
+            } => {
+                let url = http_url(&f("url"), &url)?;
+                let token = read_secret(&f("auth_env"), auth_env.as_ref(), auth_file.as_ref())?;
+                let auth = match (auth_header, token) {
+                    (Some(h), Some(t)) => {
+                        if reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                            return Err(invalid(
+                                f("auth_header"),
+                                format!("{h:?} is not a header name"),
+                            ));
+                        }
+                        Some((h, t))
+                    }
+                    (None, Some(t)) => Some(("Authorization".to_string(), t)),
+                    (Some(_), None) => {
+                        return Err(invalid(
+                            f("auth_env"),
+                            "auth_header is set: give its value with auth_env or auth_file",
+                        ));
+                    }
+                    (None, None) => None,
+                };
+                let hmac_secret = read_secret(
+                    &f("hmac_secret_env"),
+                    hmac_secret_env.as_ref(),
+                    hmac_secret_file.as_ref(),
+                )?;
+                (
+                    name,
+                    format,
+                    batch_size,
+                    SinkKind::Webhook {
+                        url,
+                        gzip,
+                        auth,
+                        hmac_secret,
+                        timeout: duration(
+                            &f("timeout"),
+                            timeout.as_ref(),
+                            Duration::from_secs(30),
+                        )?,
+                    },
+                )
+            }
+        };
+        if batch_size == 0 || batch_size > 10_000 {
+            return Err(invalid(
+                f("batch_size"),
+                format!("{batch_size} must be between 1 and 10000"),
+            ));
+        }
+        let name = name.unwrap_or_else(|| format!("{}-{j}", kind.type_name()));
+        check_name(&f("name"), &name)?;
+        if out.iter().any(|o| o.name == name) {
+            return Err(invalid(
+                f("name"),
+                format!("{name:?} is used by another sink of this source"),
+            ));
+        }
+        out.push(SinkSpec {
+            name,
+            format,
+            batch_size,
+            kind,
+        });
+    }
+    Ok(out)
+}
+
+/// Validation problems of a source's sinks (for `validate`).
+pub fn problems(i: usize, sinks: &[toml::Value]) -> Vec<ConfigError> {
+    match resolve(i, sinks) {
+        Ok(_) => Vec::new(),
+        Err(e) => vec![e],
+    }
+}
