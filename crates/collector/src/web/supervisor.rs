@@ -311,17 +311,23 @@ async fn store_sample(
         .await
 }
 
+/// The stream's last success, unless its last run failed (then it is due now: a restart
+/// follows an edit or a token rotation, which is what the failure waited for).
 async fn last_success(store: &Store, source: &str, stream: StreamName) -> Option<i64> {
     let (source, stream) = (source.to_string(), stream.as_str());
     store
         .read(move |c| {
             Ok(c.query_row(
-                "SELECT last_success_at FROM stream_status WHERE source = ?1 AND stream = ?2",
+                "SELECT last_success_at, state FROM stream_status WHERE source = ?1 AND stream = ?2",
                 params![source, stream],
-                |r| r.get::<_, Option<i64>>(0),
+                |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, String>(1)?)),
             )
             .ok()
-            .flatten())
+            .and_then(|(t, state)| {
+                matches!(state.as_str(), "healthy" | "syncing" | "pending" | "disabled")
+                    .then_some(t)
+                    .flatten()
+            }))
         })
         .await
         .ok()

@@ -1,0 +1,413 @@
+//! Browser tests in real headless Chromium, driven over WebDriver (chromedriver on a loopback
+//! port). Needs Debian's `chromium` and `chromium-driver`; `.ci/run` installs them and runs
+//! this with `KANDJI_BROWSER_TESTS=1`. Without chromedriver the test prints why and skips,
+//! unless `KANDJI_BROWSER_TESTS=1` demands it. Screenshots land in `target/artifacts/`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kandji_collector::web::{self, ConsoleOptions};
+use kandji_sim::{SimConfig, TokenSpec};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "browser-test-password-1";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+fn find_binary(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path).chain([
+        PathBuf::from("/usr/bin"),
+        PathBuf::from("/usr/lib/chromium"),
+    ]) {
+        for n in names {
+            let p = dir.join(n);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+fn artifacts() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn b64decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes().filter_map(val) {
+        acc = (acc << 6) | c;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+struct Driver {
+    child: Child,
+    http: reqwest::Client,
+    base: String,
+    session: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    async fn start(chromedriver: &PathBuf, profile: &std::path::Path) -> Driver {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut tries = 0;
+        loop {
+            if let Ok(r) = http.get(format!("{base}/status")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            tries += 1;
+            assert!(tries < 100, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let chromium = find_binary(&["chromium", "chromium-browser", "google-chrome"]);
+        let mut opts = json!({
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run", "--window-size=1400,1000",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        });
+        if let Some(c) = chromium {
+            opts["binary"] = json!(c.display().to_string());
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": opts}}});
+        let r: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = r["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {r}"))
+            .to_string();
+        Driver {
+            child,
+            http,
+            base,
+            session,
+        }
+    }
+
+    async fn try_cmd(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut req = self.http.request(method, url);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let v: Value = req.send().await.unwrap().json().await.unwrap();
+        if let Some(e) = v["value"].get("error") {
+            return Err(format!("webdriver {path}: {e} {}", v["value"]["message"]));
+        }
+        Ok(v["value"].clone())
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_cmd(method, path, body)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Finds `css` and runs `op` on it, retrying while the page is still loading.
+    async fn on_element(
+        &self,
+        css: &str,
+        method: reqwest::Method,
+        op: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let mut last = String::new();
+        for _ in 0..50 {
+            let found = self
+                .try_cmd(
+                    reqwest::Method::POST,
+                    "/element",
+                    Some(json!({"using": "css selector", "value": css})),
+                )
+                .await;
+            match found {
+                Ok(v) => {
+                    let e = v[ELEMENT].as_str().unwrap_or_default().to_string();
+                    match self
+                        .try_cmd(method.clone(), &format!("/element/{e}/{op}"), body.clone())
+                        .await
+                    {
+                        Ok(v) => return v,
+                        Err(err) => last = err,
+                    }
+                }
+                Err(err) => last = err,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css}: {last}");
+    }
+
+    async fn goto(&self, url: &str) {
+        self.cmd(reqwest::Method::POST, "/url", Some(json!({"url": url})))
+            .await;
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        self.on_element(
+            css,
+            reqwest::Method::POST,
+            "value",
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
+    async fn click(&self, css: &str) {
+        self.on_element(css, reqwest::Method::POST, "click", Some(json!({})))
+            .await;
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.on_element(css, reqwest::Method::GET, "text", None)
+            .await
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    async fn source(&self) -> String {
+        self.cmd(reqwest::Method::GET, "/source", None)
+            .await
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    async fn title(&self) -> String {
+        self.cmd(reqwest::Method::GET, "/title", None)
+            .await
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let v = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
+        let png = b64decode(v.as_str().unwrap());
+        std::fs::write(artifacts().join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// Reloads `url` until `css`'s text satisfies `ok` (the console refreshes server-side).
+    async fn wait_text(&self, url: &str, css: &str, ok: impl Fn(&str) -> bool) -> String {
+        for _ in 0..300 {
+            self.goto(url).await;
+            let t = self.text(css).await;
+            if ok(&t) {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        panic!("timed out waiting on {url} {css}");
+    }
+}
+
+fn all_but_threats() -> Vec<String> {
+    let mut out: Vec<String> = kandji_collector::streams::StreamName::ALL
+        .iter()
+        .filter_map(|s| kandji_collector::check::kind_of(*s))
+        .flat_map(|k| k.endpoints().iter().map(|e| e.endpoint()))
+        .filter(|e| !e.contains("threat"))
+        .collect();
+    out.push("GET /api/v1/settings/licensing".into());
+    // Prism exports (not probed by the check: creating one has a cost).
+    out.push("POST /api/v1/prism/export".into());
+    out.push("GET /api/v1/prism/export/{export_id}".into());
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_flows_in_headless_chromium() {
+    let required = std::env::var("KANDJI_BROWSER_TESTS").is_ok_and(|v| v == "1");
+    let Some(chromedriver) = find_binary(&["chromedriver"]) else {
+        if required {
+            panic!(
+                "KANDJI_BROWSER_TESTS=1 but chromedriver is not installed (apt-get install chromium chromium-driver)"
+            );
+        }
+        eprintln!(
+            "\n*** SKIPPING the browser tests: chromedriver is not installed. \
+             Install Debian's chromium and chromium-driver and run with KANDJI_BROWSER_TESTS=1 \
+             (.ci/run does). ***\n"
+        );
+        return;
+    };
+    kandji_api::client::install_crypto_provider();
+    let token = "browser-limited-token-7d21";
+    let sim = kandji_sim::spawn(SimConfig {
+        devices: 60,
+        extra_tokens: vec![TokenSpec {
+            token: token.into(),
+            allow: all_but_threats(),
+        }],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let started = web::start(ConsoleOptions {
+        data_dir: dir.path().join("data"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        config_sources: Vec::new(),
+        allow_custom_endpoints: true,
+        generate_password: false,
+        secure_cookies: false,
+    })
+    .await
+    .unwrap();
+    web::auth::set_password(&started.app.store, PASSWORD)
+        .await
+        .unwrap();
+    let url = started.url.trim_end_matches('/').to_string();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(async move { web::serve(started, rx).await.unwrap() });
+    let d = Driver::start(&chromedriver, &dir.path().join("profile")).await;
+
+    // Log in.
+    d.goto(&format!("{url}/sources")).await;
+    assert!(d.title().await.starts_with("Log in"));
+    d.type_into("#password", PASSWORD).await;
+    d.click("#login").await;
+    assert!(
+        d.title().await.starts_with("Sources"),
+        "{}",
+        d.title().await
+    );
+    d.screenshot("01-sources").await;
+
+    // Add the simulator with a token that lacks threat details: the matrix says what to tick.
+    d.type_into("#name", "lab").await;
+    d.type_into("#token", token).await;
+    d.type_into("#endpoint", &sim.base_url()).await;
+    d.click("#check").await;
+    let matrix = d.text("#matrix").await;
+    assert!(matrix.contains("devices ✓"), "{matrix}");
+    assert!(matrix.contains("audit_events ✓"), "{matrix}");
+    assert!(
+        matrix.contains("threats ✗: tick") && matrix.contains("Kandji → Access → API token"),
+        "{matrix}"
+    );
+    assert!(!d.source().await.contains(token));
+    d.screenshot("02-check-matrix").await;
+    d.click("#save").await;
+
+    // Watch it turn healthy.
+    let state = d
+        .wait_text(&format!("{url}/sources/lab"), "#state", |t| t == "healthy")
+        .await;
+    assert_eq!(state, "healthy");
+    d.screenshot("03-source-healthy").await;
+
+    // Find an audit event by search.
+    d.goto(&format!("{url}/events?category=audit")).await;
+    let summary = d.text("#events tbody tr .summary").await;
+    let word = summary
+        .split_whitespace()
+        .find(|w| w.len() > 3 && w.chars().all(char::is_alphanumeric))
+        .unwrap_or("device")
+        .to_string();
+    d.goto(&format!("{url}/events")).await;
+    d.type_into("#q", &word).await;
+    d.click("#search").await;
+    let rows = d.text("#events tbody").await;
+    assert!(
+        rows.to_lowercase().contains(&word.to_lowercase()),
+        "{word}: {rows}"
+    );
+    d.screenshot("04-events-search").await;
+    d.click("#events tbody tr .summary").await;
+    assert!(d.source().await.contains("id=\"raw\""));
+
+    // Open a device (the simulator's names carry markup; it renders as text).
+    d.goto(&format!("{url}/devices")).await;
+    d.click("#devices tbody tr a.device").await;
+    let name = d.text("#device-name").await;
+    assert!(!name.is_empty());
+    d.screenshot("05-device").await;
+    d.goto(&format!("{url}/devices?q=script")).await;
+    let shown = d.text("#devices tbody").await;
+    assert!(
+        shown.contains("<script>"),
+        "the markup shows as text: {shown}"
+    );
+    d.screenshot("06-devices-inert-markup").await;
+
+    // Revoke the token in the tenant: the source fails with an auth error.
+    sim.revoke_token(token);
+    d.goto(&format!("{url}/sources/lab")).await;
+    d.click("#sync-all").await;
+    let state = d
+        .wait_text(&format!("{url}/sources/lab"), "#state", |t| {
+            t == "auth_error"
+        })
+        .await;
+    assert_eq!(state, "auth_error");
+    assert!(d.source().await.contains("rotate it here"));
+    d.screenshot("07-auth-error").await;
+
+    let _ = d
+        .http
+        .delete(format!("{}/session/{}", d.base, d.session))
+        .send()
+        .await;
+    drop(d);
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(30), server).await;
+    sim.shutdown().await;
+}

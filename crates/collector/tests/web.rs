@@ -1,0 +1,538 @@
+//! The web console: login, CSRF, security headers, rate limiting, tokens encrypted at rest
+//! (never in the DB file, the logs or a response), console sources picked up by the engine
+//! without a restart, and Kandji values rendered inert.
+
+use std::io::Write as _;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use kandji_collector::web::{self, ConsoleOptions};
+use kandji_sim::{SimConfig, TokenSpec};
+use reqwest::StatusCode;
+use reqwest::header::{LOCATION, SET_COOKIE};
+use tokio::sync::watch;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Every log line of this test binary, to prove no token is ever logged.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn logs() -> Logs {
+    static LOGS: OnceLock<Logs> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let l = Logs::default();
+        let w = l.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .with_ansi(false)
+            .with_writer(move || w.clone())
+            .try_init();
+        l
+    })
+    .clone()
+}
+
+struct Console {
+    url: String,
+    dir: tempfile::TempDir,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    http: reqwest::Client,
+    cookie: String,
+    csrf: String,
+}
+
+impl Console {
+    async fn start(allow_custom: bool) -> Console {
+        kandji_api::client::install_crypto_provider();
+        logs();
+        let dir = tempfile::tempdir().unwrap();
+        let started = web::start(ConsoleOptions {
+            data_dir: dir.path().to_path_buf(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            config_sources: Vec::new(),
+            allow_custom_endpoints: allow_custom,
+            generate_password: false,
+            secure_cookies: false,
+        })
+        .await
+        .unwrap();
+        web::auth::set_password(&started.app.store, PASSWORD)
+            .await
+            .unwrap();
+        let url = started.url.trim_end_matches('/').to_string();
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            web::serve(started, rx).await.unwrap();
+        });
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Console {
+            url,
+            dir,
+            stop,
+            task,
+            http,
+            cookie: String::new(),
+            csrf: String::new(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .header("cookie", &self.cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(form).unwrap())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The login form's pre-session cookie and CSRF token.
+    async fn login_form(&self) -> (String, String) {
+        let r = self.get("/login").await;
+        let cookie = set_cookie(&r, "kc_pre").expect("pre cookie");
+        let body = r.text().await.unwrap();
+        (cookie, hidden(&body, "csrf"))
+    }
+
+    async fn login(&mut self) {
+        let (pre, csrf) = self.login_form().await;
+        self.cookie = format!("kc_pre={pre}");
+        let r = self
+            .post("/login", &[("csrf", &csrf), ("password", PASSWORD)])
+            .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let raw = r
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .find(|c| c.starts_with("kc_session="))
+            .expect("session cookie");
+        assert!(raw.contains("HttpOnly"), "{raw}");
+        assert!(raw.contains("SameSite=Strict"), "{raw}");
+        assert!(!raw.contains("Secure"), "plain HTTP: no Secure flag");
+        let session = set_cookie(&r, "kc_session").unwrap();
+        self.cookie = format!("kc_session={session}");
+        let page = self.get("/sources").await.text().await.unwrap();
+        self.csrf = hidden(&page, "csrf");
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.task).await;
+    }
+}
+
+fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers().get_all(SET_COOKIE).iter().find_map(|v| {
+        let s = v.to_str().ok()?;
+        let (kv, _) = s.split_once(';').unwrap_or((s, ""));
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| v.to_string())
+    })
+}
+
+fn hidden(body: &str, name: &str) -> String {
+    let pat = format!("name=\"{name}\" value=\"");
+    let i = body
+        .find(&pat)
+        .unwrap_or_else(|| panic!("no {name} in {body}"))
+        + pat.len();
+    body[i..].split('"').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_csrf_headers_and_rate_limit() {
+    let mut c = Console::start(false).await;
+    // Not logged in: pages redirect, the API answers 401.
+    let r = c.get("/sources").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/login");
+    assert_eq!(
+        c.get("/api/sources").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(c.get("/metrics").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(c.get("/healthz").await.status(), StatusCode::OK);
+
+    // Security headers on every response.
+    let r = c.get("/login").await;
+    let h = r.headers();
+    assert_eq!(h["content-security-policy"], web::CSP);
+    assert!(web::CSP.contains("frame-ancestors 'none'"));
+    assert!(!web::CSP.contains("unsafe-inline"));
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+
+    // The login form needs its CSRF token (double-submit cookie).
+    let (pre, csrf) = c.login_form().await;
+    c.cookie = format!("kc_pre={pre}");
+    let r = c.post("/login", &[("password", PASSWORD)]).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = c
+        .post(
+            "/login",
+            &[("csrf", "0".repeat(64).as_str()), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // Wrong passwords, then the limit.
+    for _ in 0..web::auth::MAX_FAILURES {
+        let r = c
+            .post("/login", &[("csrf", &csrf), ("password", "nope")])
+            .await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = c
+        .post("/login", &[("csrf", &csrf), ("password", PASSWORD)])
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "even the right password waits out the limit"
+    );
+    c.stop().await;
+
+    // A fresh console: log in, then every form needs the session's CSRF token.
+    let mut c = Console::start(false).await;
+    c.login().await;
+    let r = c
+        .post(
+            "/sources/check",
+            &[("name", "x"), ("endpoint", "acme"), ("token", "t")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "no CSRF token");
+    let r = c
+        .post(
+            "/sources/check",
+            &[
+                ("csrf", "bad"),
+                ("name", "x"),
+                ("endpoint", "acme"),
+                ("token", "t"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "wrong CSRF token");
+    let r = c.post("/logout", &[("csrf", "bad")]).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // Custom endpoints are refused unless the server allows them.
+    let csrf = c.csrf.clone();
+    let r = c
+        .post(
+            "/sources/check",
+            &[
+                ("csrf", &csrf),
+                ("name", "x"),
+                ("endpoint", "http://127.0.0.1:1"),
+                ("token", "t"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Log out ends the session.
+    let r = c.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(c.get("/sources").await.status(), StatusCode::SEE_OTHER);
+    c.stop().await;
+}
+
+/// Every endpoint permission except threat details.
+fn all_but_threats() -> Vec<String> {
+    let mut out: Vec<String> = kandji_collector::streams::StreamName::ALL
+        .iter()
+        .filter_map(|s| kandji_collector::check::kind_of(*s))
+        .flat_map(|k| k.endpoints().iter().map(|e| e.endpoint()))
+        .filter(|e| !e.contains("threat"))
+        .collect();
+    out.push("GET /api/v1/settings/licensing".into());
+    // Prism exports (not probed by the check: creating one has a cost).
+    out.push("POST /api/v1/prism/export".into());
+    out.push("GET /api/v1/prism/export/{export_id}".into());
+    out
+}
+
+async fn wait_for<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while !f().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn source_state(c: &Console, name: &str) -> serde_json::Value {
+    c.get(&format!("/api/sources/{name}"))
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_source_matrix_encryption_pickup_xss_and_revocation() {
+    let token = "tok-limited-SECRET-9f3a1c77e2b4";
+    let sim = kandji_sim::spawn(SimConfig {
+        devices: 60,
+        extra_tokens: vec![TokenSpec {
+            token: token.into(),
+            allow: all_but_threats(),
+        }],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut c = Console::start(true).await;
+    c.login().await;
+    let csrf = c.csrf.clone();
+    let base = sim.base_url();
+    let r = c
+        .post(
+            "/sources/check",
+            &[
+                ("csrf", &csrf),
+                ("name", "lab"),
+                ("endpoint", &base),
+                ("region", "us"),
+                ("token", token),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(
+        !page.contains(token),
+        "the check page never echoes the token"
+    );
+    // The matrix: devices and audit events ✓, threats ✗ with what to tick.
+    let row = |stream: &str| {
+        let i = page.find(&format!("<td>{stream}</td>")).unwrap();
+        page[i..].split("</tr>").next().unwrap().to_string()
+    };
+    assert!(row("devices").contains('✓'));
+    assert!(row("audit_events").contains('✓'));
+    let threats = row("threats");
+    assert!(
+        threats.contains('✗') && threats.contains("tick"),
+        "{threats}"
+    );
+    assert!(threats.contains("Kandji → Access → API token"));
+    // Save with the streams that work (the ticked ones), in a smaller set for speed.
+    let pending = hidden(&page, "pending");
+    let r = c
+        .post(
+            "/sources/save",
+            &[
+                ("csrf", &csrf),
+                ("pending", &pending),
+                ("stream", "blueprints"),
+                ("stream", "tags"),
+                ("stream", "devices"),
+                ("stream", "audit_events"),
+                ("stream", "apps"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+
+    // The engine picks it up without a restart and turns healthy.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let v = source_state(&c, "lab").await;
+        let healthy = v["streams"]
+            .as_array()
+            .is_some_and(|a| a.iter().filter(|s| s["state"] == "healthy").count() >= 5);
+        if v["state"] == "healthy" && healthy {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not healthy: {v:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let v = source_state(&c, "lab").await;
+    assert_eq!(v["token_last4"], "e2b4", "only the last 4 characters: {v}");
+
+    // The token is nowhere: DB file (and WAL), API responses, pages, logs.
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(c.dir.path()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            bytes.extend(std::fs::read(&p).unwrap());
+        }
+    }
+    let needle = token.as_bytes();
+    assert!(
+        !bytes.windows(needle.len()).any(|w| w == needle),
+        "the token is in a data file"
+    );
+    for path in [
+        "/api/sources",
+        "/api/sources/lab",
+        "/api/status",
+        "/sources",
+        "/sources/lab",
+        "/metrics",
+    ] {
+        let body = c.get(path).await.text().await.unwrap();
+        assert!(!body.contains(token), "{path} shows the token");
+    }
+    {
+        let l = logs();
+        let text = String::from_utf8_lossy(&l.0.lock().unwrap()).to_string();
+        assert!(text.contains("console source added"), "logs are captured");
+        assert!(!text.contains(token), "a log line holds the token");
+        assert!(
+            !text.contains("SECRET"),
+            "a log line holds part of the token"
+        );
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(c.dir.path().join("console.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // Kandji values are untrusted: the simulator's names with markup render inert.
+    let devices = c.get("/devices?q=script").await.text().await.unwrap();
+    assert!(devices.contains("&#60;script&#62;") || devices.contains("&lt;script&gt;"));
+    assert!(
+        !devices.contains("<script"),
+        "raw markup from Kandji in the page"
+    );
+    let api = c.get("/api/devices?q=script").await.text().await.unwrap();
+    assert!(api.contains("<script>"), "JSON carries the value as data");
+    let ev = c.get("/events").await.text().await.unwrap();
+    let seq = ev
+        .split("href=\"/events/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let detail = c.get(&format!("/events/{seq}")).await.text().await.unwrap();
+    assert!(detail.contains("<pre id=\"raw\">"));
+    assert!(!detail.contains("<script"));
+
+    // Full-text search and keyset pagination through the API.
+    let page = c
+        .get("/api/events")
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert!(!page["events"].as_array().unwrap().is_empty());
+    let first = page["events"][0]["summary"].as_str().unwrap().to_string();
+    let word = first
+        .split_whitespace()
+        .find(|w| w.len() > 4 && w.chars().all(char::is_alphanumeric))
+        .unwrap_or("device");
+    let found = c
+        .get(&format!("/api/events?q={word}"))
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert!(
+        !found["events"].as_array().unwrap().is_empty(),
+        "search finds {word:?}"
+    );
+
+    // Revoke the token in the tenant, sync now: auth error with its hint.
+    sim.revoke_token(token);
+    let r = c.post("/sources/lab/sync", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    wait_for("auth error", || async {
+        source_state(&c, "lab").await["state"] == "auth_error"
+    })
+    .await;
+    let page = c.get("/sources/lab").await.text().await.unwrap();
+    assert!(page.contains("auth_error"));
+    assert!(page.contains("rotate it here"), "the hint shows");
+
+    // Rotate to the full token: the runtime restarts and recovers.
+    let full = sim.token().to_string();
+    let r = c
+        .post("/sources/lab/token", &[("csrf", &csrf), ("token", &full)])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        source_state(&c, "lab").await["token_last4"],
+        full.chars()
+            .rev()
+            .take(4)
+            .collect::<String>()
+            .chars()
+            .rev()
+            .collect::<String>()
+    );
+    let _ = c.post("/sources/lab/sync", &[("csrf", &csrf)]).await;
+    wait_for("recovered", || async {
+        source_state(&c, "lab").await["state"] == "healthy"
+    })
+    .await;
+
+    // Disable, then delete: the engine stops it; the data stays.
+    let r = c
+        .post("/sources/lab/enable", &[("csrf", &csrf), ("enabled", "0")])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    wait_for("disabled", || async {
+        source_state(&c, "lab").await["state"] == "disabled"
+    })
+    .await;
+    let r = c.post("/sources/lab/delete", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(c.get("/sources/lab").await.status(), StatusCode::NOT_FOUND);
+    let devices = c
+        .get("/api/devices")
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert!(!devices.as_array().unwrap().is_empty());
+
+    // Metrics and budget samples.
+    let m = c.get("/metrics").await.text().await.unwrap();
+    assert!(m.contains("kandji_records_total"), "{m}");
+    let _ = std::io::stdout().flush();
+    c.stop().await;
+    sim.shutdown().await;
+}
