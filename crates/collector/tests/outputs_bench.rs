@@ -112,3 +112,60 @@ impl With for SinkKind {
         (self, f, batch)
     }
 }
+
+/// The store's write path with the outbox (one extra insert per new row version): inventory
+/// rows/s through `Store::write`, 1,000-row batches, first inserts then changed versions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run in release with --ignored --nocapture"]
+async fn store_write_throughput_with_outbox() {
+    use kandji_collector::store::{Batch, InvRow, Store, Table, Upsert};
+    use rusqlite::types::Value as V;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let pad = "x".repeat(900);
+    for round in 0..2 {
+        let t = Instant::now();
+        let mut rows_total = 0;
+        for b in 0..200 {
+            let mut batch = Batch::new("acme", "apps", 1_700_000_000_000 + round, "apps");
+            let rows = (0..1000)
+                .map(|i| {
+                    let dev = format!("dev-{b}");
+                    InvRow {
+                        key: format!("{dev}|com.example.app{i}"),
+                        device_id: Some(dev),
+                        values: vec![
+                            V::Text(format!("App {i}")),
+                            V::Text(format!("com.example.app{i}")),
+                            V::Text(format!("1.{round}")),
+                            V::Text(format!("/Applications/App {i}.app")),
+                        ],
+                        raw: format!(
+                            "{{\"name\":\"App {i}\",\"bundle_id\":\"com.example.app{i}\",\"version\":\"1.{round}\",\"pad\":\"{pad}\"}}"
+                        ),
+                    }
+                })
+                .collect::<Vec<_>>();
+            rows_total += rows.len();
+            batch.upserts.push(Upsert {
+                table: Table::Apps,
+                sweep: 0,
+                started_at: 0,
+                rows,
+            });
+            store.write(batch).await.unwrap();
+        }
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "| store write, {} | {rows_total} | {secs:.2} | {:.0} |",
+            if round == 0 {
+                "new rows"
+            } else {
+                "changed rows"
+            },
+            rows_total as f64 / secs
+        );
+    }
+    let outbox = count(&store, "SELECT COUNT(*) FROM outbox");
+    assert_eq!(outbox, 400_000);
+}

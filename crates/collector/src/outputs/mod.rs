@@ -534,7 +534,17 @@ pub async fn drain_once(
         max_backoff: Duration::from_secs(5),
         ..Pacing::default()
     };
-    for o in build_all(store, config, sources, pacing)? {
+    let outputs = build_all(store, config, sources, pacing)?;
+    let mut plan: std::collections::BTreeMap<String, Vec<String>> = sources
+        .iter()
+        .map(|s| (s.name.clone(), Vec::new()))
+        .collect();
+    for o in &outputs {
+        plan.entry(o.info.source.clone())
+            .or_default()
+            .push(o.spec.name.clone());
+    }
+    for o in outputs {
         let mut sd = shutdown.clone();
         match o.drain(&mut sd).await {
             Ok(n) => {
@@ -544,6 +554,19 @@ pub async fn drain_once(
                 tracing::warn!(source = %o.info.source, output = %o.spec.name, %error, "output not drained; records stay queued")
             }
         }
+    }
+    // What every output of a source has delivered leaves the outbox (all of it for a source
+    // with no outputs).
+    let r = store
+        .exec(move |c| {
+            for (source, outs) in &plan {
+                outbox::prune(c, source, outs)?;
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(error) = r {
+        tracing::warn!(%error, "outbox prune failed");
     }
     Ok(())
 }
