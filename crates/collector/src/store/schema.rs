@@ -6,8 +6,10 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// Inventory tables share these columns; each table's typed columns follow them, and `raw`
-/// comes last. Column order matters for speed: SQLite reads a row's columns in order, so every
-/// small column must precede the large JSON or each lookup walks its overflow pages.
+/// comes last. Layout matters for speed: SQLite reads a row's columns in order, so every small
+/// column precedes the large JSON (or each lookup walks its overflow pages); and the tables are
+/// rowid tables with a unique (source, key) index, so new rows append instead of splitting
+/// kilobyte-sized leaf cells in key order (WITHOUT ROWID suits only small rows).
 ///
 /// - `key`: the row's identity inside its source (device id, `device|bundle`, …).
 /// - `hash`: a hash of `raw`, so an unchanged row is a no-op.
@@ -27,7 +29,7 @@ const INVENTORY_COMMON: &str = "
 fn inventory_table(name: &str, typed: &str) -> String {
     format!(
         "CREATE TABLE {name} ({INVENTORY_COMMON}, {typed}, raw TEXT NOT NULL,
-             PRIMARY KEY (source, key)) WITHOUT ROWID;
+             UNIQUE (source, key));
          CREATE INDEX {name}_device ON {name}(source, device_id, first_seen);
          CREATE INDEX {name}_live ON {name}(source, removed_at);"
     )
