@@ -22,8 +22,9 @@ pub struct Assumptions {
     pub change_rate_per_hour: f64,
     /// Polls per Prism export before it is ready.
     pub export_polls: u64,
-    /// Compliance rotation: devices re-checked per hour besides the changed ones.
-    pub compliance_rotation_per_hour: u64,
+    /// Compliance: devices read per run at most (the stream's cap: changed devices first,
+    /// then a rotation fills the rest).
+    pub compliance_per_run: u64,
 }
 
 impl Default for Assumptions {
@@ -32,7 +33,7 @@ impl Default for Assumptions {
             audit_events_per_hour: 500,
             change_rate_per_hour: 0.01,
             export_polls: 3,
-            compliance_rotation_per_hour: 60,
+            compliance_per_run: crate::streams::COMPLIANCE_MAX_PER_RUN as u64,
         }
     }
 }
@@ -98,7 +99,7 @@ fn per_run(stream: StreamName, fleet: FleetSize, interval: Duration, a: &Assumpt
             let full_share = (interval.as_secs_f64() / FULL_EXPORT_EVERY.as_secs_f64()).min(1.0);
             full_share * export + (1.0 - full_share) * pages(changed * 3.0, 300.0)
         }
-        StreamName::Compliance => changed + a.compliance_rotation_per_hour as f64 * hours,
+        StreamName::Compliance => (a.compliance_per_run as f64).min(n),
         StreamName::AuditEvents => pages(a.audit_events_per_hour as f64 * hours, 500.0),
         StreamName::Threats | StreamName::BehavioralDetections => 1.0,
         StreamName::VulnerabilityDetections => pages(changed * 2.0, 300.0),

@@ -126,6 +126,7 @@ mod audit_events;
 mod behavioral_detections;
 mod blueprints;
 mod compliance;
+pub use compliance::MAX_PER_RUN as COMPLIANCE_MAX_PER_RUN;
 mod device_details;
 mod devices;
 mod prism;
