@@ -308,6 +308,7 @@ async fn console_flows_in_headless_chromium() {
         allow_custom_endpoints: true,
         generate_password: false,
         secure_cookies: false,
+        api_key: None,
     })
     .await
     .unwrap();

@@ -13,6 +13,7 @@ use reqwest::header::{LOCATION, SET_COOKIE};
 use tokio::sync::watch;
 
 const PASSWORD: &str = "correct horse battery staple";
+const API_KEY: &str = "test-api-key-0123456789";
 
 /// Every log line of this test binary, to prove no token is ever logged.
 #[derive(Clone, Default)]
@@ -65,6 +66,7 @@ impl Console {
             allow_custom_endpoints: allow_custom,
             generate_password: false,
             secure_cookies: false,
+            api_key: Some(API_KEY.into()),
         })
         .await
         .unwrap();
@@ -475,6 +477,27 @@ async fn add_source_matrix_encryption_pickup_xss_and_revocation() {
         "search finds {word:?}"
     );
 
+    // The dashboard's data: budget samples recorded by the engine, record samples, charts.
+    let v = source_state(&c, "lab").await;
+    assert!(
+        v["budget_samples"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "budget samples: {v}"
+    );
+    assert!(
+        v["record_samples"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    );
+    let svg = c.get("/sources/lab/budget.svg").await;
+    assert_eq!(svg.headers()["content-type"], "image/svg+xml");
+    assert!(svg.text().await.unwrap().contains("hourly limit"));
+    // CSV export: a header and one row per device.
+    let csv = c.get("/devices.csv").await.text().await.unwrap();
+    assert!(csv.starts_with("source,device_id,name"));
+    assert_eq!(csv.lines().count(), 61, "60 devices and a header");
+
     // Revoke the token in the tenant, sync now: auth error with its hint.
     sim.revoke_token(token);
     let r = c.post("/sources/lab/sync", &[("csrf", &csrf)]).await;
@@ -535,4 +558,100 @@ async fn add_source_matrix_encryption_pickup_xss_and_revocation() {
     let _ = std::io::stdout().flush();
     c.stop().await;
     sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_api_key_and_first_run_setup() {
+    kandji_api::client::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let started = web::start(ConsoleOptions {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        config_sources: Vec::new(),
+        allow_custom_endpoints: false,
+        generate_password: false,
+        secure_cookies: true,
+        api_key: Some(API_KEY.into()),
+    })
+    .await
+    .unwrap();
+    let url = started.url.replace("https://", "http://");
+    let url = url.trim_end_matches('/').to_string();
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(async move { web::serve(started, rx).await.unwrap() });
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // The API key opens the API and the metrics; a wrong one does not.
+    let r = http
+        .get(format!("{url}/api/sources"))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = http
+        .get(format!("{url}/metrics"))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = http
+        .get(format!("{url}/api/sources"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // No password yet: the login page sends to the setup page, which sets it once.
+    let r = http.get(format!("{url}/login")).send().await.unwrap();
+    assert_eq!(r.headers()[LOCATION], "/setup");
+    let r = http.get(format!("{url}/setup")).send().await.unwrap();
+    let pre = set_cookie(&r, "kc_pre").unwrap();
+    let raw = r.headers()[SET_COOKIE].to_str().unwrap().to_string();
+    assert!(
+        raw.contains("Secure"),
+        "served as TLS: Secure cookies ({raw})"
+    );
+    let body = r.text().await.unwrap();
+    let csrf = hidden(&body, "csrf");
+    let post = |form: Vec<(&'static str, String)>| {
+        http.post(format!("{url}/setup"))
+            .header("cookie", format!("kc_pre={pre}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(form).unwrap())
+            .send()
+    };
+    let r = post(vec![
+        ("csrf", csrf.clone()),
+        ("password", "short".into()),
+        ("confirm", "short".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = post(vec![
+        ("csrf", csrf.clone()),
+        ("password", PASSWORD.into()),
+        ("confirm", PASSWORD.into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(set_cookie(&r, "kc_session").is_some());
+    // Set once: the setup page now sends to the login page and refuses a second setup.
+    let r = http.get(format!("{url}/setup")).send().await.unwrap();
+    assert_eq!(r.headers()[LOCATION], "/login");
+    let r = post(vec![
+        ("csrf", csrf),
+        ("password", "another password 123".into()),
+        ("confirm", "another password 123".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.headers()[LOCATION], "/login");
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
 }

@@ -278,6 +278,8 @@ pub struct ConsoleOptions {
     pub generate_password: bool,
     /// Cookies marked Secure (served over TLS, e.g. behind a TLS-terminating proxy).
     pub secure_cookies: bool,
+    /// The bearer key for `/api/` and `/metrics` (`KANDJI_COLLECTOR_API_KEY`).
+    pub api_key: Option<String>,
 }
 
 /// A console bound to its listener, not yet serving.
@@ -336,10 +338,7 @@ pub async fn start(opts: ConsoleOptions) -> Result<Started, StartError> {
     let supervisor = Arc::new(Supervisor::new(store.clone(), cipher, opts.config_sources));
     let app = Arc::new(Console {
         store,
-        auth: Auth::new(
-            opts.secure_cookies,
-            std::env::var("KANDJI_COLLECTOR_API_KEY").ok(),
-        ),
+        auth: Auth::new(opts.secure_cookies, opts.api_key),
         supervisor,
         allow_custom_endpoints: opts.allow_custom_endpoints,
         pending: Mutex::new(HashMap::new()),
@@ -416,6 +415,7 @@ pub async fn run_cmd(
         allow_custom_endpoints: web.allow_custom_endpoints,
         generate_password: demo,
         secure_cookies: web.secure_cookies,
+        api_key: std::env::var("KANDJI_COLLECTOR_API_KEY").ok(),
     })
     .await?;
     println!("console: {}", started.url);

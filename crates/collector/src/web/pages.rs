@@ -691,7 +691,7 @@ pub async fn source_page(
                     }
                 })
                 .unwrap_or_default(),
-            next_run: row.map(|r| s_of(r, "next_run_at")).unwrap_or_default(),
+            next_run: next_run(row, &intervals, st, enabled && sel),
             schedule: schedules.get(st.as_str()).cloned().unwrap_or_default(),
             default_interval: humantime::format_duration(st.default_interval()).to_string(),
             planned: plan
@@ -757,6 +757,40 @@ pub async fn source_page(
         name,
     };
     render(&page)
+}
+
+/// When the stream runs next: its last success plus its interval, or the engine's retry time
+/// after a failure ("now" if that has passed).
+fn next_run(
+    row: Option<&Value>,
+    intervals: &BTreeMap<StreamName, Duration>,
+    stream: StreamName,
+    active: bool,
+) -> String {
+    let Some(r) = row.filter(|_| active) else {
+        return String::new();
+    };
+    let interval = intervals
+        .get(&stream)
+        .copied()
+        .unwrap_or_else(|| stream.default_interval());
+    let ms = |k: &str| {
+        kandji_api::parse_timestamp(&s_of(r, k))
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+    };
+    let at = match (s_of(r, "state").as_str(), ms("last_success_at")) {
+        ("syncing", _) => return "running".into(),
+        ("healthy", Some(t)) => t + interval.as_millis() as i64,
+        _ => match ms("next_run_at") {
+            Some(t) => t,
+            None => return String::new(),
+        },
+    };
+    if at <= now_ms() {
+        "due".into()
+    } else {
+        crate::engine::fetch::rfc3339(at)
+    }
 }
 
 async fn editable(app: &App, name: &str) -> Result<sources::ConsoleSource, WebError> {
