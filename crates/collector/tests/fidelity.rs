@@ -67,3 +67,32 @@ async fn a_live_tenant_converges_to_its_truth_with_removals_marked() {
         ) >= removed.len() as i64
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_refuses_a_schedule_that_would_overspend_and_says_why() {
+    let cfg = sim_config(200, 2);
+    let sim = kandji_sim::spawn(cfg).await.expect("sim");
+    let dir = tempfile::tempdir().expect("dir");
+    let store = kandji_collector::store::Store::open(dir.path()).expect("store");
+    let mut source = source_for(&sim, "greedy");
+    source.budget_share = 0.001; // 10 requests/hour
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let rt = kandji_collector::engine::SourceRuntime::new(source, store.clone(), rx.clone())
+        .expect("runtime");
+    let daemon = tokio::spawn(kandji_collector::engine::run_forever(vec![std::sync::Arc::new(rt)], rx));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = stop.send(true);
+    daemon.await.expect("daemon");
+    let msg: String = store
+        .reader()
+        .expect("reader")
+        .query_row(
+            "SELECT last_error_message FROM stream_status WHERE source = 'greedy' AND stream = 'devices'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("status row");
+    assert!(msg.contains("planner refused") && msg.contains("requests/hour"), "{msg}");
+    assert_eq!(count(&store, "SELECT count(*) FROM devices"), 0, "nothing was collected");
+    assert!(sim.stats().total <= 1, "only the licensing probe was spent");
+}

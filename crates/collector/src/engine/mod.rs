@@ -85,6 +85,36 @@ impl SourceRuntime {
         (self.clock)()
     }
 
+    /// The planner's verdict for this source: sizes the fleet from `/settings/licensing` (one
+    /// request) and estimates the schedules' spend. A configuration that would overspend its
+    /// share is refused, with the numbers; one close to it is logged as a warning.
+    pub async fn preflight(&self) -> Result<crate::planner::Plan, StreamError> {
+        let licensing = self.client.licensing().await?;
+        let plan = crate::planner::plan(
+            crate::check::fleet_size(&licensing),
+            &self.source.streams,
+            &self.source.intervals,
+            self.source.hourly_limit,
+            self.source.budget_share,
+            &crate::planner::Assumptions::default(),
+        );
+        match &plan.verdict {
+            crate::planner::Verdict::Ok => {
+                tracing::info!(source = %self.name(), requests_per_hour = plan.total_per_hour as u64,
+                    share = plan.share_per_hour as u64, "plan fits the budget share");
+            }
+            crate::planner::Verdict::Warn(m) => {
+                tracing::warn!(source = %self.name(), "{m}");
+            }
+            crate::planner::Verdict::Refuse(m) => {
+                return Err(StreamError::Data(format!(
+                    "the planner refused this source: {m}"
+                )));
+            }
+        }
+        Ok(plan)
+    }
+
     /// Commits one page (its rows, events and checkpoint in one transaction) and reports it.
     pub async fn commit(
         &self,
@@ -307,6 +337,17 @@ pub async fn run_forever(runtimes: Vec<Arc<SourceRuntime>>, mut shutdown: watch:
         if !rt.source.enabled {
             for s in &rt.source.streams {
                 let _ = set_state(&rt.store, rt.name(), *s, State::Disabled).await;
+            }
+            continue;
+        }
+        // A schedule that would overspend the share does not start; every stream says why.
+        if let Err(e) = rt.preflight().await
+            && matches!(e, StreamError::Data(_))
+        {
+            tracing::error!(source = %rt.name(), error = %e, "source not started");
+            for s in &rt.source.streams {
+                let _ = set_state(&rt.store, rt.name(), *s, State::Failing).await;
+                let _ = record_failure(&rt.store, rt.name(), *s, &e, rt.now()).await;
             }
             continue;
         }
