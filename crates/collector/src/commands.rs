@@ -259,7 +259,19 @@ fn spawn_signal_handler(tx: watch::Sender<bool>) {
 }
 
 async fn run(cli: &Cli, web: &crate::cli::WebArgs) -> Result<()> {
-    let cfg = load(cli)?;
+    // With the console, sources can all live in the store: no config file is fine.
+    let cfg = if !web.no_console && !cli.config.exists() {
+        println!(
+            "no config file at {}: sources come from the console only",
+            cli.config.display()
+        );
+        Config {
+            data_dir: data_dir(cli),
+            ..Config::default()
+        }
+    } else {
+        load(cli)?
+    };
     let sources = cfg.resolve()?;
     if !web.no_console {
         // The outputs of config-file sources run beside the console; they stop with the
