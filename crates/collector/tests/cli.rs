@@ -276,3 +276,76 @@ async fn a_revoked_token_shows_as_an_auth_error_with_a_hint() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_collects_until_sigterm_then_exits_cleanly() {
+    let mut cfg = sim_config(25, 8);
+    cfg.churn = Churn::none();
+    let sim = kandji_sim::spawn(cfg).await.expect("sim");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write_config(
+        dir.path(),
+        &sim.base_url(),
+        sim.token(),
+        "streams = [\"blueprints\", \"tags\", \"devices\", \"audit_events\"]\n",
+    );
+    let data = dir.path().join("data");
+    let status = tokio::task::spawn_blocking(move || {
+        let mut child = bin()
+            .args(["--config", &config, "run", "--no-console"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        // Wait until the first cycle has committed the device list.
+        let db = data.join("kandji.sqlite3");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let done = db.exists()
+                && rusqlite::Connection::open(&db)
+                    .and_then(|c| {
+                        c.query_row(
+                            "SELECT count(*) FROM stream_status WHERE stream = 'devices' AND state = 'healthy'",
+                            [],
+                            |r| r.get::<_, i64>(0),
+                        )
+                    })
+                    .unwrap_or(0)
+                    == 1;
+            if done || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        child.wait().expect("wait")
+    })
+    .await
+    .expect("join");
+    assert!(status.success(), "SIGTERM is a clean shutdown: {status:?}");
+    let store = kandji_collector::store::Store::open(&dir.path().join("data")).expect("store");
+    assert_eq!(count(&store, "SELECT count(*) FROM devices WHERE removed_at IS NULL"), 25);
+}
+
+#[tokio::test]
+async fn demo_once_collects_a_simulated_tenant_and_exits() {
+    let dir = tempfile::tempdir().expect("dir");
+    let o = run(vec![
+        "--data-dir".into(),
+        dir.path().display().to_string(),
+        "demo".into(),
+        "--once".into(),
+        "--no-console".into(),
+        "--devices".into(),
+        "20".into(),
+    ])
+    .await;
+    assert!(o.status.success(), "{}", out(&o));
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    for s in kandji_collector::streams::names() {
+        assert!(text.contains(s), "demo reports {s}: {text}");
+    }
+    let store = kandji_collector::store::Store::open(dir.path()).expect("store");
+    assert_eq!(count(&store, "SELECT count(*) FROM devices WHERE removed_at IS NULL"), 20);
+}
