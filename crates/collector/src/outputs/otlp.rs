@@ -165,11 +165,43 @@ impl OtlpSink {
             hv.set_sensitive(true);
             r = r.header(k.as_str(), hv);
         }
-        let resp = r
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| SinkError::Transient(format!("otlp: {}", super::error_chain(&e))))?;
+        let resp = r.body(body).send().await.map_err(|e| {
+            SinkError::Transient(format!("otlp: {}", super::error_chain(&e.without_url())))
+        })?;
         classify("otlp", resp).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_encoding_follows_the_otlp_json_mapping() {
+        let info = SourceInfo {
+            source: "acme".into(),
+            tenant: "acme".into(),
+        };
+        let rec = OutRecord {
+            seq: 1,
+            id: "id-1".into(),
+            category: "inventory".into(),
+            kind: "devices".into(),
+            class_uid: Some(5001),
+            device_id: Some("d1".into()),
+            record_key: "d1".into(),
+            time_ms: 1_700_000_000_123,
+            severity_id: 1,
+            body: json!({"class_uid": 5001}),
+        };
+        let v = serde_json::to_value(request(&info, &[rec], 5)).unwrap();
+        let lr = &v["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
+        assert_eq!(lr["timeUnixNano"], json!("1700000000123000000"));
+        assert_eq!(lr["severityNumber"], json!(9));
+        assert_eq!(lr["body"]["stringValue"], json!("{\"class_uid\":5001}"));
+        let attrs = lr["attributes"].as_array().unwrap();
+        let class = attrs.iter().find(|a| a["key"] == "ocsf.class_uid").unwrap();
+        assert_eq!(class["value"]["intValue"], json!("5001"));
     }
 }

@@ -83,10 +83,10 @@ impl WebhookSink {
                 sign(secret.expose_secret().as_bytes(), &body),
             );
         }
-        let resp =
-            req.body(body).send().await.map_err(|e| {
-                SinkError::Transient(format!("webhook: {}", super::error_chain(&e)))
-            })?;
+        let resp = req.body(body).send().await.map_err(|e| {
+            // Without the URL: a user may have put a credential in it.
+            SinkError::Transient(format!("webhook: {}", super::error_chain(&e.without_url())))
+        })?;
         classify("webhook", resp).await
     }
 }
