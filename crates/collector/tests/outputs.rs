@@ -456,3 +456,25 @@ async fn export_format_ocsf_writes_one_ocsf_event_per_line() {
             .all(|e| [3001, 3004, 2002, 2004].contains(&e["class_uid"].as_i64().unwrap()))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_failures_are_retried_not_dead_lettered() {
+    let env = collected(8).await;
+    let (rx, base) = receiver().await;
+    // A revoked or wrong token answers 401 until the receiver is fixed.
+    rx.fail_status.store(401, Ordering::SeqCst);
+    rx.fail_next.store(5, Ordering::SeqCst);
+    let out = Output::new(
+        env.store.clone(),
+        info(),
+        webhook_spec(&base, "hook", Format::Raw, 200),
+        fast(),
+    )
+    .unwrap();
+    let (_tx, mut sd) = watch::channel(false);
+    out.drain(&mut sd).await.unwrap();
+    let got: BTreeSet<String> = rx.state.lock().unwrap().ids.iter().cloned().collect();
+    assert_eq!(got, expected_ids(&env.store));
+    let status = outputs::status(&env.store.reader().unwrap()).unwrap();
+    assert_eq!(status[0]["dead_letters"], 0);
+}

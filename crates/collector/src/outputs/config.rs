@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::config::ConfigError;
@@ -300,11 +300,25 @@ pub fn resolve(i: usize, sinks: &[toml::Value]) -> Result<Vec<SinkSpec>, ConfigE
                             format!("environment variable {var} is not set"),
                         )
                     })?;
+                    if reqwest::header::HeaderValue::from_str(&v).is_err() {
+                        return Err(invalid(
+                            format!("sources[{i}].sinks[{j}].headers_env.{h}"),
+                            format!("the value of {var} is not a valid header value"),
+                        ));
+                    }
                     secret_headers.push((h.clone(), SecretString::from(v)));
                 }
                 for h in headers.keys().chain(headers_env.keys()) {
                     if reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
                         return Err(invalid(f("headers"), format!("{h:?} is not a header name")));
+                    }
+                }
+                for (h, v) in &headers {
+                    if reqwest::header::HeaderValue::from_str(v).is_err() {
+                        return Err(invalid(
+                            format!("sources[{i}].sinks[{j}].headers.{h}"),
+                            format!("{v:?} is not a valid header value"),
+                        ));
                     }
                 }
                 (
@@ -341,6 +355,14 @@ pub fn resolve(i: usize, sinks: &[toml::Value]) -> Result<Vec<SinkSpec>, ConfigE
                 let url = http_url(&f("url"), &url)?;
                 let token = read_secret(&f("auth_env"), auth_env.as_ref(), auth_file.as_ref())?;
                 let auth = match (auth_header, token) {
+                    (_, Some(t))
+                        if reqwest::header::HeaderValue::from_str(t.expose_secret()).is_err() =>
+                    {
+                        return Err(invalid(
+                            f("auth_env"),
+                            "the secret is not a valid header value (control characters?)",
+                        ));
+                    }
                     (Some(h), Some(t)) => {
                         if reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
                             return Err(invalid(

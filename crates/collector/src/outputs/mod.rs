@@ -112,7 +112,11 @@ pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, SinkErro
         })
 }
 
-/// 2xx: delivered. 408, 425, 429, 5xx: transient. Other statuses: rejected.
+/// 2xx: delivered. 400, 413, 415 and 422 reject the records (the batch is then retried record
+/// by record; what is still rejected is dead-lettered). Everything else — 5xx, 408, 425, 429,
+/// and also 401/403/404 and other 4xx, which mean a misconfigured or unavailable receiver
+/// rather than bad records — is retried with backoff until it recovers, so a wrong token or
+/// URL never drains the outbox into the dead letters.
 pub(crate) async fn classify(what: &str, resp: reqwest::Response) -> Result<(), SinkError> {
     let status = resp.status();
     if status.is_success() {
@@ -126,13 +130,13 @@ pub(crate) async fn classify(what: &str, resp: reqwest::Response) -> Result<(), 
         .take(300)
         .collect();
     let code = status.as_u16();
-    if status.is_server_error() || matches!(code, 408 | 425 | 429) {
-        Err(SinkError::Transient(format!("{what}: HTTP {code}: {text}")))
-    } else {
+    if matches!(code, 400 | 413 | 415 | 422) {
         Err(SinkError::Permanent {
             status: Some(code),
             message: format!("{what}: HTTP {code}: {text}"),
         })
+    } else {
+        Err(SinkError::Transient(format!("{what}: HTTP {code}: {text}")))
     }
 }
 
@@ -395,7 +399,8 @@ impl Output {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.pacing.poll) => {}
-                _ = shutdown.changed() => {}
+                // A dropped sender means nobody can stop us any more: stop now.
+                r = shutdown.changed() => if r.is_err() { break },
             }
         }
         tracing::info!(source = %self.info.source, output = %self.spec.name, "output stopped");
@@ -486,7 +491,7 @@ pub fn spawn_all(
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-                _ = sd.changed() => {}
+                r = sd.changed() => if r.is_err() { break },
             }
             if *sd.borrow() {
                 break;

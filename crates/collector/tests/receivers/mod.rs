@@ -40,6 +40,8 @@ pub struct Receiver {
     pub reject: Arc<Mutex<BTreeSet<String>>>,
     /// Answer webhook requests after this many milliseconds.
     pub delay_ms: Arc<AtomicU32>,
+    /// The status of the `fail_next` answers (503 when 0).
+    pub fail_status: Arc<AtomicU32>,
 }
 
 fn gunzip(headers: &HeaderMap, body: &[u8]) -> Vec<u8> {
@@ -72,7 +74,10 @@ async fn webhook(State(rx): State<Receiver>, headers: HeaderMap, body: Bytes) ->
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok()
     {
-        return StatusCode::SERVICE_UNAVAILABLE;
+        return match rx.fail_status.load(Ordering::SeqCst) {
+            0 => StatusCode::SERVICE_UNAVAILABLE,
+            code => StatusCode::from_u16(code as u16).unwrap(),
+        };
     }
     let expected = kandji_collector::outputs::webhook::sign(SECRET.as_bytes(), &body);
     let sig = headers
