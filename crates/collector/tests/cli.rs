@@ -325,7 +325,13 @@ async fn run_collects_until_sigterm_then_exits_cleanly() {
     .expect("join");
     assert!(status.success(), "SIGTERM is a clean shutdown: {status:?}");
     let store = kandji_collector::store::Store::open(&dir.path().join("data")).expect("store");
-    assert_eq!(count(&store, "SELECT count(*) FROM devices WHERE removed_at IS NULL"), 25);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM devices WHERE removed_at IS NULL"
+        ),
+        25
+    );
 }
 
 #[tokio::test]
@@ -347,5 +353,11 @@ async fn demo_once_collects_a_simulated_tenant_and_exits() {
         assert!(text.contains(s), "demo reports {s}: {text}");
     }
     let store = kandji_collector::store::Store::open(dir.path()).expect("store");
-    assert_eq!(count(&store, "SELECT count(*) FROM devices WHERE removed_at IS NULL"), 20);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM devices WHERE removed_at IS NULL"
+        ),
+        20
+    );
 }
