@@ -205,6 +205,15 @@ impl Sink {
     }
 }
 
+/// One batch read from the outbox.
+struct ReadBatch {
+    records: Vec<OutRecord>,
+    /// The last outbox seq read (`None`: nothing after the offset).
+    last: Option<i64>,
+    /// Outbox rows consumed (records skipped or merged included).
+    consumed: usize,
+}
+
 /// Retry pacing.
 #[derive(Debug, Clone)]
 pub struct Pacing {
@@ -295,45 +304,92 @@ impl Output {
         }
     }
 
-    /// Delivers one batch from the outbox. Returns how many outbox rows it consumed (0 = caught up).
-    pub async fn step(&self, shutdown: &mut watch::Receiver<bool>) -> Result<usize, OutputError> {
-        let (source, name) = (self.info.source.clone(), self.spec.name.clone());
+    /// Reads the batch after `after` (the committed offset when `None`) off the runtime.
+    fn read_task(
+        &self,
+        after: Option<i64>,
+    ) -> tokio::task::JoinHandle<Result<ReadBatch, StoreError>> {
         let info = self.info.clone();
+        let name = self.spec.name.clone();
         let (format, limit) = (self.spec.format, self.spec.batch_size);
-        let (records, last, consumed) = self
-            .store
-            .read(move |c| {
-                let after = outbox::offset(c, &info.source, &name)?;
-                let (recs, last) = outbox::read_batch(c, &info, format, after, limit)?;
-                let consumed = match last {
-                    Some(l) => c.query_row(
-                        "SELECT COUNT(*) FROM outbox WHERE source = ?1 AND seq > ?2 AND seq <= ?3",
-                        rusqlite::params![info.source, after, l],
-                        |r| r.get::<_, i64>(0),
-                    )?,
-                    None => 0,
-                };
-                Ok((recs, last, consumed as usize))
-            })
-            .await?;
-        let Some(last) = last else {
-            return Ok(0);
-        };
-        let mut delivered = records.len() as i64;
-        if !records.is_empty() {
-            match self.send_retrying(&records, shutdown).await {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            store
+                .read(move |c| {
+                    let after = match after {
+                        Some(a) => a,
+                        None => outbox::offset(c, &info.source, &name)?,
+                    };
+                    let (records, last) = outbox::read_batch(c, &info, format, after, limit)?;
+                    let consumed = match last {
+                        Some(l) => c.query_row(
+                            "SELECT COUNT(*) FROM outbox WHERE source = ?1 AND seq > ?2 AND seq <= ?3",
+                            rusqlite::params![info.source, after, l],
+                            |r| r.get::<_, i64>(0),
+                        )? as usize,
+                        None => 0,
+                    };
+                    Ok(ReadBatch {
+                        records,
+                        last,
+                        consumed,
+                    })
+                })
+                .await
+        })
+    }
+
+    /// Sends a batch (isolating rejected records) and commits the offset past it.
+    async fn deliver(
+        &self,
+        batch: &ReadBatch,
+        last: i64,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), OutputError> {
+        let mut delivered = batch.records.len() as i64;
+        if !batch.records.is_empty() {
+            match self.send_retrying(&batch.records, shutdown).await {
                 Ok(()) => {}
                 Err(OutputError::Sink(SinkError::Permanent { .. })) => {
-                    delivered = self.isolate_rejects(&records, shutdown).await?;
+                    delivered = self.isolate_rejects(&batch.records, shutdown).await?;
                 }
                 Err(e) => return Err(e),
             }
         }
-        let name = self.spec.name.clone();
+        let (source, name) = (self.info.source.clone(), self.spec.name.clone());
         self.store
             .exec(move |c| outbox::commit(c, &source, &name, last, delivered, now_ms()))
             .await?;
-        Ok(consumed.max(1))
+        Ok(())
+    }
+
+    /// Delivers one batch from the outbox. Returns how many outbox rows it consumed (0 = caught up).
+    pub async fn step(&self, shutdown: &mut watch::Receiver<bool>) -> Result<usize, OutputError> {
+        let batch = self
+            .read_task(None)
+            .await
+            .map_err(|_| StoreError::WriterGone)??;
+        let Some(last) = batch.last else {
+            return Ok(0);
+        };
+        self.deliver(&batch, last, shutdown).await?;
+        Ok(batch.consumed.max(1))
+    }
+
+    /// Delivers until the outbox is empty for this output, reading the next batch while the
+    /// current one is in flight (offsets still commit in order). Returns the outbox rows consumed.
+    async fn pump(&self, shutdown: &mut watch::Receiver<bool>) -> Result<u64, OutputError> {
+        let mut total = 0u64;
+        let mut next = self.read_task(None);
+        loop {
+            let batch = next.await.map_err(|_| StoreError::WriterGone)??;
+            let Some(last) = batch.last else {
+                return Ok(total);
+            };
+            next = self.read_task(Some(last));
+            self.deliver(&batch, last, shutdown).await?;
+            total += batch.consumed.max(1) as u64;
+        }
     }
 
     /// A batch was rejected: send its records one by one and dead-letter the ones rejected.
@@ -372,14 +428,7 @@ impl Output {
 
     /// Delivers until the outbox is empty for this output (or a send gives up).
     pub async fn drain(&self, shutdown: &mut watch::Receiver<bool>) -> Result<u64, OutputError> {
-        let mut total = 0u64;
-        loop {
-            let n = self.step(shutdown).await?;
-            if n == 0 {
-                return Ok(total);
-            }
-            total += n as u64;
-        }
+        self.pump(shutdown).await
     }
 
     /// Runs until shutdown: delivers, then polls the outbox.
@@ -389,8 +438,7 @@ impl Output {
             if *shutdown.borrow() {
                 break;
             }
-            match self.step(&mut shutdown).await {
-                Ok(n) if n > 0 => continue,
+            match self.pump(&mut shutdown).await {
                 Ok(_) => {}
                 Err(OutputError::Shutdown) => break,
                 Err(e) => {
