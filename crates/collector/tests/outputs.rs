@@ -478,3 +478,87 @@ async fn auth_failures_are_retried_not_dead_lettered() {
     let status = outputs::status(&env.store.reader().unwrap()).unwrap();
     assert_eq!(status[0]["dead_letters"], 0);
 }
+
+/// Every record collected from the simulator (two cycles, so change events exist) maps to an
+/// OCSF event whose base and class required attributes, and whose objects' required and
+/// at-least-one attributes, are present (OCSF 1.8.0 definitions vendored in `crates/ocsf`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_collected_record_maps_to_valid_ocsf() {
+    let env = collected(25).await;
+    env.sim.advance(Duration::from_secs(24 * 3600));
+    cycle(&env, &kandji_collector::streams::StreamName::ALL).await;
+    let schema: Value =
+        serde_json::from_str(include_str!("../../ocsf/tests/schema/ocsf-1.8.0.json")).unwrap();
+    let conn = env.store.reader().unwrap();
+    let (records, _) =
+        kandji_collector::outputs::outbox::read_batch(&conn, &info(), Format::Ocsf, 0, 10_000_000)
+            .unwrap();
+    fn present(v: &Value, k: &str) -> bool {
+        !matches!(v.get(k), None | Some(Value::Null))
+            && v.get(k) != Some(&Value::String(String::new()))
+    }
+    fn check(schema: &Value, v: &Value, errors: &mut Vec<String>) {
+        let Some(obj) = v.as_object() else { return };
+        for (k, child) in obj {
+            if k == "unmapped" {
+                continue;
+            }
+            let Some(kind) = schema["attribute_objects"].get(k).and_then(Value::as_str) else {
+                continue;
+            };
+            let items: Vec<&Value> = match child {
+                Value::Array(a) => a.iter().collect(),
+                c => vec![c],
+            };
+            for item in items {
+                let def = &schema["objects"][kind];
+                for r in def["required"].as_array().into_iter().flatten() {
+                    if !present(item, r.as_str().unwrap()) {
+                        errors.push(format!("{kind} requires {r}: {item}"));
+                    }
+                }
+                if let Some(any) = def["at_least_one"].as_array()
+                    && !any.iter().any(|k| present(item, k.as_str().unwrap()))
+                {
+                    errors.push(format!("{kind} needs one of {any:?}: {item}"));
+                }
+                check(schema, item, errors);
+            }
+        }
+    }
+    let mut classes = BTreeSet::new();
+    let mut errors = Vec::new();
+    for r in &records {
+        let ev = &r.body;
+        let class = ev["class_uid"].as_i64().unwrap();
+        classes.insert(class);
+        let def = &schema["classes"][class.to_string()];
+        assert!(def.is_object(), "class {class}");
+        for req in schema["base_event"]["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(def["required"].as_array().unwrap())
+        {
+            if !present(ev, req.as_str().unwrap()) {
+                errors.push(format!("{class} requires {req}: {}", r.kind));
+            }
+        }
+        assert_eq!(
+            ev["type_uid"].as_i64().unwrap(),
+            class * 100 + ev["activity_id"].as_i64().unwrap()
+        );
+        check(&schema, ev, &mut errors);
+    }
+    errors.sort();
+    errors.dedup();
+    assert!(
+        errors.is_empty(),
+        "{}",
+        errors[..errors.len().min(20)].join("\n")
+    );
+    for c in [5001, 5002, 5003, 5019, 5020, 2002, 2003, 2004, 3001, 3004] {
+        assert!(classes.contains(&c), "class {c} among {classes:?}");
+    }
+    println!("{} records, classes {classes:?}", records.len());
+}
