@@ -238,6 +238,27 @@ impl Driver {
             .to_string()
     }
 
+    async fn current_url(&self) -> String {
+        self.cmd(reqwest::Method::GET, "/url", None)
+            .await
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// Clicks something that navigates, and waits until the browser is on the new page.
+    async fn click_nav(&self, css: &str) {
+        let before = self.current_url().await;
+        self.click(css).await;
+        for _ in 0..100 {
+            if self.current_url().await != before {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("clicking {css} did not leave {before}");
+    }
+
     async fn screenshot(&self, name: &str) {
         let v = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
         let png = b64decode(v.as_str().unwrap());
@@ -324,7 +345,7 @@ async fn console_flows_in_headless_chromium() {
     d.goto(&format!("{url}/sources")).await;
     assert!(d.title().await.starts_with("Log in"));
     d.type_into("#password", PASSWORD).await;
-    d.click("#login").await;
+    d.click_nav("#login").await;
     assert!(
         d.title().await.starts_with("Sources"),
         "{}",
@@ -336,7 +357,7 @@ async fn console_flows_in_headless_chromium() {
     d.type_into("#name", "lab").await;
     d.type_into("#token", token).await;
     d.type_into("#endpoint", &sim.base_url()).await;
-    d.click("#check").await;
+    d.click_nav("#check").await;
     let matrix = d.text("#matrix").await;
     assert!(matrix.contains("devices ✓"), "{matrix}");
     assert!(matrix.contains("audit_events ✓"), "{matrix}");
@@ -346,7 +367,7 @@ async fn console_flows_in_headless_chromium() {
     );
     assert!(!d.source().await.contains(token));
     d.screenshot("02-check-matrix").await;
-    d.click("#save").await;
+    d.click_nav("#save").await;
 
     // Watch it turn healthy.
     let state = d
@@ -365,19 +386,19 @@ async fn console_flows_in_headless_chromium() {
         .to_string();
     d.goto(&format!("{url}/events")).await;
     d.type_into("#q", &word).await;
-    d.click("#search").await;
+    d.click_nav("#search").await;
     let rows = d.text("#events tbody").await;
     assert!(
         rows.to_lowercase().contains(&word.to_lowercase()),
         "{word}: {rows}"
     );
     d.screenshot("04-events-search").await;
-    d.click("#events tbody tr .summary").await;
+    d.click_nav("#events tbody tr .summary").await;
     assert!(d.source().await.contains("id=\"raw\""));
 
     // Open a device (the simulator's names carry markup; it renders as text).
     d.goto(&format!("{url}/devices")).await;
-    d.click("#devices tbody tr a.device").await;
+    d.click_nav("#devices tbody tr a.device").await;
     let name = d.text("#device-name").await;
     assert!(!name.is_empty());
     d.screenshot("05-device").await;
@@ -391,13 +412,23 @@ async fn console_flows_in_headless_chromium() {
 
     // Revoke the token in the tenant: the source fails with an auth error.
     sim.revoke_token(token);
-    d.goto(&format!("{url}/sources/lab")).await;
-    d.click("#sync-all").await;
-    let state = d
-        .wait_text(&format!("{url}/sources/lab"), "#state", |t| {
-            t == "auth_error"
-        })
-        .await;
+    let mut state = String::new();
+    for _ in 0..30 {
+        // "Sync now" (again, should a click race the page's refresh).
+        d.goto(&format!("{url}/sources/lab")).await;
+        d.click("#sync-all").await;
+        for _ in 0..10 {
+            d.goto(&format!("{url}/sources/lab")).await;
+            state = d.text("#state").await;
+            if state == "auth_error" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        if state == "auth_error" {
+            break;
+        }
+    }
     assert_eq!(state, "auth_error");
     assert!(d.source().await.contains("rotate it here"));
     d.screenshot("07-auth-error").await;

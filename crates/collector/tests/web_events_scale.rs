@@ -166,7 +166,17 @@ fn check_scale(n: i64) {
     .unwrap();
     let search = t.elapsed();
     assert!(!fts.events.is_empty());
+    // The type menu: a skip-scan, not a walk over every event.
+    let t = Instant::now();
+    let types = queries::event_types(&c).unwrap();
+    let types_took = t.elapsed();
+    assert_eq!(types.len(), 4);
+    assert!(
+        types_took.as_millis() < 100,
+        "event types took {types_took:?}"
+    );
     println!("{n} events inserted in {insert:?}");
+    println!("event type menu: {types_took:?}");
     for r in &report {
         println!("{r}");
     }

@@ -1020,10 +1020,7 @@ pub async fn events_page(
                 queries::events(c, &f2, queries::PAGE)?,
                 queries::distinct(c, "SELECT DISTINCT source FROM stream_status ORDER BY 1")?,
                 queries::distinct(c, "SELECT DISTINCT category FROM record_samples ORDER BY 1")?,
-                queries::distinct(
-                    c,
-                    "SELECT DISTINCT event_type FROM events INDEXED BY events_type_time ORDER BY 1",
-                )?,
+                queries::event_types(c)?,
                 vec![
                     "informational".into(),
                     "low".into(),

@@ -215,6 +215,20 @@ pub fn distinct(c: &Connection, sql: &str) -> Result<Vec<String>, StoreError> {
     Ok(v)
 }
 
+/// The event types in the store, by a skip-scan of the type index: one seek per distinct
+/// type, not one step per event.
+pub fn event_types(c: &Connection) -> Result<Vec<String>, StoreError> {
+    distinct(
+        c,
+        "WITH RECURSIVE t(v) AS (
+           SELECT (SELECT min(event_type) FROM events)
+           UNION ALL
+           SELECT (SELECT min(event_type) FROM events WHERE event_type > t.v)
+           FROM t WHERE t.v IS NOT NULL)
+         SELECT v FROM t WHERE v IS NOT NULL",
+    )
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct DeviceFilter {
     pub source: Option<String>,
@@ -267,7 +281,65 @@ pub fn devices(
     f: &DeviceFilter,
     limit: Option<usize>,
 ) -> Result<Vec<DeviceView>, StoreError> {
-    let mut sql = String::from(
+    const APPS: &str = "(SELECT count(*) FROM apps a WHERE a.source = d.source
+        AND a.device_id = d.key AND a.removed_at IS NULL)";
+    let sort = DEVICE_SORTS
+        .iter()
+        .find(|(k, _)| Some(*k) == opt(&f.sort))
+        .map_or("name", |(k, _)| k);
+    let by_apps = sort == "apps";
+    let col = DEVICE_SORTS
+        .iter()
+        .find(|(k, _)| *k == sort)
+        .map_or("d.device_name", |(_, c)| c);
+    let dir = if opt(&f.dir) == Some("desc") {
+        "DESC"
+    } else {
+        "ASC"
+    };
+    // The page is chosen first (filter, sort, limit) and the per-device counts are computed
+    // for its rows only, so a page costs the same on 100 or 100,000 devices.
+    let mut inner = format!(
+        "SELECT d.*{} FROM devices d WHERE d.removed_at IS NULL",
+        if by_apps {
+            format!(", {APPS} AS apps")
+        } else {
+            String::new()
+        }
+    );
+    let mut p: Vec<Sql> = Vec::new();
+    if let Some(v) = opt(&f.source) {
+        p.push(Sql::Text(v.into()));
+        inner.push_str(&format!(" AND d.source = ?{}", p.len()));
+    }
+    if let Some(v) = opt(&f.platform) {
+        p.push(Sql::Text(v.into()));
+        inner.push_str(&format!(" AND d.platform = ?{}", p.len()));
+    }
+    if let Some(v) = opt(&f.blueprint) {
+        p.push(Sql::Text(v.into()));
+        inner.push_str(&format!(" AND d.blueprint_name = ?{}", p.len()));
+    }
+    if let Some(v) = opt(&f.tag) {
+        p.push(Sql::Text(format!("%{}%", v.replace(['%', '_'], ""))));
+        inner.push_str(&format!(" AND d.tags LIKE ?{}", p.len()));
+    }
+    if let Some(v) = opt(&f.q) {
+        p.push(Sql::Text(format!("%{}%", v.replace(['%', '_'], ""))));
+        let n = p.len();
+        inner.push_str(&format!(
+            " AND (d.device_name LIKE ?{n} OR d.serial_number LIKE ?{n} OR d.user_email LIKE ?{n}
+               OR d.user_name LIKE ?{n} OR d.key LIKE ?{n} OR d.model LIKE ?{n})"
+        ));
+    }
+    inner.push_str(&format!(" ORDER BY {col} {dir}, d.key"));
+    if let Some(l) = limit {
+        p.push(Sql::Integer(l as i64));
+        inner.push_str(&format!(" LIMIT ?{}", p.len()));
+        p.push(Sql::Integer((f.page.unwrap_or(0) * l) as i64));
+        inner.push_str(&format!(" OFFSET ?{}", p.len()));
+    }
+    let sql = format!(
         "SELECT d.source, d.key, d.device_name, d.serial_number, d.platform, d.model, d.os_version,
            d.blueprint_name, d.tags, coalesce(d.user_email, d.user_name), d.last_check_in,
            (SELECT count(*) FROM compliance c WHERE c.source = d.source AND c.device_id = d.key
@@ -276,51 +348,10 @@ pub fn devices(
               AND c.removed_at IS NULL AND lower(c.status) IN ('fail', 'failed', 'error', 'failure')),
            (SELECT x.posture FROM device_details x WHERE x.source = d.source
               AND x.key = 'filevault|' || d.key),
-           (SELECT count(*) FROM apps a WHERE a.source = d.source AND a.device_id = d.key
-              AND a.removed_at IS NULL) AS apps
-         FROM devices d WHERE d.removed_at IS NULL",
+           {} AS apps
+         FROM ({inner}) d ORDER BY {col} {dir}, d.key",
+        if by_apps { "d.apps" } else { APPS }
     );
-    let mut p: Vec<Sql> = Vec::new();
-    if let Some(v) = opt(&f.source) {
-        p.push(Sql::Text(v.into()));
-        sql.push_str(&format!(" AND d.source = ?{}", p.len()));
-    }
-    if let Some(v) = opt(&f.platform) {
-        p.push(Sql::Text(v.into()));
-        sql.push_str(&format!(" AND d.platform = ?{}", p.len()));
-    }
-    if let Some(v) = opt(&f.blueprint) {
-        p.push(Sql::Text(v.into()));
-        sql.push_str(&format!(" AND d.blueprint_name = ?{}", p.len()));
-    }
-    if let Some(v) = opt(&f.tag) {
-        p.push(Sql::Text(format!("%{}%", v.replace(['%', '_'], ""))));
-        sql.push_str(&format!(" AND d.tags LIKE ?{}", p.len()));
-    }
-    if let Some(v) = opt(&f.q) {
-        p.push(Sql::Text(format!("%{}%", v.replace(['%', '_'], ""))));
-        let n = p.len();
-        sql.push_str(&format!(
-            " AND (d.device_name LIKE ?{n} OR d.serial_number LIKE ?{n} OR d.user_email LIKE ?{n}
-               OR d.user_name LIKE ?{n} OR d.key LIKE ?{n} OR d.model LIKE ?{n})"
-        ));
-    }
-    let col = DEVICE_SORTS
-        .iter()
-        .find(|(k, _)| Some(*k) == opt(&f.sort))
-        .map_or("d.device_name", |(_, c)| c);
-    let dir = if opt(&f.dir) == Some("desc") {
-        "DESC"
-    } else {
-        "ASC"
-    };
-    sql.push_str(&format!(" ORDER BY {col} {dir}, d.key"));
-    if let Some(l) = limit {
-        p.push(Sql::Integer(l as i64));
-        sql.push_str(&format!(" LIMIT ?{}", p.len()));
-        p.push(Sql::Integer((f.page.unwrap_or(0) * l) as i64));
-        sql.push_str(&format!(" OFFSET ?{}", p.len()));
-    }
     let mut st = c.prepare(&sql)?;
     let rows = st
         .query_map(params_from_iter(p), |r| {
