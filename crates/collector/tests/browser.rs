@@ -302,7 +302,10 @@ async fn console_flows_in_headless_chromium() {
                 "KANDJI_BROWSER_TESTS=1 but chromedriver is not installed (apt-get install chromium chromium-driver)"
             );
         }
-        eprintln!(
+        // Straight to stderr: libtest captures eprintln! of passing tests, and this must show.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
             "\n*** SKIPPING the browser tests: chromedriver is not installed. \
              Install Debian's chromium and chromium-driver and run with KANDJI_BROWSER_TESTS=1 \
              (.ci/run does). ***\n"

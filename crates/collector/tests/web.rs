@@ -498,6 +498,45 @@ async fn add_source_matrix_encryption_pickup_xss_and_revocation() {
     assert!(csv.starts_with("source,device_id,name"));
     assert_eq!(csv.lines().count(), 61, "60 devices and a header");
 
+    // Edit: a bad interval is refused; adding a stream and a schedule is picked up live.
+    let edit = |schedule: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("endpoint", base.clone()),
+            ("region", "us".to_string()),
+            ("budget_share", "0.4".to_string()),
+            ("stream", "blueprints".to_string()),
+            ("stream", "tags".to_string()),
+            ("stream", "devices".to_string()),
+            ("stream", "audit_events".to_string()),
+            ("stream", "apps".to_string()),
+            ("stream", "users".to_string()),
+            ("schedule_audit_events", schedule.to_string()),
+            ("device_type", "Mac".to_string()),
+        ]
+    };
+    let pairs = edit("soon");
+    let form: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = c.post("/sources/lab/edit", &form).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "not an interval");
+    let pairs = edit("2m");
+    let form: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = c.post("/sources/lab/edit", &form).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let v = source_state(&c, "lab").await;
+    assert_eq!(v["settings"]["schedules"]["audit_events"], "2m");
+    assert_eq!(v["settings"]["filters"]["device_types"][0], "Mac");
+    assert_eq!(v["settings"]["budget_share"], 0.4);
+    wait_for("the added stream", || async {
+        source_state(&c, "lab").await["streams"]
+            .as_array()
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|s| s["stream"] == "users" && s["state"] == "healthy")
+            })
+    })
+    .await;
+
     // Revoke the token in the tenant, sync now: auth error with its hint.
     sim.revoke_token(token);
     let r = c.post("/sources/lab/sync", &[("csrf", &csrf)]).await;

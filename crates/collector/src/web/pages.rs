@@ -531,6 +531,7 @@ struct SourcePage {
     csrf: String,
     name: String,
     endpoint: String,
+    region: String,
     read_only: bool,
     enabled: bool,
     running: bool,
@@ -727,9 +728,13 @@ pub async fn source_page(
         .find(|b| b.name == name)
         .map(|b| b.message)
         .unwrap_or_default();
+    let region = console
+        .as_ref()
+        .map_or_else(|| "us".to_string(), |c| c.region.clone());
     let page = SourcePage {
         title: format!("Source {name}"),
         csrf: s.csrf,
+        region,
         state: overall(&states, enabled),
         endpoint,
         read_only: config.is_some(),
@@ -828,10 +833,19 @@ pub async fn source_edit(
         .text("budget_share")
         .parse()
         .map_err(|_| WebError::BadRequest("budget_share: not a number".into()))?;
+    let endpoint = f.text("endpoint");
+    let region = sources::parse_region(&f.text("region"))
+        .map_err(|e| WebError::BadRequest(e.to_string()))?;
+    // The same guard as on add: a Kandji host, or a custom URL only when the server allows it.
+    let allow_custom = app.allow_custom_endpoints || (cur.allow_custom && endpoint == cur.endpoint);
+    kandji_api::ApiBase::parse(&endpoint, region, allow_custom)
+        .map_err(|e| WebError::BadRequest(format!("endpoint: {e}")))?;
     sources::update(
         &app.store,
         &name,
         Settings {
+            endpoint,
+            region,
             enabled: cur.enabled,
             budget_share: share,
             streams,

@@ -242,6 +242,8 @@ pub async fn insert(store: &Store, cipher: &TokenCipher, s: NewSource) -> Result
 /// The editable settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    pub endpoint: String,
+    pub region: Region,
     pub enabled: bool,
     pub budget_share: f64,
     pub streams: Vec<StreamName>,
@@ -255,6 +257,7 @@ pub async fn update(store: &Store, name: &str, s: Settings) -> Result<(), Source
     }
     parse_intervals(&s.schedules)?;
     let name = name.to_string();
+    let (endpoint, region) = (s.endpoint.clone(), region_str(s.region));
     let streams = serde_json::to_string(&s.streams.iter().map(|x| x.as_str()).collect::<Vec<_>>())
         .unwrap_or_else(|_| "[]".into());
     let schedules = serde_json::to_string(&s.schedules).unwrap_or_else(|_| "{}".into());
@@ -263,7 +266,8 @@ pub async fn update(store: &Store, name: &str, s: Settings) -> Result<(), Source
         .exec(move |c| {
             c.execute(
                 "UPDATE console_sources SET enabled = ?2, budget_share = ?3, streams = ?4,
-                   schedules = ?5, filters = ?6, updated_at = ?7 WHERE name = ?1",
+                   schedules = ?5, filters = ?6, updated_at = ?7, endpoint = ?8, region = ?9
+                 WHERE name = ?1",
                 params![
                     name,
                     s.enabled,
@@ -271,7 +275,9 @@ pub async fn update(store: &Store, name: &str, s: Settings) -> Result<(), Source
                     streams,
                     schedules,
                     filters,
-                    now_ms()
+                    now_ms(),
+                    endpoint,
+                    region
                 ],
             )?;
             Ok(())
