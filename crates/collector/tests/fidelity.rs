@@ -79,7 +79,10 @@ async fn the_daemon_refuses_a_schedule_that_would_overspend_and_says_why() {
     let (stop, rx) = tokio::sync::watch::channel(false);
     let rt = kandji_collector::engine::SourceRuntime::new(source, store.clone(), rx.clone())
         .expect("runtime");
-    let daemon = tokio::spawn(kandji_collector::engine::run_forever(vec![std::sync::Arc::new(rt)], rx));
+    let daemon = tokio::spawn(kandji_collector::engine::run_forever(
+        vec![std::sync::Arc::new(rt)],
+        rx,
+    ));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _ = stop.send(true);
     daemon.await.expect("daemon");
@@ -92,7 +95,14 @@ async fn the_daemon_refuses_a_schedule_that_would_overspend_and_says_why() {
             |r| r.get(0),
         )
         .expect("status row");
-    assert!(msg.contains("planner refused") && msg.contains("requests/hour"), "{msg}");
-    assert_eq!(count(&store, "SELECT count(*) FROM devices"), 0, "nothing was collected");
+    assert!(
+        msg.contains("planner refused") && msg.contains("requests/hour"),
+        "{msg}"
+    );
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM devices"),
+        0,
+        "nothing was collected"
+    );
     assert!(sim.stats().total <= 1, "only the licensing probe was spent");
 }
