@@ -173,10 +173,36 @@ impl SourceRuntime {
                 record_failure(&self.store, &source, stream, error, next).await?;
             }
         }
+        if requests > 0
+            && let Err(error) = self.record_budget_sample().await
+        {
+            tracing::warn!(source = %source, %error, "recording the budget sample failed");
+        }
         result.map(|mut r| {
             r.requests = requests;
             r
         })
+    }
+
+    /// Records this hour's budget use into `budget_samples` (the console's 24 h chart): the
+    /// requests spent, the tenant's hourly limit and this source's share.
+    pub async fn record_budget_sample(&self) -> Result<(), StoreError> {
+        let b = self.budget.state();
+        let source = self.name().to_string();
+        let hour = now_ms().div_euclid(3_600_000) * 3_600_000;
+        self.store
+            .exec(move |c| {
+                c.execute(
+                    "INSERT INTO budget_samples (source, hour, requests, limit_hour, share)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (source, hour) DO UPDATE SET
+                       requests = max(requests, excluded.requests),
+                       limit_hour = excluded.limit_hour, share = excluded.share",
+                    params![source, hour, b.spent_this_hour, b.limit, b.share_limit],
+                )?;
+                Ok(())
+            })
+            .await
     }
 }
 

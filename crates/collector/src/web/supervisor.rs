@@ -1,6 +1,6 @@
 //! The run loop's supervisor: one runtime per source (config sources and console sources),
 //! started, restarted and stopped as the console adds, edits and deletes sources, with a
-//! per-stream `Notify` for "sync now" and budget samples for the dashboard's chart.
+//! per-stream `Notify` for "sync now" and run metrics (the engine records budget samples).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use super::crypto::TokenCipher;
 use crate::config::Source;
 use crate::engine::{SourceRuntime, StreamError, next_due};
-use crate::store::{Store, StoreError, now_ms};
+use crate::store::{Store, StoreError};
 use crate::streams::StreamName;
 
 /// One running (or disabled) source.
@@ -272,45 +272,6 @@ async fn mark_disabled(
         .await
 }
 
-/// Records the source's budget use this hour into `budget_samples` (the dashboard's chart).
-pub async fn sample_budget(rt: &SourceRuntime) -> Result<(), StoreError> {
-    let b = rt.budget.state();
-    let source = rt.name().to_string();
-    let hour = now_ms().div_euclid(3_600_000) * 3_600_000;
-    store_sample(
-        &rt.store,
-        source,
-        hour,
-        b.spent_this_hour,
-        b.limit,
-        b.share_limit,
-    )
-    .await
-}
-
-async fn store_sample(
-    store: &Store,
-    source: String,
-    hour: i64,
-    spent: u32,
-    limit: u32,
-    share: u32,
-) -> Result<(), StoreError> {
-    store
-        .exec(move |c| {
-            c.execute(
-                "INSERT INTO budget_samples (source, hour, requests, limit_hour, share)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (source, hour) DO UPDATE SET
-                   requests = max(requests, excluded.requests),
-                   limit_hour = excluded.limit_hour, share = excluded.share",
-                params![source, hour, spent, limit, share],
-            )?;
-            Ok(())
-        })
-        .await
-}
-
 /// The stream's last success, unless its last run failed (then it is due now: a restart
 /// follows an edit or a token rotation, which is what the failure waited for).
 async fn last_success(store: &Store, source: &str, stream: StreamName) -> Option<i64> {
@@ -343,7 +304,7 @@ async fn source_loop(
     for s in [StreamName::Blueprints, StreamName::Tags] {
         if rt.source.streams.contains(&s) && !rt.stopping() {
             let r = rt.run_stream(s).await;
-            after_run(&rt, s, &r).await;
+            after_run(&rt, s, &r);
         }
     }
     let mut tasks = tokio::task::JoinSet::new();
@@ -353,7 +314,7 @@ async fn source_loop(
     while tasks.join_next().await.is_some() {}
 }
 
-async fn after_run(
+fn after_run(
     rt: &SourceRuntime,
     stream: StreamName,
     r: &Result<crate::engine::RunReport, StreamError>,
@@ -371,9 +332,6 @@ async fn after_run(
         Err(e) => {
             metrics::counter!("kandji_errors_total", "source" => rt.name().to_string(), "stream" => stream.as_str(), "type" => e.kind()).increment(1);
         }
-    }
-    if let Err(error) = sample_budget(rt).await {
-        tracing::warn!(%error, "recording the budget sample failed");
     }
 }
 
@@ -405,7 +363,7 @@ async fn stream_loop(
             break;
         }
         let result = rt.run_stream(stream).await;
-        after_run(&rt, stream, &result).await;
+        after_run(&rt, stream, &result);
         let wait = match result {
             Ok(_) => {
                 failures = 0;
