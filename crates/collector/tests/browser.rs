@@ -290,6 +290,9 @@ fn all_but_threats() -> Vec<String> {
     // Prism exports (not probed by the check: creating one has a cost).
     out.push("POST /api/v1/prism/export".into());
     out.push("GET /api/v1/prism/export/{export_id}".into());
+    // The simulator's route template for every Prism category.
+    out.push("GET /api/v1/prism/{category}".into());
+    out.push("GET /api/v1/prism/count".into());
     out
 }
 

@@ -786,10 +786,14 @@ fn next_run(
     let at = match (s_of(r, "state").as_str(), ms("last_success_at")) {
         ("syncing", _) => return "running".into(),
         ("healthy", Some(t)) => t + interval.as_millis() as i64,
-        _ => match ms("next_run_at") {
-            Some(t) => t,
-            None => return String::new(),
-        },
+        ("pending", _) => return "due".into(),
+        // Failures back off (30 s doubling, at most the interval); "sync now" retries at once.
+        (_, _) => {
+            return format!(
+                "retrying with backoff (≤ {})",
+                humantime::format_duration(interval)
+            );
+        }
     };
     if at <= now_ms() {
         "due".into()
