@@ -18,7 +18,7 @@ fn kill_points() -> Vec<Duration> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            Duration::from_millis(80 + x % 2500)
+            Duration::from_millis(50 + x % 1150)
         })
         .collect()
 }
@@ -27,7 +27,7 @@ fn kill_points() -> Vec<Duration> {
 async fn kill_dash_nine_mid_sync_then_restart_loses_and_duplicates_nothing() {
     let mut cfg = sim_config(120, 21);
     cfg.churn = Churn::none();
-    cfg.faults.latency_ms = 5; // long enough walks to be killed inside
+    cfg.faults.latency_ms = 25; // every request takes a while: a sync lasts seconds, not ms
     let sim = kandji_sim::spawn(cfg).await.expect("sim");
     let dir = tempfile::tempdir().expect("dir");
     let token_file = dir.path().join("token");
