@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use kandji_api::{Budget, BudgetConfig, ClientConfig, KandjiClient};
 use rusqlite::params;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::config::Source;
 use crate::store::{Store, StoreError, now_ms};
@@ -171,6 +171,22 @@ impl SourceRuntime {
             Err(error) => {
                 tracing::warn!(source = %source, stream = %stream, kind = error.kind(), %error, "stream run failed");
                 record_failure(&self.store, &source, stream, error, next).await?;
+            }
+        }
+        let labels = [
+            ("source", source.clone()),
+            ("stream", stream.as_str().to_string()),
+        ];
+        match &result {
+            Ok(_) => {
+                metrics::counter!("kandji_stream_runs_total", &labels).increment(1);
+                metrics::counter!("kandji_stream_requests_total", &labels).increment(requests);
+            }
+            Err(StreamError::Shutdown) => {}
+            Err(e) => {
+                metrics::counter!("kandji_errors_total", "source" => source.clone(),
+                    "stream" => stream.as_str(), "type" => e.kind())
+                .increment(1);
             }
         }
         if requests > 0
@@ -354,9 +370,7 @@ pub async fn sync_once(rt: &SourceRuntime, only: &[StreamName]) -> Vec<StreamRes
     out
 }
 
-/// The daemon: every stream of every source on its own schedule until shutdown. Streams of
-/// one source share its budget; a stream waits for its interval after each run (and backs off
-/// to at most its interval after a failure).
+/// The daemon without a console: every enabled source's [`source_loop`] until shutdown.
 pub async fn run_forever(runtimes: Vec<Arc<SourceRuntime>>, mut shutdown: watch::Receiver<bool>) {
     let mut tasks = tokio::task::JoinSet::new();
     for rt in runtimes {
@@ -366,71 +380,103 @@ pub async fn run_forever(runtimes: Vec<Arc<SourceRuntime>>, mut shutdown: watch:
             }
             continue;
         }
-        // A schedule that would overspend the share does not start; every stream says why.
-        if let Err(e) = rt.preflight().await
-            && matches!(e, StreamError::Data(_))
-        {
-            tracing::error!(source = %rt.name(), error = %e, "source not started");
-            for s in &rt.source.streams {
-                let _ = set_state(&rt.store, rt.name(), *s, State::Failing).await;
-                let _ = record_failure(&rt.store, rt.name(), *s, &e, rt.now()).await;
-            }
-            continue;
-        }
-        // Dimensions first, once, so filters resolve.
-        for s in [StreamName::Blueprints, StreamName::Tags] {
-            if rt.source.streams.contains(&s) {
-                let _ = rt.run_stream(s).await;
-            }
-        }
-        let last = last_successes(&rt).await.unwrap_or_default();
-        for stream in rt.source.streams.clone() {
-            let rt = rt.clone();
-            let mut stop = shutdown.clone();
-            let last_success = last.get(&stream).copied();
-            tasks.spawn(async move {
-                let interval = rt
-                    .source
-                    .intervals
-                    .get(&stream)
-                    .copied()
-                    .unwrap_or_else(|| stream.default_interval());
-                // A restart does not re-run what ran recently: wait out the interval.
-                let first = next_due(last_success, interval, rt.now()) - rt.now();
-                if first > 0 {
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(first as u64)) => {}
-                        _ = stop.changed() => {}
-                    }
-                }
-                let mut failures = 0u32;
-                loop {
-                    if *stop.borrow() {
-                        break;
-                    }
-                    let wait = match rt.run_stream(stream).await {
-                        Ok(_) => {
-                            failures = 0;
-                            interval
-                        }
-                        Err(StreamError::Shutdown) => break,
-                        Err(_) => {
-                            failures = failures.saturating_add(1);
-                            let backoff =
-                                Duration::from_secs(30u64.saturating_mul(1 << failures.min(8)));
-                            backoff.min(interval)
-                        }
-                    };
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = stop.changed() => {}
-                    }
-                }
-            });
-        }
+        let notifies = rt
+            .source
+            .streams
+            .iter()
+            .map(|s| (*s, Arc::new(Notify::new())))
+            .collect();
+        tasks.spawn(source_loop(rt, notifies, shutdown.clone()));
     }
     let _ = shutdown.changed().await;
     while tasks.join_next().await.is_some() {}
+}
+
+/// One source on schedule until `stop`: the planner's preflight (a schedule that would
+/// overspend the share does not start, and every stream's status says why), the dimensions
+/// once so filters resolve, then one [`stream_loop`] per stream. `notifies` wake a stream
+/// early ("sync now"). The console's supervisor runs this too.
+pub async fn source_loop(
+    rt: Arc<SourceRuntime>,
+    notifies: BTreeMap<StreamName, Arc<Notify>>,
+    stop: watch::Receiver<bool>,
+) {
+    if let Err(e) = rt.preflight().await
+        && matches!(e, StreamError::Data(_))
+    {
+        tracing::error!(source = %rt.name(), error = %e, "source not started");
+        for s in &rt.source.streams {
+            let _ = set_state(&rt.store, rt.name(), *s, State::Failing).await;
+            let _ = record_failure(&rt.store, rt.name(), *s, &e, rt.now()).await;
+        }
+        return;
+    }
+    for s in [StreamName::Blueprints, StreamName::Tags] {
+        if rt.source.streams.contains(&s) && !rt.stopping() {
+            let _ = rt.run_stream(s).await;
+        }
+    }
+    let last = last_successes(&rt).await.unwrap_or_default();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (stream, notify) in notifies {
+        let last_success = last.get(&stream).copied();
+        tasks.spawn(stream_loop(
+            rt.clone(),
+            stream,
+            notify,
+            last_success,
+            stop.clone(),
+        ));
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// One stream on its interval until `stop`. A restart does not re-run what ran recently (it
+/// waits out the interval from the last success); a failure backs off from 60 s, doubling, to
+/// at most the interval; `notify` runs it now.
+pub async fn stream_loop(
+    rt: Arc<SourceRuntime>,
+    stream: StreamName,
+    notify: Arc<Notify>,
+    last_success: Option<i64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let interval = rt
+        .source
+        .intervals
+        .get(&stream)
+        .copied()
+        .unwrap_or_else(|| stream.default_interval());
+    let first = next_due(last_success, interval, rt.now()) - rt.now();
+    if first > 0 {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(first as u64)) => {}
+            _ = notify.notified() => {}
+            _ = stop.changed() => {}
+        }
+    }
+    let mut failures = 0u32;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let wait = match rt.run_stream(stream).await {
+            Ok(_) => {
+                failures = 0;
+                interval
+            }
+            Err(StreamError::Shutdown) => break,
+            Err(_) => {
+                failures = failures.saturating_add(1);
+                Duration::from_secs(30u64.saturating_mul(1 << failures.min(8))).min(interval)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = notify.notified() => {}
+            _ = stop.changed() => {}
+        }
+    }
 }
 
 /// When a stream is next due (ms), given its last success and interval: now if it never ran.
@@ -441,14 +487,16 @@ pub fn next_due(last_success: Option<i64>, interval: Duration, now: i64) -> i64 
     }
 }
 
-/// Each stream's last success, from the store.
+/// Each stream's last success, from the store — left out when the stream's last run failed,
+/// so a restart (e.g. after a token rotation) retries it at once.
 async fn last_successes(rt: &SourceRuntime) -> Result<BTreeMap<StreamName, i64>, StoreError> {
     let source = rt.name().to_string();
     rt.store
         .read(move |c| {
             let mut st = c.prepare(
                 "SELECT stream, last_success_at FROM stream_status
-                 WHERE source = ?1 AND last_success_at IS NOT NULL",
+                 WHERE source = ?1 AND last_success_at IS NOT NULL
+                   AND state IN ('healthy', 'syncing', 'pending', 'disabled')",
             )?;
             let rows = st
                 .query_map([&source], |r| {

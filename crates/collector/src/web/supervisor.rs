@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::crypto::TokenCipher;
 use crate::config::Source;
-use crate::engine::{SourceRuntime, StreamError, next_due};
+use crate::engine::SourceRuntime;
 use crate::store::{Store, StoreError};
 use crate::streams::StreamName;
 
@@ -226,7 +226,7 @@ impl Supervisor {
                 .collect();
             let handle = if rt.source.enabled {
                 tracing::info!(source = %name, streams = rt.source.streams.len(), "starting source runtime");
-                Some(tokio::spawn(source_loop(
+                Some(tokio::spawn(crate::engine::source_loop(
                     rt.clone(),
                     notifies.clone(),
                     stop_rx,
@@ -270,115 +270,4 @@ async fn mark_disabled(
             Ok(())
         })
         .await
-}
-
-/// The stream's last success, unless its last run failed (then it is due now: a restart
-/// follows an edit or a token rotation, which is what the failure waited for).
-async fn last_success(store: &Store, source: &str, stream: StreamName) -> Option<i64> {
-    let (source, stream) = (source.to_string(), stream.as_str());
-    store
-        .read(move |c| {
-            Ok(c.query_row(
-                "SELECT last_success_at, state FROM stream_status WHERE source = ?1 AND stream = ?2",
-                params![source, stream],
-                |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, String>(1)?)),
-            )
-            .ok()
-            .and_then(|(t, state)| {
-                matches!(state.as_str(), "healthy" | "syncing" | "pending" | "disabled")
-                    .then_some(t)
-                    .flatten()
-            }))
-        })
-        .await
-        .ok()
-        .flatten()
-}
-
-async fn source_loop(
-    rt: Arc<SourceRuntime>,
-    notifies: BTreeMap<StreamName, Arc<Notify>>,
-    stop: watch::Receiver<bool>,
-) {
-    // Dimensions first, once, so filters resolve.
-    for s in [StreamName::Blueprints, StreamName::Tags] {
-        if rt.source.streams.contains(&s) && !rt.stopping() {
-            let r = rt.run_stream(s).await;
-            after_run(&rt, s, &r);
-        }
-    }
-    let mut tasks = tokio::task::JoinSet::new();
-    for (stream, notify) in notifies {
-        tasks.spawn(stream_loop(rt.clone(), stream, notify, stop.clone()));
-    }
-    while tasks.join_next().await.is_some() {}
-}
-
-fn after_run(
-    rt: &SourceRuntime,
-    stream: StreamName,
-    r: &Result<crate::engine::RunReport, StreamError>,
-) {
-    let labels = [
-        ("source", rt.name().to_string()),
-        ("stream", stream.as_str().to_string()),
-    ];
-    match r {
-        Ok(rep) => {
-            metrics::counter!("kandji_stream_runs_total", &labels).increment(1);
-            metrics::counter!("kandji_stream_requests_total", &labels).increment(rep.requests);
-        }
-        Err(StreamError::Shutdown) => {}
-        Err(e) => {
-            metrics::counter!("kandji_errors_total", "source" => rt.name().to_string(), "stream" => stream.as_str(), "type" => e.kind()).increment(1);
-        }
-    }
-}
-
-async fn stream_loop(
-    rt: Arc<SourceRuntime>,
-    stream: StreamName,
-    notify: Arc<Notify>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let interval = rt
-        .source
-        .intervals
-        .get(&stream)
-        .copied()
-        .unwrap_or_else(|| stream.default_interval());
-    // A restart does not re-run what ran recently: wait out the interval (or "sync now").
-    let last = last_success(&rt.store, rt.name(), stream).await;
-    let first = next_due(last, interval, rt.now()) - rt.now();
-    if first > 0 {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(first as u64)) => {}
-            _ = notify.notified() => {}
-            _ = stop.changed() => {}
-        }
-    }
-    let mut failures = 0u32;
-    loop {
-        if *stop.borrow() {
-            break;
-        }
-        let result = rt.run_stream(stream).await;
-        after_run(&rt, stream, &result);
-        let wait = match result {
-            Ok(_) => {
-                failures = 0;
-                interval
-            }
-            Err(StreamError::Shutdown) => break,
-            Err(_) => {
-                failures = failures.saturating_add(1);
-                Duration::from_secs(30u64.saturating_mul(1 << failures.min(8))).min(interval)
-            }
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = notify.notified() => {}
-            _ = stop.changed() => {}
-        }
-    }
 }
