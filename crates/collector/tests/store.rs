@@ -322,3 +322,17 @@ async fn a_device_new_after_the_baseline_is_an_enrolment_even_mid_sweep() {
         1
     );
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_store_file_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let mode = std::fs::metadata(store.path())
+        .expect("meta")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+}

@@ -71,6 +71,20 @@ impl Drop for WriterGuard {
     }
 }
 
+/// The store holds the fleet's inventory: only its owner may read it (SQLite gives the WAL and
+/// shared-memory files the database file's mode).
+fn restrict_to_owner(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(error) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+            tracing::warn!(path = %path.display(), %error, "cannot restrict the store to its owner");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
 fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -97,6 +111,7 @@ impl Store {
             message: e.to_string(),
         })?;
         configure(&conn)?;
+        restrict_to_owner(&path);
         schema::migrate(&mut conn)?;
         let (tx, rx) = std_mpsc::channel::<Cmd>();
         let handle = std::thread::Builder::new()
