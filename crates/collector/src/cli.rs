@@ -62,6 +62,15 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also run SQLite's full integrity check on the store (reads all of it).
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Copies the store (and the console's key file) into DIR, online: beside a running
+    /// collector. Restore with `--data-dir DIR`.
+    Backup {
+        /// An empty or new directory.
+        dir: PathBuf,
     },
     /// Writes a stream's records as NDJSON to stdout: raw (`--format ndjson`) or OCSF (`--format ocsf`).
     Export {

@@ -5,14 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use rusqlite::params;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::cli::{Cli, Command};
 use crate::config::{Config, Source};
 use crate::engine::{self, SourceRuntime, StreamError, status};
-use crate::store::Store;
+use crate::store::{ExportItem, ExportKind, Store, StoreError, Table};
 use crate::streams::StreamName;
 
 pub async fn dispatch(cli: Cli) -> Result<()> {
@@ -25,7 +24,12 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             streams,
         } => sync(&cli, source.as_deref(), streams).await,
         Command::Run { web } => run(&cli, web).await,
-        Command::Status { source, json } => status_cmd(&cli, source.as_deref(), *json).await,
+        Command::Status {
+            source,
+            json,
+            verify,
+        } => status_cmd(&cli, source.as_deref(), *json, *verify).await,
+        Command::Backup { dir } => backup(&cli, dir).await,
         Command::Export {
             source,
             stream,
@@ -158,7 +162,16 @@ async fn sync(cli: &Cli, only: Option<&str>, streams: &[String]) -> Result<()> {
     let wanted = parse_streams(streams)?;
     let sources = cfg.resolve()?;
     let picked: Vec<Source> = pick(&sources, only)?.into_iter().cloned().collect();
-    let store = Store::open(&cfg.data_dir)?;
+    let store = match Store::open(&cfg.data_dir) {
+        Ok(s) => s,
+        Err(StoreError::Locked {
+            path,
+            pid,
+            command,
+            console,
+        }) => return ask_daemon(&path, pid, &command, console.as_deref(), &picked, &wanted).await,
+        Err(e) => return Err(e.into()),
+    };
     let (tx, rx) = watch::channel(false);
     spawn_signal_handler(tx);
     let mut failures = 0;
@@ -230,6 +243,81 @@ async fn sync(cli: &Cli, only: Option<&str>, streams: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// `sync --once` beside a running daemon: ask the daemon to sync over its console's API
+/// (with `KANDJI_COLLECTOR_API_KEY`, loopback only), or say how.
+async fn ask_daemon(
+    path: &std::path::Path,
+    pid: Option<u32>,
+    command: &str,
+    console: Option<&str>,
+    sources: &[Source],
+    streams: &[StreamName],
+) -> Result<()> {
+    let who = format!(
+        "the store at {} is in use by process {} ({command})",
+        path.display(),
+        pid.map_or_else(|| "?".to_string(), |p| p.to_string())
+    );
+    let Some(url) = console.map(|u| u.trim_end_matches('/').to_string()) else {
+        bail!(
+            "{who}; it serves no console to ask, so stop it to sync from here, or wait for its schedule"
+        );
+    };
+    let key = std::env::var("KANDJI_COLLECTOR_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    let loopback = url::Url::parse(&url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .and_then(|h| h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok())
+        .is_some_and(|ip| ip.is_loopback());
+    let Some(key) = key.filter(|_| loopback) else {
+        bail!(
+            "{who}; ask it to sync instead: press \"Sync now\" on {url}/sources/<name>, or set \
+             KANDJI_COLLECTOR_API_KEY and run this again to ask it over its API"
+        );
+    };
+    kandji_api::client::install_crypto_provider();
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let streams: Vec<Option<&str>> = if streams.is_empty() {
+        vec![None]
+    } else {
+        streams.iter().map(|s| Some(s.as_str())).collect()
+    };
+    for s in sources {
+        for st in &streams {
+            let mut req = http
+                .post(format!("{url}/api/sources/{}/sync", s.name))
+                .bearer_auth(&key);
+            if let Some(st) = st {
+                req = req.query(&[("stream", st)]);
+            }
+            let resp = req
+                .send()
+                .await
+                .with_context(|| format!("asking the daemon at {url} to sync {}", s.name))?;
+            if !resp.status().is_success() {
+                bail!(
+                    "{who}; asking it to sync {} answered {}: {}",
+                    s.name,
+                    resp.status(),
+                    resp.text().await.unwrap_or_default()
+                );
+            }
+            println!(
+                "asked the running collector (pid {}) to sync {}{}",
+                pid.map_or_else(|| "?".to_string(), |p| p.to_string()),
+                s.name,
+                st.map(|x| format!(" {x}")).unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// SIGINT/SIGTERM flip the shutdown flag; streams commit the page in flight and stop.
 fn spawn_signal_handler(tx: watch::Sender<bool>) {
     tokio::spawn(async move {
@@ -273,15 +361,17 @@ async fn run(cli: &Cli, web: &crate::cli::WebArgs) -> Result<()> {
         load(cli)?
     };
     let sources = cfg.resolve()?;
-    if !web.no_console {
-        // The outputs of config-file sources run beside the console; they stop with the
-        // process (their offsets make that safe).
-        let store = Store::open(&cfg.data_dir)?;
-        let (_outputs_stop, outputs_rx) = watch::channel(false);
-        let _outputs = crate::outputs::start(&store, &cfg, &sources, outputs_rx)?;
-        return crate::web::run_cmd(cfg.data_dir.clone(), sources, web, false).await;
-    }
+    // One store for the whole process: the engine, the outputs and the console share it.
     let store = Store::open(&cfg.data_dir)?;
+    if !web.no_console {
+        // The outputs of config-file sources run beside the console and stop with it.
+        let (outputs_stop, outputs_rx) = watch::channel(false);
+        let outputs = crate::outputs::start(&store, &cfg, &sources, outputs_rx)?;
+        let r = crate::web::run_cmd(store, cfg.data_dir.clone(), sources, web, false).await;
+        let _ = outputs_stop.send(true);
+        crate::outputs::join(outputs).await;
+        return r;
+    }
     let (tx, rx) = watch::channel(false);
     spawn_signal_handler(tx);
     let outputs = crate::outputs::start(&store, &cfg, &sources, rx.clone())?;
@@ -292,56 +382,108 @@ async fn run(cli: &Cli, web: &crate::cli::WebArgs) -> Result<()> {
     Ok(())
 }
 
-/// One row of `status`.
-pub fn status_rows(store: &Store, only: Option<&str>) -> Result<Vec<Value>> {
-    let conn = store.reader()?;
-    let mut stmt = conn.prepare(
-        "SELECT s.source, s.stream, s.state, s.last_success_at, s.last_error_at, s.last_error_kind,
-                s.last_error_message, s.last_error_endpoint, s.records_total, s.last_run_records,
-                s.last_run_requests, s.next_run_at, c.value
-         FROM stream_status s LEFT JOIN checkpoints c ON c.source = s.source AND c.stream = s.stream
-         WHERE ?1 IS NULL OR s.source = ?1 ORDER BY s.source, s.stream",
-    )?;
-    let rows = stmt
-        .query_map(params![only], |r| {
-            let kind: Option<String> = r.get(5)?;
-            let endpoint: Option<String> = r.get(7)?;
-            let hint = kind.as_deref().map(|k| status::hint(k, endpoint.as_deref()));
-            Ok(json!({
-                "source": r.get::<_, String>(0)?,
-                "stream": r.get::<_, String>(1)?,
-                "state": r.get::<_, String>(2)?,
-                "last_success_at": r.get::<_, Option<i64>>(3)?.map(crate::engine::fetch::rfc3339),
-                "last_error_at": r.get::<_, Option<i64>>(4)?.map(crate::engine::fetch::rfc3339),
-                "last_error_kind": kind,
-                "last_error": r.get::<_, Option<String>>(6)?,
-                "last_error_endpoint": endpoint,
-                "hint": hint,
-                "records_total": r.get::<_, i64>(8)?,
-                "last_run_records": r.get::<_, i64>(9)?,
-                "last_run_requests": r.get::<_, i64>(10)?,
-                "next_run_at": r.get::<_, Option<i64>>(11)?.map(crate::engine::fetch::rfc3339),
-                "checkpoint": r.get::<_, Option<String>>(12)?.and_then(|s| serde_json::from_str::<Value>(&s).ok()),
-            }))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+/// One row of `status` as JSON.
+pub fn status_json(r: &crate::store::StatusRow) -> Value {
+    let hint = r
+        .last_error_kind
+        .as_deref()
+        .map(|k| status::hint(k, r.last_error_endpoint.as_deref()));
+    let t = |v: Option<i64>| v.map(crate::engine::fetch::rfc3339);
+    json!({
+        "source": r.source,
+        "stream": r.stream,
+        "state": r.state,
+        "last_success_at": t(r.last_success_at),
+        "last_error_at": t(r.last_error_at),
+        "last_error_kind": r.last_error_kind,
+        "last_error": r.last_error_message,
+        "last_error_endpoint": r.last_error_endpoint,
+        "hint": hint,
+        "records_total": r.records_total,
+        "last_run_records": r.last_run_records,
+        "last_run_requests": r.last_run_requests,
+        "next_run_at": t(r.next_run_at),
+        "checkpoint": r.checkpoint.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()),
+    })
 }
 
-async fn status_cmd(cli: &Cli, only: Option<&str>, as_json: bool) -> Result<()> {
+/// The rows of `status` (and the console's and API's status).
+pub async fn status_rows(store: &Store, only: Option<&str>) -> Result<Vec<Value>> {
+    Ok(store
+        .stream_status(only)
+        .await?
+        .iter()
+        .map(status_json)
+        .collect())
+}
+
+/// What `status` says of the store itself: who holds it, and whether it can be written.
+fn store_health(dir: &std::path::Path) -> Value {
+    let path = dir.join(crate::store::FILE_NAME);
+    let holder = crate::store::lock::holder(&path);
+    // Opening for writing (nothing is written) is what the writer will need.
+    let writable = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map(|_| None)
+        .unwrap_or_else(|e| Some(e.to_string()));
+    json!({
+        "path": path.display().to_string(),
+        "bytes": std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+        "held_by": holder.map(|h| json!({"pid": h.pid, "command": h.command, "console": h.console})),
+        "read_only": writable,
+    })
+}
+
+async fn status_cmd(cli: &Cli, only: Option<&str>, as_json: bool, verify: bool) -> Result<()> {
     let dir = data_dir(cli);
-    if !dir.join("kandji.sqlite3").exists() {
-        bail!(
-            "no store in {} (run `sync --once` first, or pass --data-dir)",
-            dir.display()
-        );
-    }
-    let store = Store::open(&dir)?;
-    let rows = status_rows(&store, only)?;
+    let store = Store::open_read_only(&dir)?;
+    let rows = status_rows(&store, only).await?;
+    let health = store_health(&dir);
+    let problems = if verify {
+        Some(store.verify().await?)
+    } else {
+        None
+    };
     let mut out = std::io::stdout().lock();
     if as_json {
+        // One row per stream (the shape scripts read); a store problem shows on every row.
+        let mut rows = rows;
+        if let Some(e) = health["read_only"].as_str() {
+            for r in &mut rows {
+                r["store_problem"] = json!(format!("the store is read-only: {e}"));
+            }
+        }
         writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+        if let Some(p) = problems.filter(|p| !p.is_empty()) {
+            bail!(
+                "the store at {} failed its integrity check: {}",
+                store.path().display(),
+                p.join("; ")
+            );
+        }
         return Ok(());
+    }
+    writeln!(
+        out,
+        "store {} ({} MB){}",
+        store.path().display(),
+        health["bytes"].as_u64().unwrap_or(0) / 1_000_000,
+        match health["held_by"]["pid"].as_u64() {
+            Some(pid) => format!(
+                ", in use by process {pid} ({})",
+                health["held_by"]["command"]
+                    .as_str()
+                    .unwrap_or("kandji-collector")
+            ),
+            None => String::new(),
+        }
+    )?;
+    if let Some(e) = health["read_only"].as_str() {
+        writeln!(
+            out,
+            "  READ-ONLY: the collector cannot write this store ({e}); every stream is stalled until it can"
+        )?;
     }
     writeln!(
         out,
@@ -369,25 +511,68 @@ async fn status_cmd(cli: &Cli, only: Option<&str>, as_json: bool) -> Result<()> 
             writeln!(out, "{:>40} hint: {h}", "")?;
         }
     }
-    crate::outputs::print_status(&store.reader()?, only, &mut out)?;
+    crate::outputs::print_status(&store.outputs_status().await?, only, &mut out)?;
+    if let Some(p) = problems {
+        if p.is_empty() {
+            writeln!(out, "\nintegrity check: ok")?;
+        } else {
+            for l in &p {
+                writeln!(out, "integrity: {l}")?;
+            }
+            bail!(
+                "the store at {} failed its integrity check; restore a backup, or move it away and collect again",
+                store.path().display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `backup DIR`: an online copy of the store (and the console's key file) into DIR, beside a
+/// running daemon. `--data-dir DIR` then runs on the copy.
+async fn backup(cli: &Cli, dest: &std::path::Path) -> Result<()> {
+    let dir = data_dir(cli);
+    let store = Store::open_read_only(&dir)?;
+    let copy = store.backup(dest).await?;
+    let key = dir.join("console.key");
+    if key.exists() {
+        let to = dest.join("console.key");
+        std::fs::copy(&key, &to).with_context(|| format!("copying {}", key.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    println!(
+        "backed up {} to {} ({} MB){}",
+        store.path().display(),
+        copy.display(),
+        std::fs::metadata(&copy).map(|m| m.len()).unwrap_or(0) / 1_000_000,
+        if key.exists() {
+            ", with console.key"
+        } else {
+            ""
+        }
+    );
     Ok(())
 }
 
 /// The table or event stream a stream's records live in.
-pub fn export_query(stream: StreamName) -> (&'static str, bool) {
+pub fn export_kind(stream: StreamName) -> ExportKind {
     match stream {
         StreamName::AuditEvents
         | StreamName::Threats
         | StreamName::BehavioralDetections
-        | StreamName::VulnerabilityDetections => ("events", true),
-        StreamName::Devices => ("devices", false),
-        StreamName::DeviceDetails => ("device_details", false),
-        StreamName::Apps => ("apps", false),
-        StreamName::Compliance => ("compliance", false),
-        StreamName::Users => ("users", false),
-        StreamName::Blueprints => ("blueprints", false),
-        StreamName::Tags => ("tags", false),
-        StreamName::AdeDevices => ("ade_devices", false),
+        | StreamName::VulnerabilityDetections => ExportKind::Events(stream.as_str()),
+        StreamName::Devices => ExportKind::Table(Table::Devices),
+        StreamName::DeviceDetails => ExportKind::Table(Table::DeviceDetails),
+        StreamName::Apps => ExportKind::Table(Table::Apps),
+        StreamName::Compliance => ExportKind::Table(Table::Compliance),
+        StreamName::Users => ExportKind::Table(Table::Users),
+        StreamName::Blueprints => ExportKind::Table(Table::Blueprints),
+        StreamName::Tags => ExportKind::Table(Table::Tags),
+        StreamName::AdeDevices => ExportKind::Table(Table::AdeDevices),
     }
 }
 
@@ -414,10 +599,10 @@ async fn export(
         ),
         None => None,
     };
-    let dir = data_dir(cli);
-    let store = Store::open(&dir)?;
-    let conn = store.reader()?;
-    let (table, is_events) = export_query(stream);
+    let store = Store::open_read_only(&data_dir(cli))?;
+    let kind = export_kind(stream);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let io = |e: std::io::Error| StoreError::Invalid(format!("writing the export: {e}"));
     if format == crate::cli::ExportFormat::Ocsf {
         let tenant = Config::load(&cli.config)
             .ok()
@@ -428,37 +613,25 @@ async fn export(
             source: source.to_string(),
             tenant,
         };
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        crate::outputs::export_ocsf(
-            &conn,
-            &info,
-            stream.as_str(),
-            table,
-            is_events,
-            since_ms,
-            &mut out,
-        )?;
+        store.export_each(source, kind, since_ms, &mut |item| {
+            if let Some(ev) = crate::outputs::ocsf_of_export(&info, &item) {
+                serde_json::to_writer(&mut out, &ev)
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                out.write_all(b"\n").map_err(io)?;
+            }
+            Ok(())
+        })?;
         out.flush()?;
         return Ok(());
     }
-    let sql = if is_events {
-        "SELECT raw FROM events WHERE source = ?1 AND stream = ?2 AND (?3 IS NULL OR occurred_at >= ?3)
-         ORDER BY occurred_at, seq"
-            .to_string()
-    } else {
-        format!(
-            "SELECT raw FROM {table} WHERE source = ?1 AND ?2 = ?2 AND removed_at IS NULL
-             AND (?3 IS NULL OR last_seen >= ?3) ORDER BY key"
-        )
-    };
-    let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query(params![source, stream.as_str(), since_ms])?;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    while let Some(r) = rows.next()? {
-        let raw: String = r.get(0)?;
-        out.write_all(raw.as_bytes())?;
-        out.write_all(b"\n")?;
-    }
+    store.export_each(source, kind, since_ms, &mut |item| {
+        let raw = match &item {
+            ExportItem::Row(r) => &r.raw,
+            ExportItem::Event(e) => &e.raw,
+        };
+        serde_json::to_writer(&mut out, raw).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        out.write_all(b"\n").map_err(io)
+    })?;
     out.flush()?;
     Ok(())
 }
@@ -498,7 +671,8 @@ async fn demo(
         );
         let mut web = web.clone();
         web.allow_custom_endpoints = true;
-        let r = crate::web::run_cmd(dir, sources, &web, true).await;
+        let store = Store::open(&dir)?;
+        let r = crate::web::run_cmd(store, dir, sources, &web, true).await;
         sim.shutdown().await;
         return r;
     }
@@ -523,7 +697,8 @@ async fn demo(
         }
     }
     if once {
-        let failed = status_rows(&store, None)?
+        let failed = status_rows(&store, None)
+            .await?
             .iter()
             .filter(|r| r.get("state").and_then(Value::as_str) != Some("healthy"))
             .count();

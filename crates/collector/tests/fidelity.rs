@@ -86,9 +86,7 @@ async fn the_daemon_refuses_a_schedule_that_would_overspend_and_says_why() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _ = stop.send(true);
     daemon.await.expect("daemon");
-    let msg: String = store
-        .reader()
-        .expect("reader")
+    let msg: String = common::sql(&store)
         .query_row(
             "SELECT last_error_message FROM stream_status WHERE source = 'greedy' AND stream = 'devices'",
             [],

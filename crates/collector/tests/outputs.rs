@@ -94,19 +94,21 @@ async fn webhook_batches_are_signed_gzipped_and_complete() {
     let (_tx, mut sd) = watch::channel(false);
     let n = out.drain(&mut sd).await.unwrap();
     assert!(n as i64 >= outbox_len(&env.store) && n > 0);
-    let st = rx.state.lock().unwrap();
-    assert_eq!(st.bad_signatures, 0);
-    assert!(st.batches.iter().all(|b| *b <= 250), "{:?}", st.batches);
-    assert!(st.batches.len() > 1, "several batches");
-    let got: BTreeSet<String> = st.ids.iter().cloned().collect();
-    assert_eq!(got.len(), st.ids.len(), "no repeats without failures");
-    assert_eq!(got, expected_ids(&env.store), "every record, once");
-    let h = &st.headers[0];
-    assert_eq!(h.get("content-encoding").unwrap(), "gzip");
-    assert!(h.get("x-kandji-batch").is_some());
-    drop(st);
+    let got = {
+        let st = rx.state.lock().unwrap();
+        assert_eq!(st.bad_signatures, 0);
+        assert!(st.batches.iter().all(|b| *b <= 250), "{:?}", st.batches);
+        assert!(st.batches.len() > 1, "several batches");
+        let got: BTreeSet<String> = st.ids.iter().cloned().collect();
+        assert_eq!(got.len(), st.ids.len(), "no repeats without failures");
+        assert_eq!(got, expected_ids(&env.store), "every record, once");
+        let h = &st.headers[0];
+        assert_eq!(h.get("content-encoding").unwrap(), "gzip");
+        assert!(h.get("x-kandji-batch").is_some());
+        got
+    };
     // Offsets and status.
-    let status = outputs::status(&env.store.reader().unwrap()).unwrap();
+    let status = outputs::status(&env.store).await.unwrap();
     let s = &status[0];
     assert_eq!(s["output"], "hook");
     assert_eq!(s["pending"], 0);
@@ -316,11 +318,10 @@ async fn permanent_rejections_are_dead_lettered_and_the_rest_delivered() {
     out.drain(&mut sd).await.unwrap();
     let got: BTreeSet<String> = rx.state.lock().unwrap().ids.iter().cloned().collect();
     assert_eq!(got, want.difference(&bad).cloned().collect());
-    let status = outputs::status(&env.store.reader().unwrap()).unwrap();
+    let status = outputs::status(&env.store).await.unwrap();
     assert_eq!(status[0]["dead_letters"], 3);
     assert_eq!(status[0]["dead_letters_total"], 3);
-    let dl =
-        outputs::outbox::dead_letters(&env.store.reader().unwrap(), "acme", "hook", 10).unwrap();
+    let dl = env.store.dead_letters("acme", "hook", 10).await.unwrap();
     let dl_ids: BTreeSet<String> = dl
         .as_array()
         .unwrap()
@@ -475,7 +476,7 @@ async fn auth_failures_are_retried_not_dead_lettered() {
     out.drain(&mut sd).await.unwrap();
     let got: BTreeSet<String> = rx.state.lock().unwrap().ids.iter().cloned().collect();
     assert_eq!(got, expected_ids(&env.store));
-    let status = outputs::status(&env.store.reader().unwrap()).unwrap();
+    let status = outputs::status(&env.store).await.unwrap();
     assert_eq!(status[0]["dead_letters"], 0);
 }
 
@@ -489,10 +490,15 @@ async fn every_collected_record_maps_to_valid_ocsf() {
     cycle(&env, &kandji_collector::streams::StreamName::ALL).await;
     let schema: Value =
         serde_json::from_str(include_str!("../../ocsf/tests/schema/ocsf-1.8.0.json")).unwrap();
-    let conn = env.store.reader().unwrap();
-    let (records, _) =
-        kandji_collector::outputs::outbox::read_batch(&conn, &info(), Format::Ocsf, 0, 10_000_000)
-            .unwrap();
+    let (records, _, _) = kandji_collector::outputs::outbox::read_batch(
+        &env.store,
+        &info(),
+        Format::Ocsf,
+        kandji_collector::store::OutboxPos::default(),
+        10_000_000,
+    )
+    .await
+    .unwrap();
     fn present(v: &Value, k: &str) -> bool {
         !matches!(v.get(k), None | Some(Value::Null))
             && v.get(k) != Some(&Value::String(String::new()))

@@ -153,7 +153,7 @@ async fn store_write_throughput_with_outbox() {
                 started_at: 0,
                 rows,
             });
-            store.write(batch).await.unwrap();
+            store.commit_page(batch).await.unwrap();
         }
         let secs = t.elapsed().as_secs_f64();
         println!(

@@ -85,7 +85,7 @@ async fn kill_dash_nine_while_delivering_loses_nothing() {
     let mut done = false;
     for _ in 0..6000 {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let Ok(store) = Store::open(&data) else {
+        let Ok(store) = Store::open_read_only(&data) else {
             continue;
         };
         let ready = count(

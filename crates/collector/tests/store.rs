@@ -45,12 +45,14 @@ fn sweep_batch(now: i64, sweep: i64, rows: Vec<InvRow>, last: bool) -> Batch {
     b
 }
 
-fn count(store: &Store, sql: &str) -> i64 {
-    store
-        .reader()
-        .expect("reader")
-        .query_row(sql, [], |r| r.get(0))
-        .expect("query")
+/// A read-only connection to the store's file (the test's own SQL, beside the store's API).
+fn sql(store: &Store) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(store.path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("read-only connection")
+}
+
+fn count(store: &Store, q: &str) -> i64 {
+    sql(store).query_row(q, [], |r| r.get(0)).expect("query")
 }
 
 #[tokio::test]
@@ -59,7 +61,7 @@ async fn devices_removed_only_after_two_missed_sweeps_with_change_events() {
     let store = Store::open(dir.path()).expect("open");
 
     let out = store
-        .write(sweep_batch(
+        .commit_page(sweep_batch(
             1_000,
             1,
             vec![
@@ -82,7 +84,7 @@ async fn devices_removed_only_after_two_missed_sweeps_with_change_events() {
 
     // Sweep 2: b is missing once, a changed OS and blueprint.
     let out = store
-        .write(sweep_batch(
+        .commit_page(sweep_batch(
             2_000,
             2,
             vec![device("a", "A", "15.1", "bp2")],
@@ -109,7 +111,7 @@ async fn devices_removed_only_after_two_missed_sweeps_with_change_events() {
 
     // Sweep 3: b missing a second time in a row -> removed.
     let out = store
-        .write(sweep_batch(
+        .commit_page(sweep_batch(
             3_000,
             3,
             vec![device("a", "A", "15.1", "bp2")],
@@ -136,7 +138,7 @@ async fn devices_removed_only_after_two_missed_sweeps_with_change_events() {
 
     // b comes back: enrolled again, removed_at cleared.
     store
-        .write(sweep_batch(
+        .commit_page(sweep_batch(
             4_000,
             4,
             vec![
@@ -162,7 +164,7 @@ async fn devices_removed_only_after_two_missed_sweeps_with_change_events() {
         1,
         "b coming back is an enrolment"
     );
-    let cp = Store::checkpoint(&store.reader().expect("reader"), "acme", "devices").expect("cp");
+    let cp = store.checkpoint("acme", "devices").await.expect("cp");
     assert_eq!(cp, Some(serde_json::json!({"sweep": 4, "done": true})));
 }
 
@@ -171,7 +173,7 @@ async fn a_missed_then_seen_device_resets_its_miss_count() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("open");
     store
-        .write(sweep_batch(
+        .commit_page(sweep_batch(
             1,
             1,
             vec![device("a", "A", "1", "x"), device("b", "B", "1", "x")],
@@ -180,11 +182,11 @@ async fn a_missed_then_seen_device_resets_its_miss_count() {
         .await
         .expect("w");
     store
-        .write(sweep_batch(2, 2, vec![device("a", "A", "1", "x")], true))
+        .commit_page(sweep_batch(2, 2, vec![device("a", "A", "1", "x")], true))
         .await
         .expect("w");
     store
-        .write(sweep_batch(
+        .commit_page(sweep_batch(
             3,
             3,
             vec![device("a", "A", "1", "x"), device("b", "B", "1", "x")],
@@ -193,7 +195,7 @@ async fn a_missed_then_seen_device_resets_its_miss_count() {
         .await
         .expect("w");
     let out = store
-        .write(sweep_batch(4, 4, vec![device("a", "A", "1", "x")], true))
+        .commit_page(sweep_batch(4, 4, vec![device("a", "A", "1", "x")], true))
         .await
         .expect("w");
     assert_eq!(out.removed, 0, "misses must be consecutive");
@@ -216,11 +218,11 @@ async fn events_dedup_on_uid_and_keep_newest_state() {
     };
     let mut b = Batch::new("acme", "threats", 10, "security");
     b.events = vec![ev("QUARANTINED"), ev("QUARANTINED")];
-    let out = store.write(b).await.expect("write");
+    let out = store.commit_page(b).await.expect("write");
     assert_eq!((out.events_inserted, out.events_duplicate), (1, 1));
     let mut b = Batch::new("acme", "threats", 11, "security");
     b.events = vec![ev("RELEASED")];
-    let out = store.write(b).await.expect("write");
+    let out = store.commit_page(b).await.expect("write");
     assert_eq!(out.events_updated, 1);
     assert_eq!(count(&store, "SELECT count(*) FROM events"), 1);
     // Full-text search finds the newest state only.
@@ -258,7 +260,7 @@ async fn a_failed_batch_commits_nothing_not_even_its_checkpoint() {
         summary: "s".into(),
         raw: "{}".into(),
     });
-    assert!(store.write(b).await.is_err());
+    assert!(store.commit_page(b).await.is_err());
     assert_eq!(count(&store, "SELECT count(*) FROM devices"), 0);
     assert_eq!(count(&store, "SELECT count(*) FROM events"), 0);
     assert_eq!(count(&store, "SELECT count(*) FROM checkpoints"), 0);
@@ -270,7 +272,7 @@ async fn reopening_keeps_data_and_schema_version() {
     {
         let store = Store::open(dir.path()).expect("open");
         store
-            .write(sweep_batch(1, 1, vec![device("a", "A", "1", "x")], true))
+            .commit_page(sweep_batch(1, 1, vec![device("a", "A", "1", "x")], true))
             .await
             .expect("w");
     }
@@ -281,9 +283,7 @@ async fn reopening_keeps_data_and_schema_version() {
         i64::from(kandji_collector::store::schema::latest_version())
     );
     assert_eq!(
-        store
-            .reader()
-            .expect("r")
+        sql(&store)
             .query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))
             .expect("q"),
         "wal"
@@ -296,17 +296,17 @@ async fn a_device_new_after_the_baseline_is_an_enrolment_even_mid_sweep() {
     let store = Store::open(dir.path()).expect("open");
     // Baseline over two pages: no events for either page.
     store
-        .write(sweep_batch(10, 1, vec![device("a", "A", "1", "x")], false))
+        .commit_page(sweep_batch(10, 1, vec![device("a", "A", "1", "x")], false))
         .await
         .expect("w");
     store
-        .write(sweep_batch(11, 1, vec![device("b", "B", "1", "x")], true))
+        .commit_page(sweep_batch(11, 1, vec![device("b", "B", "1", "x")], true))
         .await
         .expect("w");
     assert_eq!(count(&store, "SELECT count(*) FROM events"), 0);
     // Sweep 2 started at 20: c is new.
     store
-        .write(sweep_batch(
+        .commit_page(sweep_batch(
             20,
             2,
             vec![device("a", "A", "1", "x"), device("c", "C", "1", "x")],

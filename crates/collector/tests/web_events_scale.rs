@@ -5,19 +5,24 @@
 
 use std::time::Instant;
 
-use kandji_collector::store::Store;
-use kandji_collector::web::queries::{self, EventFilter};
+use kandji_collector::store::{EventFilter, PAGE, Store};
 use rusqlite::params;
 
-fn plan(c: &rusqlite::Connection, f: &EventFilter) -> String {
-    let (sql, p) = queries::events_sql(f, queries::PAGE);
-    let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-    let rows: Vec<String> = st
-        .query_map(rusqlite::params_from_iter(p), |r| r.get::<_, String>(3))
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    rows.join(" | ")
+}
+
+fn plan(store: &Store, f: &EventFilter) -> String {
+    rt().block_on(store.explain_events(f.clone()))
+        .unwrap()
+        .join(" | ")
+}
+
+fn events(store: &Store, f: &EventFilter) -> kandji_collector::store::EventPage {
+    rt().block_on(store.events_page(f.clone(), PAGE)).unwrap()
 }
 
 /// The full size: about a minute (most of it inserting through the FTS triggers), so it runs
@@ -85,8 +90,6 @@ fn check_scale(n: i64) {
         c.execute_batch("ANALYZE").unwrap();
     }
     let insert = t0.elapsed();
-    let c = store.reader().unwrap();
-
     let cases = [
         ("newest", EventFilter::default()),
         (
@@ -113,7 +116,7 @@ fn check_scale(n: i64) {
     ];
     let mut report = Vec::new();
     for (name, f) in cases {
-        let p = plan(&c, &f);
+        let p = plan(&store, &f);
         assert!(
             p.contains("USING INDEX") || p.contains("USING COVERING INDEX"),
             "{name}: {p}"
@@ -121,9 +124,9 @@ fn check_scale(n: i64) {
         assert!(!p.contains("TEMP B-TREE"), "{name} sorts: {p}");
         // First page, then walk 20 pages deep by cursor: each page is as fast as the first.
         let t = Instant::now();
-        let mut page = queries::events(&c, &f, queries::PAGE).unwrap();
+        let mut page = events(&store, &f);
         let first = t.elapsed();
-        assert_eq!(page.events.len(), queries::PAGE);
+        assert_eq!(page.events.len(), PAGE);
         let mut prev = page.events.last().unwrap().seq;
         let t = Instant::now();
         let mut pages = 0u32;
@@ -136,9 +139,9 @@ fn check_scale(n: i64) {
                 after: Some(cursor),
                 ..f.clone()
             };
-            let p2 = plan(&c, &g);
+            let p2 = plan(&store, &g);
             assert!(!p2.contains("TEMP B-TREE"), "{name} (keyset) sorts: {p2}");
-            page = queries::events(&c, &g, queries::PAGE).unwrap();
+            page = events(&store, &g);
             assert!(page.events.iter().all(|e| e.seq != prev));
             prev = page.events.last().unwrap().seq;
         }
@@ -155,20 +158,18 @@ fn check_scale(n: i64) {
     }
     // Full-text search: a page of matches, newest first.
     let t = Instant::now();
-    let fts = queries::events(
-        &c,
+    let fts = events(
+        &store,
         &EventFilter {
             q: Some("user7".into()),
             ..Default::default()
         },
-        queries::PAGE,
-    )
-    .unwrap();
+    );
     let search = t.elapsed();
     assert!(!fts.events.is_empty());
     // The type menu: a skip-scan, not a walk over every event.
     let t = Instant::now();
-    let types = queries::event_types(&c).unwrap();
+    let types = rt().block_on(store.menus()).unwrap().event_types;
     let types_took = t.elapsed();
     assert_eq!(types.len(), 4);
     assert!(

@@ -87,6 +87,65 @@ impl Default for ExportOptions {
 /// A stream of row batches.
 pub type RowBatches = Pin<Box<dyn Stream<Item = Result<Vec<PrismRow>, KandjiError>> + Send>>;
 
+/// A stream of batches of whatever a [`CsvMapper`] makes of each CSV record.
+pub type MappedBatches<T> = Pin<Box<dyn Stream<Item = Result<Vec<T>, KandjiError>> + Send>>;
+
+/// The header row of an export, with BOMs trimmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvHeaders {
+    /// The column names as the file gives them.
+    pub names: Vec<String>,
+}
+
+impl CsvHeaders {
+    /// The index of a column, by its name as given or in normalized form (lower case, spaces
+    /// → `_`), the same lookup [`PrismRow::from_map`] does.
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.names
+            .iter()
+            .position(|h| h == name)
+            .or_else(|| self.names.iter().position(|h| normalize(h) == name))
+    }
+}
+
+fn normalize(h: &str) -> String {
+    h.trim().to_ascii_lowercase().replace([' ', '-'], "_")
+}
+
+/// Maps CSV records to rows in the parser's own thread, so a record never becomes an
+/// intermediate map. `headers` is called once, before the first record.
+pub trait CsvMapper: Send + 'static {
+    /// What a record becomes.
+    type Row: Send + 'static;
+    /// Called with the header row, before the first record.
+    fn headers(&mut self, headers: &CsvHeaders);
+    /// `None` drops the record.
+    fn map(&mut self, record: &csv::StringRecord) -> Option<Self::Row>;
+}
+
+/// The mapper behind [`KandjiClient::export`]: one [`PrismRow`] per record.
+#[derive(Debug, Default)]
+pub struct PrismRows {
+    headers: Vec<String>,
+}
+
+impl CsvMapper for PrismRows {
+    type Row = PrismRow;
+    fn headers(&mut self, headers: &CsvHeaders) {
+        self.headers = headers.names.clone();
+    }
+    fn map(&mut self, record: &csv::StringRecord) -> Option<PrismRow> {
+        let mut map = Map::with_capacity(self.headers.len());
+        for (i, h) in self.headers.iter().enumerate() {
+            map.insert(
+                h.clone(),
+                Value::String(record.get(i).unwrap_or_default().to_string()),
+            );
+        }
+        Some(PrismRow::from_map(map))
+    }
+}
+
 impl KandjiClient {
     /// `POST /api/v1/prism/export`: start an export.
     pub async fn create_export(&self, req: &ExportRequest) -> Result<PrismExport, KandjiError> {
@@ -160,16 +219,40 @@ impl KandjiClient {
         signed_url: &str,
         opts: &ExportOptions,
     ) -> Result<RowBatches, KandjiError> {
+        self.download_export_mapped(signed_url, opts, PrismRows::default())
+            .await
+    }
+
+    /// Like [`download_export`](Self::download_export), with the rows made by `mapper` in the
+    /// parser's thread.
+    pub async fn download_export_mapped<M: CsvMapper>(
+        &self,
+        signed_url: &str,
+        opts: &ExportOptions,
+        mapper: M,
+    ) -> Result<MappedBatches<M::Row>, KandjiError> {
         let resp = self.download(signed_url).await?;
-        Ok(parse_csv_stream(
+        Ok(parse_csv_stream_mapped(
             resp.bytes_stream(),
             opts.batch_size,
             opts.channel_capacity,
+            mapper,
         ))
     }
 
     /// The whole cycle: create, poll, download, parse. Yields row batches.
     pub fn export(&self, req: ExportRequest, opts: ExportOptions) -> RowBatches {
+        self.export_mapped(req, opts, PrismRows::default())
+    }
+
+    /// The whole cycle, with each CSV record mapped by `mapper` as it is parsed (no
+    /// intermediate map per record).
+    pub fn export_mapped<M: CsvMapper>(
+        &self,
+        req: ExportRequest,
+        opts: ExportOptions,
+        mapper: M,
+    ) -> MappedBatches<M::Row> {
         let client = self.clone();
         let fut = async move {
             let created = client.create_export(&req).await?;
@@ -177,11 +260,11 @@ impl KandjiClient {
             tracing::info!(export_id = %id, category = %req.category, "prism export created");
             let done = client.wait_export(&id, &opts).await?;
             let url = done.signed_url.unwrap_or_default();
-            client.download_export(&url, &opts).await
+            client.download_export_mapped(&url, &opts, mapper).await
         };
         Box::pin(futures::stream::once(fut).flat_map(|r| match r {
             Ok(s) => s,
-            Err(e) => Box::pin(futures::stream::iter([Err(e)])) as RowBatches,
+            Err(e) => Box::pin(futures::stream::iter([Err(e)])) as MappedBatches<M::Row>,
         }))
     }
 }
@@ -193,9 +276,24 @@ where
     S: Stream<Item = Result<Bytes, E>> + Send + 'static,
     E: std::fmt::Display + Send + 'static,
 {
+    parse_csv_stream_mapped(body, batch_size, channel_capacity, PrismRows::default())
+}
+
+/// [`parse_csv_stream`] with the rows made by `mapper` in the parser's thread.
+pub fn parse_csv_stream_mapped<S, E, M>(
+    body: S,
+    batch_size: usize,
+    channel_capacity: usize,
+    mapper: M,
+) -> MappedBatches<M::Row>
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+    M: CsvMapper,
+{
     let (bytes_tx, bytes_rx) = mpsc::channel::<Result<Bytes, String>>(channel_capacity.max(1));
     let (rows_tx, rows_rx) =
-        mpsc::channel::<Result<Vec<PrismRow>, KandjiError>>(channel_capacity.max(1));
+        mpsc::channel::<Result<Vec<M::Row>, KandjiError>>(channel_capacity.max(1));
     tokio::spawn(async move {
         let mut body = Box::pin(body);
         while let Some(chunk) = body.next().await {
@@ -219,6 +317,7 @@ where
             },
             batch_size,
             &rows_tx,
+            mapper,
         )
     });
     Box::pin(futures::stream::unfold(rows_rx, |mut rx| async move {
@@ -226,38 +325,38 @@ where
     }))
 }
 
-fn parse_blocking(
+fn parse_blocking<M: CsvMapper>(
     reader: ChannelReader,
     batch_size: usize,
-    out: &mpsc::Sender<Result<Vec<PrismRow>, KandjiError>>,
+    out: &mpsc::Sender<Result<Vec<M::Row>, KandjiError>>,
+    mut mapper: M,
 ) {
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(true)
+        .buffer_capacity(256 * 1024)
         .from_reader(reader);
     let headers = match rdr.headers() {
-        Ok(h) => h
-            .iter()
-            .map(|s| s.trim_start_matches('\u{feff}').to_string())
-            .collect::<Vec<_>>(),
+        Ok(h) => CsvHeaders {
+            names: h
+                .iter()
+                .map(|s| s.trim_start_matches('\u{feff}').to_string())
+                .collect(),
+        },
         Err(e) => {
             let _ = out.blocking_send(Err(csv_error(&e)));
             return;
         }
     };
+    mapper.headers(&headers);
     let mut batch = Vec::with_capacity(batch_size);
     let mut record = csv::StringRecord::new();
     loop {
         match rdr.read_record(&mut record) {
             Ok(true) => {
-                let mut map = Map::with_capacity(headers.len());
-                for (i, h) in headers.iter().enumerate() {
-                    map.insert(
-                        h.clone(),
-                        Value::String(record.get(i).unwrap_or_default().to_string()),
-                    );
+                if let Some(row) = mapper.map(&record) {
+                    batch.push(row);
                 }
-                batch.push(PrismRow::from_map(map));
                 if batch.len() >= batch_size
                     && out.blocking_send(Ok(std::mem::take(&mut batch))).is_err()
                 {

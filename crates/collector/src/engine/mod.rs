@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kandji_api::{Budget, BudgetConfig, ClientConfig, KandjiClient};
-use rusqlite::params;
 use tokio::sync::{Notify, watch};
 
 use crate::config::Source;
@@ -121,7 +120,7 @@ impl SourceRuntime {
         batch: crate::store::Batch,
     ) -> Result<crate::store::BatchOutcome, StoreError> {
         let stream = batch.stream.clone();
-        let out = self.store.write(batch).await?;
+        let out = self.store.commit_page(batch).await?;
         if let Some(f) = &self.on_commit {
             f(&stream, &out);
         }
@@ -204,20 +203,15 @@ impl SourceRuntime {
     /// requests spent, the tenant's hourly limit and this source's share.
     pub async fn record_budget_sample(&self) -> Result<(), StoreError> {
         let b = self.budget.state();
-        let source = self.name().to_string();
         let hour = now_ms().div_euclid(3_600_000) * 3_600_000;
         self.store
-            .exec(move |c| {
-                c.execute(
-                    "INSERT INTO budget_samples (source, hour, requests, limit_hour, share)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (source, hour) DO UPDATE SET
-                       requests = max(requests, excluded.requests),
-                       limit_hour = excluded.limit_hour, share = excluded.share",
-                    params![source, hour, b.spent_this_hour, b.limit, b.share_limit],
-                )?;
-                Ok(())
-            })
+            .record_budget_sample(
+                self.name(),
+                hour,
+                u64::from(b.spent_this_hour),
+                u64::from(b.limit),
+                u64::from(b.share_limit),
+            )
             .await
     }
 }
@@ -228,17 +222,8 @@ async fn set_state(
     stream: StreamName,
     state: State,
 ) -> Result<(), StoreError> {
-    let (source, stream) = (source.to_string(), stream.as_str());
     store
-        .exec(move |c| {
-            c.execute(
-                "INSERT INTO stream_status (source, stream, state, last_run_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (source, stream) DO UPDATE SET state = excluded.state,
-                   last_run_at = CASE WHEN excluded.state = 'syncing' THEN excluded.last_run_at ELSE last_run_at END",
-                params![source, stream, state.as_str(), now_ms()],
-            )?;
-            Ok(())
-        })
+        .set_stream_state(source, stream.as_str(), state.as_str())
         .await
 }
 
@@ -250,18 +235,16 @@ async fn record_success(
     requests: u64,
     next: i64,
 ) -> Result<(), StoreError> {
-    let (source, stream) = (source.to_string(), stream.as_str());
-    let (records, req) = (report.records as i64, requests as i64);
     store
-        .exec(move |c| {
-            c.execute(
-                "UPDATE stream_status SET state = 'healthy', last_success_at = ?3,
-                   last_run_records = ?4, last_run_requests = ?5, next_run_at = ?6
-                 WHERE source = ?1 AND stream = ?2",
-                params![source, stream, now_ms(), records, req, next],
-            )?;
-            Ok(())
-        })
+        .record_stream_run(
+            source,
+            stream.as_str(),
+            crate::store::StreamOutcome::Success {
+                records: report.records as i64,
+                requests: requests as i64,
+                next_run_at: next,
+            },
+        )
         .await
 }
 
@@ -272,32 +255,18 @@ async fn record_failure(
     error: &StreamError,
     next: i64,
 ) -> Result<(), StoreError> {
-    let (source, stream) = (source.to_string(), stream.as_str());
-    let (state, kind, message, endpoint) = (
-        error.state().as_str(),
-        error.kind(),
-        error.to_string(),
-        error.endpoint(),
-    );
     store
-        .exec(move |c| {
-            c.execute(
-                "UPDATE stream_status SET state = ?3, last_error_at = ?4, last_error_kind = ?5,
-                   last_error_message = ?6, last_error_endpoint = ?7, next_run_at = ?8
-                 WHERE source = ?1 AND stream = ?2",
-                params![
-                    source,
-                    stream,
-                    state,
-                    now_ms(),
-                    kind,
-                    message,
-                    endpoint,
-                    next
-                ],
-            )?;
-            Ok(())
-        })
+        .record_stream_run(
+            source,
+            stream.as_str(),
+            crate::store::StreamOutcome::Failure {
+                state: error.state().as_str(),
+                kind: error.kind(),
+                message: error.to_string(),
+                endpoint: error.endpoint(),
+                next_run_at: next,
+            },
+        )
         .await
 }
 
@@ -490,23 +459,11 @@ pub fn next_due(last_success: Option<i64>, interval: Duration, now: i64) -> i64 
 /// Each stream's last success, from the store — left out when the stream's last run failed,
 /// so a restart (e.g. after a token rotation) retries it at once.
 async fn last_successes(rt: &SourceRuntime) -> Result<BTreeMap<StreamName, i64>, StoreError> {
-    let source = rt.name().to_string();
-    rt.store
-        .read(move |c| {
-            let mut st = c.prepare(
-                "SELECT stream, last_success_at FROM stream_status
-                 WHERE source = ?1 AND last_success_at IS NOT NULL
-                   AND state IN ('healthy', 'syncing', 'pending', 'disabled')",
-            )?;
-            let rows = st
-                .query_map([&source], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows
-                .into_iter()
-                .filter_map(|(s, t)| StreamName::parse(&s).map(|s| (s, t)))
-                .collect())
-        })
-        .await
+    Ok(rt
+        .store
+        .last_successes(rt.name())
+        .await?
+        .into_iter()
+        .filter_map(|(s, t)| StreamName::parse(&s).map(|s| (s, t)))
+        .collect())
 }

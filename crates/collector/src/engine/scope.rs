@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use super::{SourceRuntime, StreamError};
 use crate::config::DEVICE_TYPES;
+use crate::store::Table;
 
 /// The resolved filters of a source. `active == false` means "everything".
 #[derive(Debug, Clone, Default)]
@@ -28,47 +29,21 @@ impl Scope {
         if f.blueprints.is_empty() && f.tags.is_empty() && f.device_types.is_empty() {
             return Ok(Scope::default());
         }
-        let source = rt.name().to_string();
-        let (blueprints, tags) = (f.blueprints.clone(), f.tags.clone());
-        let (bp_ids, tag_ids, devices) = rt
-            .store
-            .read(move |c| {
-                let lookup = |table: &str, wanted: &[String]| -> Result<Vec<String>, StreamError> {
-                    let mut out = Vec::new();
-                    for w in wanted {
-                        let id: Option<String> = c
-                            .query_row(
-                                &format!(
-                                    "SELECT key FROM {table} WHERE source = ?1 AND removed_at IS NULL
-                                     AND (key = ?2 OR name = ?2 COLLATE NOCASE) LIMIT 1"
-                                ),
-                                [&source, w],
-                                |r| r.get(0),
-                            )
-                            .ok();
-                        match id {
-                            Some(id) => out.push(id),
-                            None => {
-                                return Err(StreamError::Data(format!(
-                                    "filters: no {} with id or name {w:?} in this tenant",
-                                    table.trim_end_matches('s')
-                                )));
-                            }
-                        }
-                    }
-                    Ok(out)
-                };
-                let bp = lookup("blueprints", &blueprints);
-                let tg = lookup("tags", &tags);
-                let mut stmt = c.prepare(
-                    "SELECT key FROM devices WHERE source = ?1 AND removed_at IS NULL",
-                )?;
-                let devices: HashSet<String> = stmt
-                    .query_map([&source], |r| r.get::<_, String>(0))?
-                    .collect::<Result<_, _>>()?;
-                Ok((bp, tg, devices))
-            })
-            .await?;
+        let store = &rt.store;
+        let unknown = |what: &str, name: String| {
+            StreamError::Data(format!(
+                "filters: no {what} with id or name {name:?} in this tenant"
+            ))
+        };
+        let bp_ids = store
+            .resolve_ids(rt.name(), Table::Blueprints, f.blueprints.clone())
+            .await?
+            .map_err(|n| unknown("blueprint", n));
+        let tag_ids = store
+            .resolve_ids(rt.name(), Table::Tags, f.tags.clone())
+            .await?
+            .map_err(|n| unknown("tag", n));
+        let devices = store.live_device_ids(rt.name()).await?;
         let platforms: Vec<String> = f.device_types.clone();
         let families = platforms
             .iter()

@@ -22,7 +22,7 @@ impl StreamError {
     pub fn kind(&self) -> &'static str {
         match self {
             StreamError::Api(e) => e.kind(),
-            StreamError::Store(_) => "store",
+            StreamError::Store(e) => e.kind(),
             StreamError::Data(_) => "data",
             StreamError::Shutdown => "shutdown",
         }
@@ -110,8 +110,22 @@ pub fn hint(kind: &str, endpoint: Option<&str>) -> String {
         "export_failed" | "export_timeout" | "csv" => "A Prism export failed or took too long; \
             the next run starts a new export. Large fleets may need a longer export deadline."
             .to_string(),
-        "store" => {
-            "The local store failed (disk full or permissions on the data directory?).".to_string()
+        "store_full" => "The disk holding the store is full. Free space there: the stream \
+            retries on its next run, and nothing committed is lost (the page in flight is \
+            fetched again)."
+            .to_string(),
+        "store_read_only" => "The store cannot be written (a read-only file, directory or \
+            file system). Make the data directory writable for the collector's user, then \
+            restart it."
+            .to_string(),
+        "store_corrupt" => "The store file is corrupt. Stop the collector, restore a backup \
+            (`kandji-collector backup DIR` makes one), or move the file away and collect \
+            again."
+            .to_string(),
+        "store" | "store_locked" => {
+            "The local store failed; the error names the file. Check the data directory's \
+             disk and permissions."
+                .to_string()
         }
         _ => "See the last error; the stream retries on its next run.".to_string(),
     }

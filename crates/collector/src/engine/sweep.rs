@@ -96,10 +96,7 @@ pub async fn load_checkpoint(
     source: &str,
     stream: StreamName,
 ) -> Result<Option<Value>, StreamError> {
-    let (source, stream) = (source.to_string(), stream.as_str());
-    Ok(store
-        .read(move |c| Store::checkpoint(c, &source, stream))
-        .await?)
+    Ok(store.checkpoint(source, stream.as_str()).await?)
 }
 
 pub async fn run(rt: &SourceRuntime, spec: SweepSpec) -> Result<RunReport, StreamError> {

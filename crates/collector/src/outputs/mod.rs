@@ -9,7 +9,7 @@
 //! catches up from its offset when it recovers, also across restarts and crashes. Transient
 //! failures (network, 408/425/429, 5xx) retry with exponential backoff and full jitter
 //! (backon); a permanent rejection (other 4xx) of a batch is retried record by record and
-//! what is still rejected goes to the bounded dead-letter area ([`outbox::dead_letters`],
+//! what is still rejected goes to the bounded dead-letter area ([`Store::dead_letters`],
 //! counts in [`status`]). Each record carries a stable id (`metadata.uid` in OCSF, `id` raw;
 //! `kandji.event_id` in OTLP) that changes only when the record does, so receivers can drop
 //! repeats.
@@ -28,7 +28,7 @@ use backon::{ExponentialBuilder, Retryable};
 use tokio::sync::watch;
 
 pub use config::{Format, SinkKind, SinkSpec};
-pub use outbox::{OutRecord, SourceInfo};
+pub use outbox::{OutRecord, SourceInfo, ocsf_of_export};
 
 use crate::store::{Store, StoreError, now_ms};
 
@@ -208,8 +208,8 @@ impl Sink {
 /// One batch read from the outbox.
 struct ReadBatch {
     records: Vec<OutRecord>,
-    /// The last outbox seq read (`None`: nothing after the offset).
-    last: Option<i64>,
+    /// Where the batch ends in the outbox (`None`: nothing after the offset).
+    last: Option<crate::store::OutboxPos>,
     /// Outbox rows consumed (records skipped or merged included).
     consumed: usize,
 }
@@ -291,7 +291,7 @@ impl Output {
                     (store.clone(), source.clone(), output.clone(), e.to_string());
                 tokio::spawn(async move {
                     let _ = store
-                        .exec(move |c| outbox::record_error(c, &source, &output, &msg, now_ms()))
+                        .record_output_error(&source, &output, &msg, now_ms())
                         .await;
                 });
             });
@@ -307,35 +307,24 @@ impl Output {
     /// Reads the batch after `after` (the committed offset when `None`) off the runtime.
     fn read_task(
         &self,
-        after: Option<i64>,
+        after: Option<crate::store::OutboxPos>,
     ) -> tokio::task::JoinHandle<Result<ReadBatch, StoreError>> {
         let info = self.info.clone();
         let name = self.spec.name.clone();
         let (format, limit) = (self.spec.format, self.spec.batch_size);
         let store = self.store.clone();
         tokio::spawn(async move {
-            store
-                .read(move |c| {
-                    let after = match after {
-                        Some(a) => a,
-                        None => outbox::offset(c, &info.source, &name)?,
-                    };
-                    let (records, last) = outbox::read_batch(c, &info, format, after, limit)?;
-                    let consumed = match last {
-                        Some(l) => c.query_row(
-                            "SELECT COUNT(*) FROM outbox WHERE source = ?1 AND seq > ?2 AND seq <= ?3",
-                            rusqlite::params![info.source, after, l],
-                            |r| r.get::<_, i64>(0),
-                        )? as usize,
-                        None => 0,
-                    };
-                    Ok(ReadBatch {
-                        records,
-                        last,
-                        consumed,
-                    })
-                })
-                .await
+            let after = match after {
+                Some(a) => a,
+                None => store.output_offset(&info.source, &name).await?,
+            };
+            let (records, last, consumed) =
+                outbox::read_batch(&store, &info, format, after, limit).await?;
+            Ok(ReadBatch {
+                records,
+                last,
+                consumed,
+            })
         })
     }
 
@@ -343,7 +332,7 @@ impl Output {
     async fn deliver(
         &self,
         batch: &ReadBatch,
-        last: i64,
+        last: crate::store::OutboxPos,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), OutputError> {
         let mut delivered = batch.records.len() as i64;
@@ -356,9 +345,14 @@ impl Output {
                 Err(e) => return Err(e),
             }
         }
-        let (source, name) = (self.info.source.clone(), self.spec.name.clone());
         self.store
-            .exec(move |c| outbox::commit(c, &source, &name, last, delivered, now_ms()))
+            .commit_output_offset(
+                &self.info.source,
+                &self.spec.name,
+                last,
+                delivered,
+                now_ms(),
+            )
             .await?;
         Ok(())
     }
@@ -404,20 +398,19 @@ impl Output {
                 Ok(()) => delivered += 1,
                 Err(OutputError::Sink(SinkError::Permanent { status, message })) => {
                     tracing::warn!(source = %self.info.source, output = %self.spec.name, record_id = %r.id, status, error = %message, "record rejected, dead-lettered");
-                    let (source, name, rec) =
-                        (self.info.source.clone(), self.spec.name.clone(), r.clone());
                     self.store
-                        .exec(move |c| {
-                            outbox::dead_letter(
-                                c,
-                                &source,
-                                &name,
-                                &[rec],
-                                status,
-                                &message,
-                                now_ms(),
-                            )
-                        })
+                        .dead_letter(
+                            &self.info.source,
+                            &self.spec.name,
+                            vec![crate::store::DeadLetter {
+                                seq: r.seq,
+                                record_id: r.id.clone(),
+                                payload: r.body.to_string(),
+                            }],
+                            status,
+                            &message,
+                            now_ms(),
+                        )
                         .await?;
                 }
                 Err(e) => return Err(e),
@@ -525,15 +518,8 @@ pub fn spawn_all(
     let mut sd = shutdown;
     handles.push(tokio::spawn(async move {
         loop {
-            let plan = by_source.clone();
-            let r = store
-                .exec(move |c| {
-                    for (source, outs) in &plan {
-                        outbox::prune(c, source, outs)?;
-                    }
-                    Ok(())
-                })
-                .await;
+            let plan = by_source.clone().into_iter().collect();
+            let r = store.prune_outbox(plan).await;
             if let Err(error) = r {
                 tracing::warn!(%error, "outbox prune failed");
             }
@@ -551,8 +537,8 @@ pub fn spawn_all(
 
 /// Per-output delivery status (offset, pending, delivered, dead letters, last error) as
 /// JSON, for `status --json` and the console.
-pub fn status(conn: &rusqlite::Connection) -> Result<serde_json::Value, StoreError> {
-    outbox::status(conn)
+pub async fn status(store: &Store) -> Result<serde_json::Value, StoreError> {
+    store.outputs_status().await
 }
 
 /// Builds and spawns the outputs of every source in `config` (the `run` daemon).
@@ -610,112 +596,19 @@ pub async fn drain_once(
     }
     // What every output of a source has delivered leaves the outbox (all of it for a source
     // with no outputs).
-    let r = store
-        .exec(move |c| {
-            for (source, outs) in &plan {
-                outbox::prune(c, source, outs)?;
-            }
-            Ok(())
-        })
-        .await;
+    let r = store.prune_outbox(plan.into_iter().collect()).await;
     if let Err(error) = r {
         tracing::warn!(%error, "outbox prune failed");
     }
     Ok(())
 }
 
-/// Writes the OCSF form of one stream's records (as `export` selects them) as NDJSON.
-pub fn export_ocsf(
-    conn: &rusqlite::Connection,
-    info: &SourceInfo,
-    stream: &str,
-    table: &str,
-    is_events: bool,
-    since_ms: Option<i64>,
-    out: &mut dyn Write,
-) -> Result<u64, anyhow::Error> {
-    let ctx = ocsf::Context {
-        source: &info.source,
-        tenant_uid: &info.tenant,
-        collector_version: env!("CARGO_PKG_VERSION"),
-    };
-    let mut n = 0u64;
-    if is_events {
-        let mut stmt = conn.prepare(
-            "SELECT category, event_type, uid, occurred_at, device_id, user_id, severity, summary,
-                    raw, hash FROM events
-             WHERE source = ?1 AND stream = ?2 AND (?3 IS NULL OR occurred_at >= ?3)
-             ORDER BY occurred_at, seq",
-        )?;
-        let mut rows = stmt.query(rusqlite::params![info.source, stream, since_ms])?;
-        while let Some(r) = rows.next()? {
-            let (category, event_type, uid): (String, String, String) =
-                (r.get(0)?, r.get(1)?, r.get(2)?);
-            let (device_id, user_id, severity): (Option<String>, Option<String>, Option<String>) =
-                (r.get(4)?, r.get(5)?, r.get(6)?);
-            let summary: String = r.get(7)?;
-            let raw: String = r.get(8)?;
-            let raw: serde_json::Value =
-                serde_json::from_str(&raw).unwrap_or(serde_json::Value::String(raw));
-            let rec = ocsf::Record::Event(ocsf::EventRecord {
-                stream,
-                category: &category,
-                event_type: &event_type,
-                uid: &uid,
-                occurred_at: r.get(3)?,
-                device_id: device_id.as_deref(),
-                user_id: user_id.as_deref(),
-                severity: severity.as_deref(),
-                summary: &summary,
-                raw: &raw,
-                hash: r.get(9)?,
-                related: None,
-            });
-            if let Some(ev) = ocsf::map(&ctx, &rec) {
-                serde_json::to_writer(&mut *out, &ev)?;
-                out.write_all(b"\n")?;
-                n += 1;
-            }
-        }
-    } else {
-        let mut stmt = conn.prepare(&format!(
-            "SELECT key, device_id, hash, last_seen, raw FROM {table}
-             WHERE source = ?1 AND removed_at IS NULL AND (?2 IS NULL OR last_seen >= ?2)
-             ORDER BY key"
-        ))?;
-        let mut rows = stmt.query(rusqlite::params![info.source, since_ms])?;
-        while let Some(r) = rows.next()? {
-            let key: String = r.get(0)?;
-            let device_id: Option<String> = r.get(1)?;
-            let raw: String = r.get(4)?;
-            let raw: serde_json::Value =
-                serde_json::from_str(&raw).unwrap_or(serde_json::Value::String(raw));
-            let rec = ocsf::Record::Inventory(ocsf::InventoryRecord {
-                table,
-                key: &key,
-                device_id: device_id.as_deref(),
-                raw: &raw,
-                hash: r.get(2)?,
-                observed_at: r.get(3)?,
-                removed_at: None,
-            });
-            if let Some(ev) = ocsf::map(&ctx, &rec) {
-                serde_json::to_writer(&mut *out, &ev)?;
-                out.write_all(b"\n")?;
-                n += 1;
-            }
-        }
-    }
-    Ok(n)
-}
-
 /// The outputs section of `status`: offset, pending, delivered and dead letters per output.
 pub fn print_status(
-    conn: &rusqlite::Connection,
+    rows: &serde_json::Value,
     only: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<(), anyhow::Error> {
-    let rows = status(conn)?;
     let rows: Vec<&serde_json::Value> = rows
         .as_array()
         .into_iter()

@@ -1,73 +1,248 @@
-//! The embedded store: SQLite in WAL mode.
+//! The embedded store: SQLite in WAL mode, and **the only module with SQL** (a test greps the
+//! crate for it).
 //!
-//! All writes go through one writer thread ([`Store::write`]), off the async runtime. A
-//! [`Batch`] is one page of one stream: its inventory rows, its events, the end of a sweep if
-//! the page closes one, and the stream's new checkpoint, committed in ONE transaction. So the
-//! store is exactly-once whatever happens between two commits: either the page and its
-//! checkpoint are both there, or neither is and the page is fetched again.
+//! [`Store`] is a handle with domain methods, in the way mini-redis's `Db` exposes `get` and
+//! `set`: the write path ([`Store::commit_page`]), stream status, checkpoints, samples, the
+//! outbox and output offsets, console sources and the admin, the refresh queue, filter
+//! lookups and the explorer's reads. Each lives in its own submodule as an `impl Store`
+//! block; none hands out a connection.
 //!
-//! Reads open their own connections ([`Store::reader`]); WAL lets them run beside the writer.
+//! - **One writer.** All writes run on one thread, off the async runtime. A [`Batch`] is one
+//!   page of one stream (its rows, events, sweep end and checkpoint) committed in ONE
+//!   transaction, so the store is exactly-once whatever happens between two commits. A panic
+//!   inside a command fails that command (its transaction rolls back) and not the thread;
+//!   [`Store::writer_alive`] feeds `/readyz`.
+//! - **One process.** [`Store::open`] takes an exclusive lock beside the file (see
+//!   [`lock`]) before it migrates, so a second writer fails at once and names the first.
+//!   [`Store::open_read_only`] (status, export, backup) takes no lock and never migrates.
+//! - **Integrity.** Opening for writing runs `PRAGMA quick_check`; a corrupt store is refused
+//!   with its path and how to recover. [`Store::verify`] runs the full `integrity_check`.
+//! - **Readers** come from a small pool of read-only connections; WAL lets them run beside
+//!   the writer.
+//! - **Typed errors.** Every error that leaves the store names the file, and says whether
+//!   it is read-only, full or corrupt.
 
+mod apps;
+mod checkpoints;
+mod console;
+mod explorer;
+mod export;
+pub mod lock;
+mod lookups;
+mod outbox;
+mod refresh;
+mod samples;
 pub mod schema;
+mod status;
 pub mod tables;
 mod write;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
+use std::thread::{JoinHandle, ThreadId};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::oneshot;
 
+pub use apps::{AppInstall, AppRowMapper, AppVersion, DeviceCtx};
+pub use console::{ConsoleSourceRow, NewConsoleSource, SourceSettings};
+pub use explorer::{
+    AppDevice, AppSummary, AppView, ComplianceView, DeviceDetail, DeviceFilter, DeviceView,
+    EventDetail, EventFilter, EventPage, EventView, PAGE, UserView, device_sorts, fts_query,
+    parse_time,
+};
+pub use export::{ExportItem, ExportKind};
+pub use lookups::Menus;
+pub use outbox::{
+    DEAD_LETTER_CAP, DeadLetter, OutboxBatch, OutboxItem, OutboxPos, StoredEvent, StoredRow,
+};
+pub use status::{StatusRow, StreamOutcome};
 pub use tables::{Table, TableSpec};
 pub use write::{
-    Batch, BatchOutcome, EventRow, InvRow, Scope, StatusUpdate, SweepEnd, Upsert, stable_hash,
+    AppUpsert, Batch, BatchOutcome, EventRow, InvRow, Scope, StatusUpdate, SweepEnd, Upsert,
+    stable_hash,
 };
+
+/// The store's file name inside the data directory.
+pub const FILE_NAME: &str = "kandji.sqlite3";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A SQLite error inside the store; leaves the store as [`StoreError::Db`] with the path.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("store at {path}: {message}")]
+    Db { path: PathBuf, message: String },
+    #[error("store at {path}: {message}")]
     Open { path: PathBuf, message: String },
-    #[error("the store's schema version {found} is newer than this build supports ({supported})")]
-    TooNew { found: u32, supported: u32 },
+    #[error(
+        "the store at {path} is in use by process {pid} ({command}); stop it, or point `--data-dir` elsewhere",
+        pid = pid.map_or_else(|| "?".to_string(), |p| p.to_string())
+    )]
+    Locked {
+        path: PathBuf,
+        pid: Option<u32>,
+        command: String,
+        console: Option<String>,
+    },
+    #[error(
+        "the store at {path} is read-only ({message}); make the file and its directory writable for this user, or point `--data-dir` elsewhere"
+    )]
+    ReadOnly { path: PathBuf, message: String },
+    #[error(
+        "the disk holding the store at {path} is full ({message}); free space there and run again: nothing committed is lost, the page in flight is fetched again"
+    )]
+    DiskFull { path: PathBuf, message: String },
+    #[error(
+        "the store at {path} is corrupt ({message}); restore a backup (`kandji-collector backup DIR` makes one), or move the file away and collect again"
+    )]
+    Corrupt { path: PathBuf, message: String },
+    #[error(
+        "the store at {path} has schema version {found}, newer than this build supports ({supported}); use a newer kandji-collector"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error(
+        "the store at {path} has schema version {found} (this build writes {latest}); run `kandji-collector run` or `sync --once` once to migrate it"
+    )]
+    NotMigrated {
+        path: PathBuf,
+        found: u32,
+        latest: u32,
+    },
+    #[error("no store at {path} (run `sync --once` first, or pass --data-dir)")]
+    Missing { path: PathBuf },
+    #[error("the store at {path} is open read-only in this process; {what} needs the writer")]
+    NoWriter { path: PathBuf, what: &'static str },
     #[error("the store's writer thread has stopped")]
     WriterGone,
+    #[error("a store command failed with a panic (its transaction was rolled back): {0}")]
+    Panic(String),
     #[error("checkpoint for {source_name}/{stream} is not valid JSON: {message}")]
     BadCheckpoint {
         source_name: String,
         stream: String,
         message: String,
     },
+    #[error("{0}")]
+    Invalid(String),
 }
 
-/// A closure run on the writer's connection.
-type ExecFn = Box<dyn FnOnce(&mut Connection) -> Result<(), StoreError> + Send>;
+impl StoreError {
+    /// A stable name for status and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::ReadOnly { .. } => "store_read_only",
+            StoreError::DiskFull { .. } => "store_full",
+            StoreError::Corrupt { .. } => "store_corrupt",
+            StoreError::Locked { .. } => "store_locked",
+            _ => "store",
+        }
+    }
 
-enum Cmd {
-    Write(
-        Box<Batch>,
-        oneshot::Sender<Result<BatchOutcome, StoreError>>,
-    ),
-    Exec(ExecFn, oneshot::Sender<Result<(), StoreError>>),
+    /// Gives a bare SQLite error the store's path and its class (read-only, full, corrupt).
+    fn at(self, path: &Path) -> StoreError {
+        let StoreError::Sqlite(e) = self else {
+            return self;
+        };
+        let message = e.to_string();
+        let path = path.to_path_buf();
+        match e.sqlite_error_code() {
+            Some(ErrorCode::ReadOnly) => StoreError::ReadOnly { path, message },
+            Some(ErrorCode::DiskFull) => StoreError::DiskFull { path, message },
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+                StoreError::Corrupt { path, message }
+            }
+            Some(ErrorCode::CannotOpen) => StoreError::Open { path, message },
+            _ => StoreError::Db { path, message },
+        }
+    }
 }
 
-/// A handle to the store. Cheap to clone; the writer thread stops when the last clone drops.
+/// Knobs for tests and benchmarks; [`Store::open`] uses the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// Caps the database file at this many pages (`PRAGMA max_page_count`): a full disk, to
+    /// SQLite, without filling one.
+    pub max_page_count: Option<u64>,
+}
+
+/// A job on the writer thread.
+type Job = Box<dyn FnOnce(&mut WriterConn) + Send>;
+
+/// The writer thread's state: its connection and the caches of the write path.
+pub(crate) struct WriterConn {
+    conn: Connection,
+    path: PathBuf,
+    apps: apps::Caches,
+    stages: write::Stages,
+}
+
+impl WriterConn {
+    /// Forgets what a rolled-back transaction may have cached.
+    fn rolled_back(&mut self) {
+        self.apps.rolled_back();
+        self.stages.rolled_back();
+    }
+}
+
+struct Writer {
+    tx: Mutex<Option<std_mpsc::Sender<Job>>>,
+    alive: Arc<AtomicBool>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    thread_id: ThreadId,
+    lock: Mutex<Option<lock::StoreLock>>,
+}
+
+struct Inner {
+    path: PathBuf,
+    readers: ReaderPool,
+    writer: Option<Writer>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Readers close first, so the writer, the last connection, checkpoints the WAL into
+        // the file and removes it.
+        if let Ok(mut idle) = self.readers.idle.lock() {
+            idle.clear();
+        }
+        if let Some(w) = &self.writer {
+            // Closing the channel ends the thread once its queue is done; wait for it so the
+            // file is closed (and the lock released) when the last handle goes. Never from
+            // the writer thread itself.
+            if let Ok(mut tx) = w.tx.lock() {
+                tx.take();
+            }
+            if std::thread::current().id() != w.thread_id
+                && let Some(h) = w.thread.lock().ok().and_then(|mut t| t.take())
+            {
+                let _ = h.join();
+            }
+            if let Ok(mut l) = w.lock.lock() {
+                l.take();
+            }
+        }
+    }
+}
+
+/// A handle to the store. Cheap to clone; the writer stops when the last clone drops.
 #[derive(Clone)]
 pub struct Store {
-    path: PathBuf,
-    tx: std_mpsc::Sender<Cmd>,
-    _writer: std::sync::Arc<WriterGuard>,
+    inner: Arc<Inner>,
 }
 
-struct WriterGuard(Option<JoinHandle<()>>);
-
-impl Drop for WriterGuard {
-    fn drop(&mut self) {
-        // The channel's last sender is dropped with the Store, so the thread ends on its own;
-        // joining here would block an async drop, so it is detached.
-        let _ = self.0.take();
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .field("writer", &self.inner.writer.is_some())
+            .finish()
     }
 }
 
@@ -85,142 +260,448 @@ fn restrict_to_owner(path: &Path) {
     let _ = path;
 }
 
-fn configure(conn: &Connection) -> Result<(), StoreError> {
+/// The writer's connection settings.
+fn configure_writer(conn: &Connection, opts: &StoreOptions) -> Result<(), StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    // The writer upserts millions of rows into a few B-trees: SQLite's default 2 MB page cache
-    // makes it re-read pages from the OS on almost every row. 32 MB keeps the hot interior
-    // pages resident (and stays within the RSS budget).
+    // The writer works through millions of rows in a few B-trees: SQLite's default 2 MB page
+    // cache makes it re-read pages from the OS on almost every row. 32 MB keeps the hot
+    // interior pages resident (and stays within the RSS budget).
     conn.pragma_update(None, "cache_size", -32_768)?;
-    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // Staging tables of full snapshots hold millions of narrow rows: on disk, not in RAM.
+    conn.pragma_update(None, "temp_store", "FILE")?;
+    // Reads of pages the OS has cached skip a copy.
+    conn.pragma_update(None, "mmap_size", 268_435_456i64)?;
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    if let Some(n) = opts.max_page_count {
+        conn.pragma_update(None, "max_page_count", n as i64)?;
+    }
     Ok(())
 }
 
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| StoreError::Sqlite(e).at(path))?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.pragma_update(None, "mmap_size", 268_435_456i64)?;
+    conn.pragma_update(None, "cache_size", -8_192)?;
+    Ok(conn)
+}
+
+/// A few read-only connections, reused.
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// Readers kept open between reads.
+const IDLE_READERS: usize = 4;
+
+impl ReaderPool {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = match self.idle.lock().ok().and_then(|mut v| v.pop()) {
+            Some(c) => c,
+            None => open_reader(&self.path)?,
+        };
+        let r = f(&conn);
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < IDLE_READERS
+        {
+            idle.push(conn);
+        }
+        r.map_err(|e| e.at(&self.path))
+    }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+fn writer_loop(mut w: WriterConn, rx: std_mpsc::Receiver<Job>, alive: Arc<AtomicBool>) {
+    struct Alive(Arc<AtomicBool>);
+    impl Drop for Alive {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::SeqCst);
+        }
+    }
+    let _alive = Alive(alive);
+    while let Ok(job) = rx.recv() {
+        job(&mut w);
+        if !w.conn.is_autocommit() {
+            // A job that unwound out of a transaction: roll it back so the next starts clean.
+            let _ = w.conn.execute_batch("ROLLBACK");
+            w.rolled_back();
+        }
+    }
+    if let Err(error) = w
+        .conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+    {
+        tracing::debug!(%error, "final WAL checkpoint");
+    }
+    tracing::debug!("store writer stopped");
+}
+
 impl Store {
-    /// Opens (creating and migrating if needed) the store `kandji.sqlite3` in `data_dir`.
+    /// Opens the store `kandji.sqlite3` in `data_dir` for writing: creates it if needed, takes
+    /// the single-instance lock, checks its integrity, migrates it, and starts the writer.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(data_dir, StoreOptions::default())
+    }
+
+    pub fn open_with(data_dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Open {
             path: data_dir.to_path_buf(),
             message: format!("cannot create the data directory: {e}"),
         })?;
-        let path = data_dir.join("kandji.sqlite3");
-        let mut conn = Connection::open(&path).map_err(|e| StoreError::Open {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        configure(&conn)?;
+        let path = data_dir.join(FILE_NAME);
+        let lock = lock::StoreLock::acquire(&path)?;
+        let mut conn = Connection::open(&path).map_err(|e| StoreError::Sqlite(e).at(&path))?;
+        if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+            return Err(StoreError::ReadOnly {
+                path,
+                message: "SQLite could only open it for reading".into(),
+            });
+        }
+        configure_writer(&conn, &opts).map_err(|e| e.at(&path))?;
         restrict_to_owner(&path);
-        schema::migrate(&mut conn)?;
-        let (tx, rx) = std_mpsc::channel::<Cmd>();
+        quick_check(&conn, &path)?;
+        schema::migrate(&mut conn).map_err(|e| match e {
+            StoreError::TooNew {
+                found, supported, ..
+            } => StoreError::TooNew {
+                path: path.clone(),
+                found,
+                supported,
+            },
+            other => other.at(&path),
+        })?;
+        let writer = WriterConn {
+            conn,
+            path: path.clone(),
+            apps: apps::Caches::default(),
+            stages: write::Stages::default(),
+        };
+        let (tx, rx) = std_mpsc::channel::<Job>();
+        let alive = Arc::new(AtomicBool::new(true));
+        let alive2 = alive.clone();
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(writer, rx, alive2))
             .map_err(|e| StoreError::Open {
                 path: path.clone(),
                 message: format!("cannot start the writer thread: {e}"),
             })?;
+        let thread_id = handle.thread().id();
         Ok(Store {
-            path,
-            tx,
-            _writer: std::sync::Arc::new(WriterGuard(Some(handle))),
+            inner: Arc::new(Inner {
+                readers: ReaderPool {
+                    path: path.clone(),
+                    idle: Mutex::new(Vec::new()),
+                },
+                path,
+                writer: Some(Writer {
+                    tx: Mutex::new(Some(tx)),
+                    alive,
+                    thread: Mutex::new(Some(handle)),
+                    thread_id,
+                    lock: Mutex::new(Some(lock)),
+                }),
+            }),
+        })
+    }
+
+    /// Opens an existing store for reading only: no lock, no migration, no writer (status,
+    /// export, backup; they run beside a daemon). The store must be at this build's schema.
+    pub fn open_read_only(data_dir: &Path) -> Result<Store, StoreError> {
+        let path = data_dir.join(FILE_NAME);
+        if !path.exists() {
+            return Err(StoreError::Missing {
+                path: data_dir.to_path_buf(),
+            });
+        }
+        let conn = open_reader(&path)?;
+        let found = schema::version(&conn).map_err(|e| e.at(&path))?;
+        if found > schema::LATEST {
+            return Err(StoreError::TooNew {
+                path,
+                found,
+                supported: schema::LATEST,
+            });
+        }
+        if found < schema::LATEST {
+            return Err(StoreError::NotMigrated {
+                path,
+                found,
+                latest: schema::LATEST,
+            });
+        }
+        Ok(Store {
+            inner: Arc::new(Inner {
+                readers: ReaderPool {
+                    path: path.clone(),
+                    idle: Mutex::new(vec![conn]),
+                },
+                path,
+                writer: None,
+            }),
         })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
     }
 
-    /// Commits one batch in one transaction.
-    pub async fn write(&self, batch: Batch) -> Result<BatchOutcome, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Write(Box::new(batch), tx))
-            .map_err(|_| StoreError::WriterGone)?;
-        rx.await.map_err(|_| StoreError::WriterGone)?
+    /// Whether this handle can write (it was opened with [`Store::open`]).
+    pub fn is_writable(&self) -> bool {
+        self.inner.writer.is_some()
     }
 
-    /// Runs `f` on the writer's connection, serialized with the batches.
-    pub async fn exec<F>(&self, f: F) -> Result<(), StoreError>
+    /// Whether the writer thread is running. `/readyz` is red when it is not.
+    pub fn writer_alive(&self) -> bool {
+        self.inner
+            .writer
+            .as_ref()
+            .is_some_and(|w| w.alive.load(Ordering::SeqCst))
+    }
+
+    /// Records the console URL this process serves in the lock file, so that a second process
+    /// (`sync --once` beside the daemon) can ask it to sync.
+    pub fn advertise_console(&self, url: &str) {
+        if let Some(w) = &self.inner.writer
+            && let Ok(mut l) = w.lock.lock()
+            && let Some(l) = l.as_mut()
+        {
+            l.set_console(url);
+        }
+    }
+
+    /// Runs `f` on the writer's connection, serialized with every other write. A panic in
+    /// `f` becomes [`StoreError::Panic`]; the writer keeps running.
+    async fn exec<T, F>(&self, what: &'static str, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(&mut Connection) -> Result<(), StoreError> + Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&mut WriterConn) -> Result<T, StoreError> + Send + 'static,
     {
+        let Some(w) = &self.inner.writer else {
+            return Err(StoreError::NoWriter {
+                path: self.inner.path.clone(),
+                what,
+            });
+        };
         let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Exec(Box::new(f), tx))
-            .map_err(|_| StoreError::WriterGone)?;
+        let job: Job = Box::new(move |wc: &mut WriterConn| {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(wc)));
+            let r = match r {
+                Ok(r) => r.map_err(|e| e.at(&wc.path)),
+                Err(p) => {
+                    let message = panic_message(p.as_ref());
+                    tracing::error!(path = %wc.path.display(), panic = %message, "store command panicked; rolled back");
+                    wc.rolled_back();
+                    Err(StoreError::Panic(message))
+                }
+            };
+            let _ = tx.send(r);
+        });
+        let sent =
+            w.tx.lock()
+                .ok()
+                .and_then(|t| t.as_ref().map(|t| t.send(job).is_ok()))
+                .unwrap_or(false);
+        if !sent {
+            return Err(StoreError::WriterGone);
+        }
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
-    /// A new read-only connection. Use it from blocking code (`spawn_blocking`).
-    pub fn reader(&self) -> Result<Connection, StoreError> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        Ok(conn)
+    /// Runs `f` on a pooled read-only connection, on the calling thread (blocking code only).
+    fn read_blocking<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.inner.readers.with(f)
     }
 
-    /// Runs a read on a fresh read-only connection, off the async runtime.
-    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs `f` on a pooled read-only connection, off the async runtime.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = store.reader()?;
-            f(&conn)
-        })
-        .await
-        .map_err(|_| StoreError::WriterGone)?
+        tokio::task::spawn_blocking(move || store.read_blocking(f))
+            .await
+            .map_err(|e| StoreError::Panic(e.to_string()))?
     }
 
-    /// The stream's committed checkpoint, if any.
-    pub fn checkpoint(
-        conn: &Connection,
-        source: &str,
-        stream: &str,
-    ) -> Result<Option<serde_json::Value>, StoreError> {
-        let raw: Option<String> = conn
-            .query_row(
-                "SELECT value FROM checkpoints WHERE source = ?1 AND stream = ?2",
-                [source, stream],
-                |r| r.get(0),
-            )
-            .optional()?;
-        raw.map(|s| {
-            serde_json::from_str(&s).map_err(|e| StoreError::BadCheckpoint {
-                source_name: source.to_string(),
-                stream: stream.to_string(),
-                message: e.to_string(),
-            })
+    /// Commits one page of one stream in one transaction: its rows (with the change events
+    /// and outbox rows they cause), events, sweep ends, refresh-queue changes, checkpoint and
+    /// record counts. Either all of it is in the store afterwards, or none of it.
+    pub async fn commit_page(&self, batch: Batch) -> Result<BatchOutcome, StoreError> {
+        self.exec("committing a page", move |w| {
+            let r = write::apply(w, &batch);
+            if let Err(error) = &r {
+                tracing::error!(source = %batch.source, stream = %batch.stream, %error, "store write failed");
+            }
+            r
         })
-        .transpose()
+        .await
+    }
+
+    /// The full `PRAGMA integrity_check`: empty when the store is sound, else SQLite's list
+    /// of problems.
+    pub async fn verify(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare("PRAGMA integrity_check")?;
+            let rows: Vec<String> = st
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(rows.into_iter().filter(|r| r != "ok").collect())
+        })
+        .await
+    }
+
+    /// An online copy of the store into `dir` (created if needed; it must not hold a store
+    /// yet), through SQLite's backup API, beside a running writer. Returns the copy's path.
+    pub async fn backup(&self, dir: &Path) -> Result<PathBuf, StoreError> {
+        let dest = dir.join(FILE_NAME);
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+            path: dir.to_path_buf(),
+            message: format!("cannot create the backup directory: {e}"),
+        })?;
+        if dest.exists() {
+            return Err(StoreError::Open {
+                path: dest,
+                message: "a store is already there; choose an empty directory".into(),
+            });
+        }
+        let d = dest.clone();
+        self.read(move |c| {
+            let mut out = Connection::open(&d).map_err(|e| StoreError::Sqlite(e).at(&d))?;
+            {
+                let backup = rusqlite::backup::Backup::new(c, &mut out)?;
+                backup.run_to_completion(1024, std::time::Duration::from_millis(0), None)?;
+            }
+            out.pragma_update(None, "journal_mode", "DELETE")?;
+            restrict_to_owner(&d);
+            Ok(())
+        })
+        .await?;
+        Ok(dest)
+    }
+
+    /// The database file's size in bytes (main file and WAL), for status and benchmarks.
+    pub fn size_on_disk(&self) -> u64 {
+        let mut wal = self.inner.path.as_os_str().to_os_string();
+        wal.push("-wal");
+        [self.inner.path.clone(), PathBuf::from(wal)]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Bytes per table and index (SQLite's `dbstat`), largest first.
+    pub async fn space_by_table(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(|c| {
+            let mut st =
+                c.prepare("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC")?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
     }
 }
 
-fn writer_loop(mut conn: Connection, rx: std_mpsc::Receiver<Cmd>) {
-    while let Ok(cmd) = rx.recv() {
-        match cmd {
-            Cmd::Write(batch, reply) => {
-                let result = write::apply(&mut conn, &batch);
-                if let Err(error) = &result {
-                    tracing::error!(source = %batch.source, stream = %batch.stream, %error, "store write failed");
-                }
-                let _ = reply.send(result);
-            }
-            Cmd::Exec(f, reply) => {
-                let _ = reply.send(f(&mut conn));
-            }
-        }
+/// `PRAGMA quick_check`: a corrupt store is refused, naming the file.
+fn quick_check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let corrupt = |message: String| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut st =
+        conn.prepare("PRAGMA quick_check")
+            .map_err(|e| match StoreError::Sqlite(e).at(path) {
+                StoreError::Db { message, .. } => corrupt(message),
+                other => other,
+            })?;
+    let problems: Vec<String> = st
+        .query_map([], |r| r.get::<_, String>(0))
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| StoreError::Sqlite(e).at(path))?
+        .into_iter()
+        .filter(|r| r != "ok")
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(corrupt(
+            problems.into_iter().take(3).collect::<Vec<_>>().join("; "),
+        ))
     }
-    tracing::debug!("store writer stopped");
 }
 
 /// Milliseconds since the Unix epoch, the store's time unit.
 pub fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_command_fails_alone_and_the_writer_keeps_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let r: Result<(), StoreError> = store
+            .exec("a test", |w| {
+                let tx = w.conn.transaction()?;
+                tx.execute(
+                    "INSERT INTO checkpoints (source, stream, value, updated_at) VALUES ('a', 'b', '{}', 1)",
+                    [],
+                )?;
+                panic!("boom inside a transaction");
+            })
+            .await;
+        assert!(matches!(r, Err(StoreError::Panic(m)) if m.contains("boom")));
+        assert!(store.writer_alive());
+        // The panicked transaction left nothing, and the next write commits.
+        assert_eq!(store.checkpoint("a", "b").await.unwrap(), None);
+        let mut b = Batch::new("a", "b", 5, "inventory");
+        b.checkpoint = Some(serde_json::json!({"n": 1}));
+        store.commit_page(b).await.unwrap();
+        assert_eq!(
+            store.checkpoint("a", "b").await.unwrap(),
+            Some(serde_json::json!({"n": 1}))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_only_handle_refuses_writes_with_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let ro = Store::open_read_only(dir.path()).unwrap();
+        assert!(!ro.is_writable());
+        let err = ro
+            .commit_page(Batch::new("a", "b", 1, "inventory"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NoWriter { .. }), "{err}");
+        assert!(err.to_string().contains(dir.path().to_str().unwrap()));
+    }
 }

@@ -60,6 +60,20 @@ pub struct TableSpec {
     pub remove_after_missed: i64,
     /// What a new, changed, removed or returning row means, as a change event.
     pub noun: &'static str,
+    /// How full snapshots of the table arrive: [`Snapshots::Restart`] tables (Prism exports)
+    /// are compared set-wise when the snapshot ends, because an interrupted export starts
+    /// over; the others walk pages that resume, and count misses row by row.
+    pub snapshots: Snapshots,
+}
+
+/// How a table's full snapshots arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Snapshots {
+    /// Resumable walks (and per-device reads): each row's sweep and misses are kept.
+    Resume,
+    /// Whole exports that restart when interrupted, one per value of this column (`""`: one
+    /// for the whole table): staged, then compared set-wise.
+    Restart(&'static str),
 }
 
 impl TableSpec {
@@ -97,6 +111,7 @@ pub static TABLES: [TableSpec; 9] = [
         ],
         remove_after_missed: 2,
         noun: "device",
+        snapshots: Snapshots::Resume,
     },
     TableSpec {
         name: "device_details",
@@ -107,6 +122,7 @@ pub static TABLES: [TableSpec; 9] = [
         ],
         remove_after_missed: 1,
         noun: "device_detail",
+        snapshots: Snapshots::Restart("category"),
     },
     TableSpec {
         name: "apps",
@@ -118,6 +134,7 @@ pub static TABLES: [TableSpec; 9] = [
         ],
         remove_after_missed: 1,
         noun: "app",
+        snapshots: Snapshots::Restart(""),
     },
     TableSpec {
         name: "compliance",
@@ -130,6 +147,7 @@ pub static TABLES: [TableSpec; 9] = [
         ],
         remove_after_missed: 1,
         noun: "compliance_item",
+        snapshots: Snapshots::Resume,
     },
     TableSpec {
         name: "users",
@@ -144,18 +162,21 @@ pub static TABLES: [TableSpec; 9] = [
         ],
         remove_after_missed: 1,
         noun: "user",
+        snapshots: Snapshots::Resume,
     },
     TableSpec {
         name: "blueprints",
         columns: &[col("name", "TEXT"), col("computers_count", "INTEGER")],
         remove_after_missed: 1,
         noun: "blueprint",
+        snapshots: Snapshots::Resume,
     },
     TableSpec {
         name: "tags",
         columns: &[col("name", "TEXT")],
         remove_after_missed: 1,
         noun: "tag",
+        snapshots: Snapshots::Resume,
     },
     TableSpec {
         name: "ade_devices",
@@ -170,6 +191,7 @@ pub static TABLES: [TableSpec; 9] = [
         ],
         remove_after_missed: 1,
         noun: "ade_device",
+        snapshots: Snapshots::Resume,
     },
     TableSpec {
         name: "vuln_detections",
@@ -184,6 +206,7 @@ pub static TABLES: [TableSpec; 9] = [
         ],
         remove_after_missed: 1,
         noun: "vulnerability_detection",
+        snapshots: Snapshots::Resume,
     },
 ];
 

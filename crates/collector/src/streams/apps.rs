@@ -2,54 +2,47 @@
 //! for the whole fleet, which also finds removed apps), and Prism cursor pages filtered on
 //! `last_changed_at` for deltas in between. Per-device `/devices/{id}/apps` is not used: at one
 //! request per device it costs the fleet size every cycle, which the planner refuses.
+//!
+//! Rows are normalized as they are parsed (see `store/apps.rs`): the CSV's records become
+//! [`AppInstall`]s in the parser's thread, each distinct app version's fields built once.
 
 use serde_json::Value;
 
-use super::device_details::{Category, category};
-use super::{StreamName, text, typed};
-use crate::engine::fetch::s;
-use crate::engine::sweep::load_checkpoint;
+use super::StreamName;
+use super::device_details::checkpoint_of;
+use super::prism::{self, PrismTable};
 use crate::engine::{RunReport, Scope, SourceRuntime, StreamError};
-use crate::store::{InvRow, Table};
+use crate::store::{AppInstall, AppRowMapper, AppUpsert, Batch, Table};
 
-pub fn map(_category: &str, row: &Value) -> Option<InvRow> {
-    let device_id = s(row, "device_id")?;
-    let ident = s(row, "bundle_id")
-        .or_else(|| s(row, "path"))
-        .or_else(|| s(row, "name"))
-        .or_else(|| s(row, "app_name"))?;
-    Some(InvRow {
-        key: format!("{device_id}|{ident}"),
-        device_id: Some(device_id),
-        values: typed(
-            Table::Apps,
-            vec![
-                ("name", text(s(row, "name").or_else(|| s(row, "app_name")))),
-                ("bundle_id", text(s(row, "bundle_id"))),
-                (
-                    "version",
-                    text(s(row, "short_version").or_else(|| s(row, "version"))),
-                ),
-                ("path", text(s(row, "path"))),
-            ],
-        ),
-        raw: row.to_string(),
-    })
+/// Apps as a Prism table: normalized installs.
+pub struct Apps;
+
+impl PrismTable for Apps {
+    type Row = AppInstall;
+    type Mapper = AppRowMapper;
+    fn table(&self) -> Table {
+        Table::Apps
+    }
+    fn mapper(&self, _category: &str) -> AppRowMapper {
+        AppRowMapper::default()
+    }
+    fn row_of_json(&self, _category: &str, row: &Value) -> Option<AppInstall> {
+        row.as_object().and_then(AppInstall::from_json)
+    }
+    fn device_of(row: &AppInstall) -> Option<&str> {
+        Some(&row.device_id)
+    }
+    fn push(batch: &mut Batch, _table: Table, sweep: i64, started_at: i64, rows: Vec<AppInstall>) {
+        batch.apps.push(AppUpsert {
+            sweep,
+            started_at,
+            rows,
+        });
+    }
 }
 
 pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamError> {
     let stream = StreamName::Apps;
-    let mut report = RunReport::default();
-    let cp = load_checkpoint(&rt.store, rt.name(), stream)
-        .await?
-        .unwrap_or(Value::Null);
-    let this = cp.get("apps").cloned().unwrap_or(Value::Null);
-    let c = Category {
-        stream,
-        name: "apps",
-        table: Table::Apps,
-        map,
-    };
-    category(rt, scope, c, &this, &mut report).await?;
-    Ok(report)
+    let cp = checkpoint_of(rt, stream, "apps").await?;
+    prism::category(rt, scope, stream, "apps", &Apps, &cp).await
 }

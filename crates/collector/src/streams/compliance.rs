@@ -5,7 +5,6 @@
 //! change, not to fleet size.
 
 use kandji_api::KandjiError;
-use rusqlite::params;
 use serde_json::Value;
 
 use super::{StreamName, int, text, typed};
@@ -55,58 +54,7 @@ pub fn rows(device_id: &str, body: &Value) -> Vec<InvRow> {
 /// The devices to read this run, most urgent first: queued, then check-in moved, then the
 /// least recently read.
 async fn pick(rt: &SourceRuntime, cap: usize) -> Result<Vec<(String, bool)>, StreamError> {
-    let source = rt.name().to_string();
-    Ok(rt
-        .store
-        .read(move |c| {
-            let mut out: Vec<(String, bool)> = Vec::new();
-            let push = |id: String, queued: bool, out: &mut Vec<(String, bool)>| {
-                if out.len() < cap && !out.iter().any(|(d, _)| *d == id) {
-                    out.push((id, queued));
-                }
-            };
-            let mut q = c.prepare(
-                "SELECT q.device_id FROM refresh_queue q
-                 JOIN devices d ON d.source = q.source AND d.key = q.device_id AND d.removed_at IS NULL
-                 WHERE q.source = ?1 ORDER BY q.queued_at LIMIT ?2",
-            )?;
-            for id in q.query_map(params![source, cap as i64], |r| r.get::<_, String>(0))? {
-                push(id?, true, &mut out);
-            }
-            let mut moved = c.prepare(
-                "SELECT d.key, (SELECT max(c.last_seen) FROM compliance c
-                                 WHERE c.source = d.source AND c.device_id = d.key) AS read_at
-                 FROM devices d WHERE d.source = ?1 AND d.removed_at IS NULL
-                 ORDER BY (read_at IS NOT NULL), read_at, d.key LIMIT ?2",
-            )?;
-            let candidates: Vec<(String, Option<i64>)> = moved
-                .query_map(params![source, (cap * 4) as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
-            // Never read first, then check-in after our last read, then the oldest reads.
-            let mut checkin = c.prepare_cached(
-                "SELECT last_check_in FROM devices WHERE source = ?1 AND key = ?2",
-            )?;
-            let mut moved_ids = Vec::new();
-            let mut rotation = Vec::new();
-            for (id, read_at) in candidates {
-                match read_at {
-                    None => moved_ids.push(id),
-                    Some(read_at) => {
-                        let ci: Option<i64> = checkin.query_row(params![source, id], |r| r.get(0))?;
-                        if ci.is_some_and(|ci| ci > read_at) {
-                            moved_ids.push(id);
-                        } else {
-                            rotation.push(id);
-                        }
-                    }
-                }
-            }
-            for id in moved_ids.into_iter().chain(rotation) {
-                push(id, false, &mut out);
-            }
-            Ok(out)
-        })
-        .await?)
+    Ok(rt.store.compliance_candidates(rt.name(), cap).await?)
 }
 
 pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamError> {

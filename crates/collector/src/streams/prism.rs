@@ -2,33 +2,48 @@
 //! through cursor pages filtered on `last_changed_at`. Shared by `device_details` and `apps`.
 //!
 //! An export costs about three requests plus polls whatever the fleet size, and its rows arrive
-//! in batches as the CSV streams, so memory stays flat in fleet size.
+//! in batches as the CSV streams, so memory stays flat in fleet size. CSV records are mapped to
+//! store rows in the parser's thread ([`PrismTable::mapper`]): no intermediate map per row.
+//!
+//! A full export stages its rows in the store and is compared set-wise when its last batch
+//! commits (see `store/write.rs`); an interrupted export starts over at the next run (its
+//! checkpoint only moves with the snapshot's end).
 
 use std::time::Duration;
 
 use futures::StreamExt;
-use kandji_api::export::{ExportOptions, ExportRequest, RowBatches};
+use kandji_api::export::{CsvHeaders, CsvMapper, ExportOptions, ExportRequest, MappedBatches};
 use serde_json::{Value, json};
 
+use super::StreamName;
 use crate::engine::fetch::{self, q};
-use crate::engine::{Scope, SourceRuntime, StreamError};
+use crate::engine::{RunReport, Scope, SourceRuntime, StreamError};
+use crate::planner::FULL_EXPORT_EVERY;
+use crate::store::{Batch, Scope as StoreScope, SweepEnd, Table};
 
 /// Rows per batch handed to the store.
-pub const BATCH_ROWS: usize = 1_000;
+pub const BATCH_ROWS: usize = 5_000;
 /// How long an export may take before the run gives up (the next run starts a new one).
 pub const EXPORT_DEADLINE: Duration = Duration::from_secs(30 * 60);
+/// Rows changed this long before the last read are read again.
+pub const OVERLAP_MS: i64 = 15 * 60 * 1000;
 
 /// The Prism filter arguments the source's filters push down.
 pub fn pushdown(scope: &Scope) -> (Vec<String>, Vec<String>) {
     (scope.blueprint_ids.clone(), scope.families.clone())
 }
 
-/// Runs an export of `category` to completion and streams its rows, `BATCH_ROWS` at a time
-/// (the client creates, polls with backoff up to a deadline, downloads the signed URL without
-/// the bearer header and parses the CSV as it streams).
-pub fn export(rt: &SourceRuntime, category: &str, scope: &Scope) -> RowBatches {
+/// Runs an export of `category` to completion and streams its rows, mapped by `mapper`,
+/// `BATCH_ROWS` at a time (the client creates, polls with backoff up to a deadline, downloads
+/// the signed URL without the bearer header and parses the CSV as it streams).
+pub fn export<M: CsvMapper>(
+    rt: &SourceRuntime,
+    category: &str,
+    scope: &Scope,
+    mapper: M,
+) -> MappedBatches<M::Row> {
     let (blueprint_ids, device_families) = pushdown(scope);
-    rt.client.export(
+    rt.client.export_mapped(
         ExportRequest {
             category: category.to_string(),
             blueprint_ids,
@@ -41,6 +56,7 @@ pub fn export(rt: &SourceRuntime, category: &str, scope: &Scope) -> RowBatches {
             batch_size: BATCH_ROWS,
             ..ExportOptions::default()
         },
+        mapper,
     )
 }
 
@@ -94,4 +110,163 @@ where
 /// The ms timestamp of a Prism row's `last_changed_at` (or `updated_at`).
 pub fn changed_at(row: &Value) -> Option<i64> {
     fetch::ts(row, "last_changed_at").or_else(|| fetch::ts(row, "updated_at"))
+}
+
+/// A store table fed by Prism: how its rows are made from CSV records and JSON rows, and how
+/// they join a batch.
+pub trait PrismTable: Sync {
+    type Row: Send + 'static;
+    type Mapper: CsvMapper<Row = Self::Row>;
+    fn table(&self) -> Table;
+    fn mapper(&self, category: &str) -> Self::Mapper;
+    fn row_of_json(&self, category: &str, row: &Value) -> Option<Self::Row>;
+    fn device_of(row: &Self::Row) -> Option<&str>;
+    fn push(batch: &mut Batch, table: Table, sweep: i64, started_at: i64, rows: Vec<Self::Row>);
+}
+
+/// A JSON string literal, as serde_json writes it.
+pub fn json_string(s: &str) -> String {
+    Value::String(s.to_string()).to_string()
+}
+
+/// Builds the raw JSON of a CSV record as `serde_json` would write the record's map (keys
+/// sorted, a later column of the same name winning, every value a string), without the map.
+#[derive(Debug, Default, Clone)]
+pub struct RawJson {
+    /// (key as JSON, column), sorted by key.
+    cols: Vec<(String, usize)>,
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl RawJson {
+    pub fn new(h: &CsvHeaders) -> RawJson {
+        let mut by_name: std::collections::BTreeMap<&str, usize> = Default::default();
+        for (i, n) in h.names.iter().enumerate() {
+            by_name.insert(n.as_str(), i);
+        }
+        let mut index = std::collections::HashMap::new();
+        for (i, n) in h.names.iter().enumerate() {
+            index.entry(n.clone()).or_insert(i);
+            index
+                .entry(n.trim().to_ascii_lowercase().replace([' ', '-'], "_"))
+                .or_insert(i);
+        }
+        RawJson {
+            cols: by_name
+                .into_iter()
+                .map(|(n, i)| (json_string(n), i))
+                .collect(),
+            index,
+        }
+    }
+
+    pub fn write(&self, r: &csv::StringRecord) -> String {
+        let mut s = String::with_capacity(r.as_slice().len() + self.cols.len() * 24);
+        s.push('{');
+        for (n, (k, i)) in self.cols.iter().enumerate() {
+            if n > 0 {
+                s.push(',');
+            }
+            s.push_str(k);
+            s.push(':');
+            s.push_str(&json_string(r.get(*i).unwrap_or_default()));
+        }
+        s.push('}');
+        s
+    }
+
+    /// A field of the record by column name (as given or normalized); `""` is absent.
+    pub fn get<'r>(&self, r: &'r csv::StringRecord, name: &str) -> Option<&'r str> {
+        self.index
+            .get(name)
+            .and_then(|i| r.get(*i))
+            .filter(|s| !s.is_empty())
+    }
+}
+
+/// Streams one category: a full export or deltas, resuming from `cp` (the category's part of
+/// the checkpoint, stored under the category's key).
+pub async fn category<T: PrismTable>(
+    rt: &SourceRuntime,
+    scope: &Scope,
+    stream: StreamName,
+    category: &str,
+    t: &T,
+    cp: &Value,
+) -> Result<RunReport, StreamError> {
+    let table = t.table();
+    let mut report = RunReport::default();
+    let started = rt.now();
+    let last_full = cp.get("last_full_ms").and_then(Value::as_i64);
+    let hwm = cp.get("hwm_ms").and_then(Value::as_i64);
+    let full_due = match (last_full, hwm) {
+        (Some(f), Some(_)) => started - f >= FULL_EXPORT_EVERY.as_millis() as i64,
+        _ => true,
+    };
+    let keep = |r: &T::Row| scope.has_device(T::device_of(r));
+    let scope_of_sweep = match table {
+        Table::DeviceDetails => StoreScope::Column("category", category.to_string()),
+        _ => StoreScope::All,
+    };
+    if full_due {
+        let sweep = started;
+        let mut batches = export(rt, category, scope, t.mapper(category));
+        report.pages += 1;
+        while let Some(rows) = batches.next().await {
+            let rows: Vec<T::Row> = rows?.into_iter().filter(|r| keep(r)).collect();
+            let mut batch = rt.batch(stream);
+            T::push(&mut batch, table, sweep, sweep, rows);
+            let out = rt.commit(batch).await?;
+            report.records += out.records();
+            if rt.stopping() {
+                // Rows so far are committed; the checkpoint is not, so the next run exports again.
+                return Err(StreamError::Shutdown);
+            }
+        }
+        // The whole snapshot is in: close the sweep and move the checkpoint in one commit.
+        let mut batch = rt.batch(stream);
+        batch.sweep_ends.push(SweepEnd {
+            table,
+            sweep,
+            scope: scope_of_sweep,
+        });
+        batch.checkpoint = Some(json!({"last_full_ms": started, "hwm_ms": started}));
+        batch.checkpoint_key = Some(category.to_string());
+        let out = rt.commit(batch).await?;
+        report.records += out.records();
+        return Ok(report);
+    }
+    let since = hwm.unwrap_or(started) - OVERLAP_MS;
+    let records = std::sync::atomic::AtomicU64::new(0);
+    let pages = deltas(rt, category, since, scope, |page: DeltaPage| {
+        let rows: Vec<T::Row> = page
+            .rows
+            .iter()
+            .filter_map(|r| t.row_of_json(category, r))
+            .filter(|r| keep(r))
+            .collect();
+        let mut batch = rt.batch(stream);
+        for r in &rows {
+            if let Some(d) = T::device_of(r) {
+                batch
+                    .refresh
+                    .push((d.to_string(), format!("prism:{category}")));
+            }
+        }
+        T::push(&mut batch, table, 0, started, rows);
+        if page.done {
+            batch.checkpoint = Some(json!({"last_full_ms": last_full, "hwm_ms": started}));
+            batch.checkpoint_key = Some(category.to_string());
+        }
+        let records = &records;
+        async move {
+            let out = rt.commit(batch).await?;
+            records.fetch_add(out.records(), std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
+    })
+    .await?;
+    report.pages += pages;
+    report.records += records.into_inner();
+    Ok(report)
 }

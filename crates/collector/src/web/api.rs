@@ -7,9 +7,11 @@ use axum::response::{IntoResponse, Json, Response};
 use serde_json::{Value, json};
 
 use super::pages::{ListQuery, source_rows};
-use super::queries::{self, DeviceFilter, EventFilter};
 use super::{App, WebError};
 use crate::store::now_ms;
+use crate::store::{
+    DeviceDetail, DeviceFilter, DeviceView, EventDetail, EventFilter, EventPage, PAGE, UserView,
+};
 use crate::streams::StreamName;
 
 /// A caller of the API: a logged-in session (with its CSRF token for writes) or the API key.
@@ -67,26 +69,17 @@ pub async fn source(
         .ok_or(WebError::NotFound)?;
     let store = app.store.clone();
     let n = name.clone();
-    let status =
-        tokio::task::spawn_blocking(move || crate::commands::status_rows(&store, Some(&n)))
-            .await
-            .map_err(|e| WebError::Internal(e.to_string()))?
-            .map_err(|e| WebError::Internal(e.to_string()))?;
+    let status = crate::commands::status_rows(&store, Some(&n))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?;
     let budget = app.supervisor.runtime(&name).map(|rt| {
         let b = rt.budget.state();
         json!({"limit": b.limit, "share_limit": b.share_limit, "spent_this_hour": b.spent_this_hour, "remaining": b.remaining})
     });
     let since = now_ms() - 24 * 3_600_000;
     let n = name.clone();
-    let (bs, rs) = app
-        .store
-        .read(move |c| {
-            Ok((
-                queries::budget_series(c, &n, since)?,
-                queries::record_series(c, &n, since)?,
-            ))
-        })
-        .await?;
+    let bs = app.store.budget_series(&n, since).await?;
+    let rs = app.store.record_series(&n, since).await?;
     let console = super::sources::get(&app.store, &name).await?;
     Ok(Json(json!({
         "name": row.name,
@@ -139,9 +132,8 @@ pub async fn sync(
 
 pub async fn status(State(app): State<App>, _c: ApiCaller) -> Result<Json<Value>, WebError> {
     let store = app.store.clone();
-    let rows = tokio::task::spawn_blocking(move || crate::commands::status_rows(&store, None))
+    let rows = crate::commands::status_rows(&store, None)
         .await
-        .map_err(|e| WebError::Internal(e.to_string()))?
         .map_err(|e| WebError::Internal(e.to_string()))?;
     Ok(Json(Value::Array(rows)))
 }
@@ -150,47 +142,34 @@ pub async fn events(
     State(app): State<App>,
     _c: ApiCaller,
     Query(f): Query<EventFilter>,
-) -> Result<Json<queries::EventPage>, WebError> {
-    Ok(Json(
-        app.store
-            .read(move |c| queries::events(c, &f, queries::PAGE))
-            .await?,
-    ))
+) -> Result<Json<EventPage>, WebError> {
+    Ok(Json(app.store.events_page(f, PAGE).await?))
 }
 
 pub async fn event(
     State(app): State<App>,
     _c: ApiCaller,
     Path(seq): Path<i64>,
-) -> Result<Json<queries::EventDetail>, WebError> {
-    Ok(Json(
-        app.store
-            .read(move |c| queries::event(c, seq))
-            .await?
-            .ok_or(WebError::NotFound)?,
-    ))
+) -> Result<Json<EventDetail>, WebError> {
+    Ok(Json(app.store.event(seq).await?.ok_or(WebError::NotFound)?))
 }
 
 pub async fn devices(
     State(app): State<App>,
     _c: ApiCaller,
     Query(f): Query<DeviceFilter>,
-) -> Result<Json<Vec<queries::DeviceView>>, WebError> {
-    Ok(Json(
-        app.store
-            .read(move |c| queries::devices(c, &f, Some(queries::PAGE)))
-            .await?,
-    ))
+) -> Result<Json<Vec<DeviceView>>, WebError> {
+    Ok(Json(app.store.devices_page(f).await?))
 }
 
 pub async fn device(
     State(app): State<App>,
     _c: ApiCaller,
     Path((source, id)): Path<(String, String)>,
-) -> Result<Json<queries::DeviceDetail>, WebError> {
+) -> Result<Json<DeviceDetail>, WebError> {
     Ok(Json(
         app.store
-            .read(move |c| queries::device(c, &source, &id))
+            .device(&source, &id)
             .await?
             .ok_or(WebError::NotFound)?,
     ))
@@ -200,10 +179,10 @@ pub async fn users(
     State(app): State<App>,
     _c: ApiCaller,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Vec<queries::UserView>>, WebError> {
+) -> Result<Json<Vec<UserView>>, WebError> {
     Ok(Json(
         app.store
-            .read(move |c| queries::users(c, q.q.as_deref(), q.page.unwrap_or(0)))
+            .users_page(q.q.clone(), q.page.unwrap_or(0))
             .await?,
     ))
 }
@@ -213,19 +192,13 @@ pub async fn apps(
     _c: ApiCaller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, WebError> {
-    let out = app
+    let ver = q.version.clone().filter(|v| !v.is_empty());
+    let bundle = q.bundle.clone().filter(|b| !b.is_empty());
+    let (apps, devices) = app
         .store
-        .read(move |c| {
-            let ver = q.version.as_deref().filter(|v| !v.is_empty());
-            let apps = queries::apps(c, q.q.as_deref().unwrap_or(""), ver)?;
-            let devices = match q.bundle.as_deref().filter(|b| !b.is_empty()) {
-                Some(b) => queries::app_devices(c, b, ver)?,
-                None => Vec::new(),
-            };
-            Ok(json!({"apps": apps, "devices": devices}))
-        })
+        .apps_search(q.q.clone().unwrap_or_default(), ver, bundle)
         .await?;
-    Ok(Json(out))
+    Ok(Json(json!({"apps": apps, "devices": devices})))
 }
 
 /// Prometheus text format. Gauges and counters that mirror the engine's state are refreshed
@@ -264,9 +237,8 @@ pub async fn metrics(State(app): State<App>, _c: ApiCaller) -> Result<Response, 
             .set(f64::from(b.share_limit));
     }
     let store = app.store.clone();
-    let rows = tokio::task::spawn_blocking(move || crate::commands::status_rows(&store, None))
+    let rows = crate::commands::status_rows(&store, None)
         .await
-        .map_err(|e| WebError::Internal(e.to_string()))?
         .map_err(|e| WebError::Internal(e.to_string()))?;
     let now = time::OffsetDateTime::now_utc();
     for r in rows {
@@ -301,11 +273,9 @@ pub async fn metrics(State(app): State<App>, _c: ApiCaller) -> Result<Response, 
 }
 
 pub async fn readyz(State(app): State<App>) -> Response {
-    let store_ok = app
-        .store
-        .read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
-        .await
-        .is_ok();
+    // The writer must be running (a dead writer means nothing gets stored) and a reader
+    // must answer.
+    let store_ok = app.store.writer_alive() && app.store.fleet_size("").await.is_ok();
     if store_ok && app.supervisor.is_ready() {
         (StatusCode::OK, "ready").into_response()
     } else {

@@ -11,10 +11,9 @@ use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::http::HeaderMap;
-use rusqlite::OptionalExtension;
 
 use super::crypto::random_hex;
-use crate::store::{Store, StoreError, now_ms};
+use crate::store::{Store, StoreError};
 
 pub const SESSION_COOKIE: &str = "kc_session";
 pub const PRE_COOKIE: &str = "kc_pre";
@@ -83,16 +82,7 @@ pub fn ct_eq(a: &str, b: &str) -> bool {
 
 /// The stored password hash, if an admin password was set.
 pub async fn stored_hash(store: &Store) -> Result<Option<String>, StoreError> {
-    store
-        .read(|c| {
-            Ok(c.query_row(
-                "SELECT password_hash FROM console_admin WHERE id = 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?)
-        })
-        .await
+    store.admin_password_hash().await
 }
 
 pub async fn set_password(store: &Store, password: &str) -> Result<(), AuthError> {
@@ -100,17 +90,7 @@ pub async fn set_password(store: &Store, password: &str) -> Result<(), AuthError
     let hash = tokio::task::spawn_blocking(move || hash_password(&pw))
         .await
         .map_err(|e| AuthError::Hash(e.to_string()))??;
-    store
-        .exec(move |c| {
-            c.execute(
-                "INSERT INTO console_admin (id, password_hash, updated_at) VALUES (1, ?1, ?2)
-                 ON CONFLICT (id) DO UPDATE SET password_hash = excluded.password_hash,
-                   updated_at = excluded.updated_at",
-                rusqlite::params![hash, now_ms()],
-            )?;
-            Ok(())
-        })
-        .await?;
+    store.set_admin_password_hash(hash).await?;
     Ok(())
 }
 

@@ -7,7 +7,6 @@ pub mod api;
 pub mod auth;
 pub mod crypto;
 pub mod pages;
-pub mod queries;
 pub mod sources;
 pub mod supervisor;
 pub mod svg;
@@ -306,6 +305,11 @@ pub enum StartError {
 /// Opens the store and key file, sets the admin password, and binds the listener.
 pub async fn start(opts: ConsoleOptions) -> Result<Started, StartError> {
     let store = Store::open(&opts.data_dir)?;
+    start_with(store, opts).await
+}
+
+/// [`start`] on a store this process already opened (one store per process).
+pub async fn start_with(store: Store, opts: ConsoleOptions) -> Result<Started, StartError> {
     let cipher = Arc::new(TokenCipher::load_or_create(
         &opts.data_dir.join("console.key"),
     )?);
@@ -335,6 +339,19 @@ pub async fn start(opts: ConsoleOptions) -> Result<Started, StartError> {
         "{}://{addr}/",
         if opts.secure_cookies { "https" } else { "http" }
     );
+    // A second process (`sync --once`) finds the console here, over plain loopback HTTP.
+    let local = match addr.ip() {
+        ip if ip.is_unspecified() => SocketAddr::new(
+            if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            },
+            addr.port(),
+        ),
+        _ => addr,
+    };
+    store.advertise_console(&format!("http://{local}/"));
     let supervisor = Arc::new(Supervisor::new(store.clone(), cipher, opts.config_sources));
     let app = Arc::new(Console {
         store,
@@ -400,6 +417,7 @@ fn spawn_signals(tx: watch::Sender<bool>) {
 /// `run` and `demo`: serve the console first, then collect (the supervisor starts every
 /// source), until SIGINT/SIGTERM.
 pub async fn run_cmd(
+    store: Store,
     data_dir: PathBuf,
     sources: Vec<Source>,
     web: &crate::cli::WebArgs,
@@ -408,15 +426,18 @@ pub async fn run_cmd(
     if !web.listen.ip().is_loopback() {
         tracing::warn!(listen = %web.listen, "the console listens beyond loopback; put it behind TLS and a firewall");
     }
-    let started = start(ConsoleOptions {
-        data_dir,
-        listen: web.listen,
-        config_sources: sources,
-        allow_custom_endpoints: web.allow_custom_endpoints,
-        generate_password: demo,
-        secure_cookies: web.secure_cookies,
-        api_key: std::env::var("KANDJI_COLLECTOR_API_KEY").ok(),
-    })
+    let started = start_with(
+        store,
+        ConsoleOptions {
+            data_dir,
+            listen: web.listen,
+            config_sources: sources,
+            allow_custom_endpoints: web.allow_custom_endpoints,
+            generate_password: demo,
+            secure_cookies: web.secure_cookies,
+            api_key: std::env::var("KANDJI_COLLECTOR_API_KEY").ok(),
+        },
+    )
     .await?;
     println!("console: {}", started.url);
     match &started.password {

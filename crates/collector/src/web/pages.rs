@@ -12,13 +12,16 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::queries::{self, DeviceFilter, EventFilter};
 use super::sources::{self, Filters, NewSource, Settings};
 use super::{Admin, App, FormData, Pending, Posted, WebError, auth, crypto, render};
 use crate::check::Access;
 use crate::engine::SourceRuntime;
 use crate::engine::status::hint;
 use crate::store::now_ms;
+use crate::store::{
+    AppDevice, AppSummary, DeviceDetail, DeviceFilter, DeviceView, EventDetail, EventFilter,
+    EventView, PAGE, Table, UserView, device_sorts,
+};
 use crate::streams::StreamName;
 
 // ---------- login and setup ----------
@@ -235,9 +238,8 @@ pub fn overall(states: &[String], enabled: bool) -> String {
 pub async fn source_rows(app: &App) -> Result<Vec<SourceRow>, WebError> {
     let status = {
         let store = app.store.clone();
-        tokio::task::spawn_blocking(move || crate::commands::status_rows(&store, None))
+        crate::commands::status_rows(&store, None)
             .await
-            .map_err(|e| WebError::Internal(e.to_string()))?
             .map_err(|e| WebError::Internal(e.to_string()))?
     };
     let states_of = |name: &str, streams: &[String]| -> Vec<String> {
@@ -610,23 +612,12 @@ pub async fn source_page(
     };
     let store = app.store.clone();
     let n2 = name.clone();
-    let status =
-        tokio::task::spawn_blocking(move || crate::commands::status_rows(&store, Some(&n2)))
-            .await
-            .map_err(|e| WebError::Internal(e.to_string()))?
-            .map_err(|e| WebError::Internal(e.to_string()))?;
-    let n3 = name.clone();
-    let (fleet, bps, tgs) = app
-        .store
-        .read(move |c| {
-            let f = queries::fleet(c, &n3)?;
-            let mut st = c.prepare("SELECT key, coalesce(name, key) FROM blueprints WHERE source = ?1 AND removed_at IS NULL ORDER BY name")?;
-            let b: Vec<(String, String)> = st.query_map([&n3], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
-            let mut st = c.prepare("SELECT key, coalesce(name, key) FROM tags WHERE source = ?1 AND removed_at IS NULL ORDER BY name")?;
-            let t: Vec<(String, String)> = st.query_map([&n3], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
-            Ok((f, b, t))
-        })
-        .await?;
+    let status = crate::commands::status_rows(&store, Some(&n2))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    let fleet = app.store.fleet_size(&name).await?;
+    let bps = app.store.dimension(&name, Table::Blueprints).await?;
+    let tgs = app.store.dimension(&name, Table::Tags).await?;
     let stream_list: Vec<StreamName> = selected
         .iter()
         .filter_map(|s| StreamName::parse(s))
@@ -952,10 +943,7 @@ pub async fn budget_svg(
     Path(name): Path<String>,
 ) -> Result<Response, WebError> {
     let (hours, since) = last_24h();
-    let rows = app
-        .store
-        .read(move |c| queries::budget_series(c, &name, since))
-        .await?;
+    let rows = app.store.budget_series(&name, since).await?;
     let vals: Vec<f64> = hours
         .iter()
         .map(|h| rows.iter().find(|r| r.0 == *h).map_or(0.0, |r| r.1 as f64))
@@ -981,10 +969,7 @@ pub async fn records_svg(
     Path(name): Path<String>,
 ) -> Result<Response, WebError> {
     let (hours, since) = last_24h();
-    let rows = app
-        .store
-        .read(move |c| queries::record_series(c, &name, since))
-        .await?;
+    let rows = app.store.record_series(&name, since).await?;
     let mut cats: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for (h, cat, n) in rows {
         let v = cats.entry(cat).or_insert_with(|| vec![0.0; hours.len()]);
@@ -1009,7 +994,7 @@ struct EventsPage {
     title: String,
     csrf: String,
     f: EventFilter,
-    events: Vec<queries::EventView>,
+    events: Vec<EventView>,
     next: String,
     sources: Vec<String>,
     categories: Vec<String>,
@@ -1030,25 +1015,12 @@ pub async fn events_page(
     Admin(s): Admin,
     Query(f): Query<EventFilter>,
 ) -> Result<Response, WebError> {
-    let f2 = f.clone();
-    let (page, sources, categories, types, severities) = app
-        .store
-        .read(move |c| {
-            Ok((
-                queries::events(c, &f2, queries::PAGE)?,
-                queries::distinct(c, "SELECT DISTINCT source FROM stream_status ORDER BY 1")?,
-                queries::distinct(c, "SELECT DISTINCT category FROM record_samples ORDER BY 1")?,
-                queries::event_types(c)?,
-                vec![
-                    "informational".into(),
-                    "low".into(),
-                    "medium".into(),
-                    "high".into(),
-                    "critical".into(),
-                ],
-            ))
-        })
-        .await?;
+    let page = app.store.events_page(f.clone(), PAGE).await?;
+    let menus = app.store.menus().await?;
+    let (sources, categories, types) = (menus.sources, menus.categories, menus.event_types);
+    let severities: Vec<String> = ["informational", "low", "medium", "high", "critical"]
+        .map(String::from)
+        .to_vec();
     let next = page
         .next
         .map(|n| {
@@ -1077,7 +1049,7 @@ pub async fn events_page(
 struct EventPage {
     title: String,
     csrf: String,
-    e: queries::EventDetail,
+    e: EventDetail,
 }
 
 pub async fn event_page(
@@ -1085,11 +1057,7 @@ pub async fn event_page(
     Admin(s): Admin,
     Path(seq): Path<i64>,
 ) -> Result<Response, WebError> {
-    let e = app
-        .store
-        .read(move |c| queries::event(c, seq))
-        .await?
-        .ok_or(WebError::NotFound)?;
+    let e = app.store.event(seq).await?.ok_or(WebError::NotFound)?;
     render(&EventPage {
         title: format!("Event {seq}"),
         csrf: s.csrf,
@@ -1103,7 +1071,7 @@ struct DevicesPage {
     title: String,
     csrf: String,
     f: DeviceFilter,
-    devices: Vec<queries::DeviceView>,
+    devices: Vec<DeviceView>,
     platforms: Vec<String>,
     blueprints: Vec<String>,
     sorts: Vec<&'static str>,
@@ -1117,19 +1085,11 @@ pub async fn devices_page(
     Admin(s): Admin,
     Query(f): Query<DeviceFilter>,
 ) -> Result<Response, WebError> {
-    let f2 = f.clone();
-    let (devices, platforms, blueprints) = app
-        .store
-        .read(move |c| {
-            Ok((
-                queries::devices(c, &f2, Some(queries::PAGE))?,
-                queries::distinct(c, "SELECT DISTINCT platform FROM devices WHERE removed_at IS NULL ORDER BY 1")?,
-                queries::distinct(c, "SELECT DISTINCT blueprint_name FROM devices WHERE removed_at IS NULL ORDER BY 1")?,
-            ))
-        })
-        .await?;
+    let devices = app.store.devices_page(f.clone()).await?;
+    let menus = app.store.menus().await?;
+    let (platforms, blueprints) = (menus.platforms, menus.blueprints);
     let page_n = f.page.unwrap_or(0);
-    let next = if devices.len() == queries::PAGE {
+    let next = if devices.len() == PAGE {
         qs(&DeviceFilter {
             page: Some(page_n + 1),
             ..f.clone()
@@ -1156,7 +1116,7 @@ pub async fn devices_page(
         devices,
         platforms,
         blueprints,
-        sorts: queries::device_sorts(),
+        sorts: device_sorts(),
         query,
         next,
         prev,
@@ -1168,58 +1128,53 @@ pub async fn devices_csv(
     Admin(_): Admin,
     Query(f): Query<DeviceFilter>,
 ) -> Result<Response, WebError> {
-    let body = app
-        .store
-        .read(move |c| {
-            let rows = queries::devices(c, &f, None)?;
-            let mut w = csv::Writer::from_writer(Vec::new());
-            let _ = w.write_record([
-                "source",
-                "device_id",
-                "name",
-                "serial",
-                "platform",
-                "model",
-                "os_version",
-                "blueprint",
-                "tags",
-                "user",
-                "last_check_in",
-                "compliance_pass",
-                "compliance_fail",
-                "filevault",
-                "apps",
-            ]);
-            for d in rows {
-                // Cells starting with = + - @ are prefixed so spreadsheets never run them.
-                let cell = |s: &str| -> String {
-                    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-                        format!("'{s}")
-                    } else {
-                        s.to_string()
-                    }
-                };
-                let _ = w.write_record([
-                    cell(&d.source),
-                    cell(&d.id),
-                    cell(&d.name),
-                    cell(&d.serial),
-                    cell(&d.platform),
-                    cell(&d.model),
-                    cell(&d.os_version),
-                    cell(&d.blueprint),
-                    cell(&d.tags),
-                    cell(&d.user),
-                    d.last_check_in.unwrap_or_default(),
-                    d.compliance_pass.to_string(),
-                    d.compliance_fail.to_string(),
-                    cell(&d.filevault),
-                    d.apps.to_string(),
-                ]);
+    // Streamed: rows go out as the store reads them, a few hundred at a time, so a CSV of
+    // any size takes the same memory.
+    let (tx, rx) = tokio::sync::mpsc::channel::<DeviceView>(1024);
+    let store = app.store.clone();
+    tokio::spawn(async move {
+        if let Err(error) = store.stream_devices(f, tx).await {
+            tracing::warn!(%error, "devices CSV stopped");
+        }
+    });
+    let header_row = [
+        "source",
+        "device_id",
+        "name",
+        "serial",
+        "platform",
+        "model",
+        "os_version",
+        "blueprint",
+        "tags",
+        "user",
+        "last_check_in",
+        "compliance_pass",
+        "compliance_fail",
+        "filevault",
+        "apps",
+    ];
+    let chunks = futures::stream::unfold((rx, Some(header_row)), |(mut rx, header)| async move {
+        let mut w = csv::Writer::from_writer(Vec::with_capacity(64 * 1024));
+        let had_header = header.is_some();
+        if let Some(h) = header {
+            let _ = w.write_record(h);
+        }
+        match rx.recv().await {
+            Some(d) => device_csv_row(&mut w, &d),
+            None if had_header => {}
+            None => return None,
+        }
+        for _ in 0..511 {
+            match rx.try_recv() {
+                Ok(d) => device_csv_row(&mut w, &d),
+                Err(_) => break,
             }
-            Ok(w.into_inner().unwrap_or_default())
-        })
-        .await?;
+        }
+        let chunk = bytes::Bytes::from(w.into_inner().unwrap_or_default());
+        Some((Ok::<_, std::io::Error>(chunk), (rx, None)))
+    });
+    let body = axum::body::Body::from_stream(chunks);
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
@@ -1233,12 +1188,41 @@ pub async fn devices_csv(
         .into_response())
 }
 
+/// One CSV row of a device. Cells starting with = + - @ are prefixed so spreadsheets never
+/// run them.
+fn device_csv_row(w: &mut csv::Writer<Vec<u8>>, d: &DeviceView) {
+    let cell = |s: &str| -> String {
+        if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            format!("'{s}")
+        } else {
+            s.to_string()
+        }
+    };
+    let _ = w.write_record([
+        cell(&d.source),
+        cell(&d.id),
+        cell(&d.name),
+        cell(&d.serial),
+        cell(&d.platform),
+        cell(&d.model),
+        cell(&d.os_version),
+        cell(&d.blueprint),
+        cell(&d.tags),
+        cell(&d.user),
+        d.last_check_in.clone().unwrap_or_default(),
+        d.compliance_pass.to_string(),
+        d.compliance_fail.to_string(),
+        cell(&d.filevault),
+        d.apps.to_string(),
+    ]);
+}
+
 #[derive(Template)]
 #[template(path = "device.html")]
 struct DevicePage {
     title: String,
     csrf: String,
-    d: queries::DeviceDetail,
+    d: DeviceDetail,
 }
 
 pub async fn device_page(
@@ -1248,7 +1232,7 @@ pub async fn device_page(
 ) -> Result<Response, WebError> {
     let d = app
         .store
-        .read(move |c| queries::device(c, &source, &id))
+        .device(&source, &id)
         .await?
         .ok_or(WebError::NotFound)?;
     render(&DevicePage {
@@ -1272,7 +1256,7 @@ struct UsersPage {
     title: String,
     csrf: String,
     q: String,
-    users: Vec<queries::UserView>,
+    users: Vec<UserView>,
 }
 
 pub async fn users_page(
@@ -1281,10 +1265,9 @@ pub async fn users_page(
     Query(lq): Query<ListQuery>,
 ) -> Result<Response, WebError> {
     let q = v(&lq.q);
-    let q2 = q.clone();
     let users = app
         .store
-        .read(move |c| queries::users(c, Some(&q2), lq.page.unwrap_or(0)))
+        .users_page(Some(q.clone()), lq.page.unwrap_or(0))
         .await?;
     render(&UsersPage {
         title: "Users".into(),
@@ -1302,8 +1285,8 @@ struct AppsPage {
     q: String,
     version: String,
     bundle: String,
-    apps: Vec<queries::AppSummary>,
-    devices: Vec<queries::AppDevice>,
+    apps: Vec<AppSummary>,
+    devices: Vec<AppDevice>,
 }
 
 pub async fn apps_page(
@@ -1312,24 +1295,14 @@ pub async fn apps_page(
     Query(lq): Query<ListQuery>,
 ) -> Result<Response, WebError> {
     let (q, version, bundle) = (v(&lq.q), v(&lq.version), v(&lq.bundle));
-    let (q2, v2, b2) = (q.clone(), version.clone(), bundle.clone());
-    let (apps, devices) = app
-        .store
-        .read(move |c| {
-            let ver = (!v2.trim().is_empty()).then_some(v2.trim());
-            let apps = if q2.trim().is_empty() && b2.is_empty() {
-                Vec::new()
-            } else {
-                queries::apps(c, if b2.is_empty() { &q2 } else { &b2 }, ver)?
-            };
-            let devices = if b2.is_empty() {
-                Vec::new()
-            } else {
-                queries::app_devices(c, &b2, ver)?
-            };
-            Ok((apps, devices))
-        })
-        .await?;
+    let ver = Some(version.trim().to_string()).filter(|v| !v.is_empty());
+    let (apps, devices) = if q.trim().is_empty() && bundle.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        let summary_q = if bundle.is_empty() { &q } else { &bundle };
+        let b = Some(bundle.clone()).filter(|b| !b.is_empty());
+        app.store.apps_search(summary_q.clone(), ver, b).await?
+    };
     render(&AppsPage {
         title: "Apps".into(),
         csrf: s.csrf,

@@ -5,13 +5,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kandji_api::{ApiBase, Region};
-use rusqlite::{OptionalExtension, params};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::crypto::{CryptoError, TokenCipher, last4};
 use crate::config::{FilterConfig, Source};
-use crate::store::{Store, StoreError, now_ms};
+use crate::store::{ConsoleSourceRow, NewConsoleSource, SourceSettings, Store, StoreError};
 use crate::streams::StreamName;
 
 #[derive(Debug, thiserror::Error)]
@@ -153,53 +152,36 @@ impl ConsoleSource {
     }
 }
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsoleSource> {
-    let streams: String = r.get(9)?;
-    let schedules: String = r.get(10)?;
-    let filters: String = r.get(11)?;
-    Ok(ConsoleSource {
-        name: r.get(0)?,
-        endpoint: r.get(1)?,
-        region: r.get(2)?,
-        allow_custom: r.get(3)?,
-        token_last4: r.get(4)?,
-        enabled: r.get(5)?,
-        budget_share: r.get(6)?,
-        hourly_limit: r.get(7)?,
-        per_second: r.get(8)?,
-        streams: serde_json::from_str(&streams).unwrap_or_default(),
-        schedules: serde_json::from_str(&schedules).unwrap_or_default(),
-        filters: serde_json::from_str(&filters).unwrap_or_default(),
-        updated_at: r.get(12)?,
-        token_ct: r.get(13)?,
-    })
+fn from_row(r: ConsoleSourceRow) -> ConsoleSource {
+    ConsoleSource {
+        name: r.name,
+        endpoint: r.endpoint,
+        region: r.region,
+        allow_custom: r.allow_custom,
+        token_last4: r.token_last4,
+        enabled: r.enabled,
+        budget_share: r.budget_share,
+        hourly_limit: r.hourly_limit,
+        per_second: r.per_second,
+        streams: serde_json::from_str(&r.streams).unwrap_or_default(),
+        schedules: serde_json::from_str(&r.schedules).unwrap_or_default(),
+        filters: serde_json::from_str(&r.filters).unwrap_or_default(),
+        updated_at: r.updated_at,
+        token_ct: r.token_ct,
+    }
 }
 
-const COLS: &str = "name, endpoint, region, allow_custom, token_last4, enabled, budget_share,
-    hourly_limit, per_second, streams, schedules, filters, updated_at, token_ct";
-
 pub async fn list(store: &Store) -> Result<Vec<ConsoleSource>, StoreError> {
-    store
-        .read(|c| {
-            let mut st = c.prepare(&format!("SELECT {COLS} FROM console_sources ORDER BY name"))?;
-            let rows = st.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .await
+    Ok(store
+        .console_sources()
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect())
 }
 
 pub async fn get(store: &Store, name: &str) -> Result<Option<ConsoleSource>, StoreError> {
-    let name = name.to_string();
-    store
-        .read(move |c| {
-            Ok(c.query_row(
-                &format!("SELECT {COLS} FROM console_sources WHERE name = ?1"),
-                [name],
-                row,
-            )
-            .optional()?)
-        })
-        .await
+    Ok(store.console_source(name).await?.map(from_row))
 }
 
 /// What the add form and the check produce.
@@ -218,24 +200,21 @@ pub async fn insert(store: &Store, cipher: &TokenCipher, s: NewSource) -> Result
     let l4 = last4(&s.token);
     let streams = serde_json::to_string(&s.streams.iter().map(|x| x.as_str()).collect::<Vec<_>>())
         .unwrap_or_else(|_| "[]".into());
-    let (name, endpoint, region, custom) =
-        (s.name, s.endpoint, region_str(s.region), s.allow_custom);
-    let exists = get(store, &name).await?.is_some();
-    if exists {
-        return Err(invalid("name", format!("a source named {name:?} exists")));
-    }
-    store
-        .exec(move |c| {
-            let now = now_ms();
-            c.execute(
-                "INSERT INTO console_sources (name, endpoint, region, allow_custom, token_last4,
-                   streams, created_at, updated_at, token_ct)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
-                params![name, endpoint, region, custom, l4, streams, now, ct],
-            )?;
-            Ok(())
+    let name = s.name.clone();
+    let added = store
+        .insert_console_source(NewConsoleSource {
+            name: s.name,
+            endpoint: s.endpoint,
+            region: region_str(s.region).to_string(),
+            allow_custom: s.allow_custom,
+            token_last4: l4,
+            streams,
+            token_ct: ct,
         })
         .await?;
+    if !added {
+        return Err(invalid("name", format!("a source named {name:?} exists")));
+    }
     Ok(())
 }
 
@@ -256,47 +235,29 @@ pub async fn update(store: &Store, name: &str, s: Settings) -> Result<(), Source
         return Err(invalid("budget_share", "must be more than 0 and at most 1"));
     }
     parse_intervals(&s.schedules)?;
-    let name = name.to_string();
-    let (endpoint, region) = (s.endpoint.clone(), region_str(s.region));
     let streams = serde_json::to_string(&s.streams.iter().map(|x| x.as_str()).collect::<Vec<_>>())
         .unwrap_or_else(|_| "[]".into());
     let schedules = serde_json::to_string(&s.schedules).unwrap_or_else(|_| "{}".into());
     let filters = serde_json::to_string(&s.filters).unwrap_or_else(|_| "{}".into());
     store
-        .exec(move |c| {
-            c.execute(
-                "UPDATE console_sources SET enabled = ?2, budget_share = ?3, streams = ?4,
-                   schedules = ?5, filters = ?6, updated_at = ?7, endpoint = ?8, region = ?9
-                 WHERE name = ?1",
-                params![
-                    name,
-                    s.enabled,
-                    s.budget_share,
-                    streams,
-                    schedules,
-                    filters,
-                    now_ms(),
-                    endpoint,
-                    region
-                ],
-            )?;
-            Ok(())
-        })
+        .update_console_source(
+            name,
+            SourceSettings {
+                endpoint: s.endpoint.clone(),
+                region: region_str(s.region).to_string(),
+                enabled: s.enabled,
+                budget_share: s.budget_share,
+                streams,
+                schedules,
+                filters,
+            },
+        )
         .await?;
     Ok(())
 }
 
 pub async fn set_enabled(store: &Store, name: &str, enabled: bool) -> Result<(), StoreError> {
-    let name = name.to_string();
-    store
-        .exec(move |c| {
-            c.execute(
-                "UPDATE console_sources SET enabled = ?2, updated_at = ?3 WHERE name = ?1",
-                params![name, enabled, now_ms()],
-            )?;
-            Ok(())
-        })
-        .await
+    store.set_console_source_enabled(name, enabled).await
 }
 
 pub async fn rotate_token(
@@ -306,32 +267,11 @@ pub async fn rotate_token(
     token: &SecretString,
 ) -> Result<(), SourceError> {
     let ct = cipher.encrypt(token, name)?;
-    let l4 = last4(token);
-    let name = name.to_string();
-    store
-        .exec(move |c| {
-            c.execute(
-                "UPDATE console_sources SET token_ct = ?2, token_last4 = ?3, updated_at = ?4
-                 WHERE name = ?1",
-                params![name, ct, l4, now_ms()],
-            )?;
-            Ok(())
-        })
-        .await?;
+    store.rotate_console_token(name, ct, last4(token)).await?;
     Ok(())
 }
 
 /// Deletes the source's settings; its collected data stays in the store.
 pub async fn delete(store: &Store, name: &str) -> Result<(), StoreError> {
-    let name = name.to_string();
-    store
-        .exec(move |c| {
-            c.execute("DELETE FROM console_sources WHERE name = ?1", [&name])?;
-            c.execute(
-                "UPDATE stream_status SET state = 'disabled' WHERE source = ?1",
-                [&name],
-            )?;
-            Ok(())
-        })
-        .await
+    store.delete_console_source(name).await
 }

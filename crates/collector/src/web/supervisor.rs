@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::params;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
@@ -256,18 +255,6 @@ async fn mark_disabled(
     source: &str,
     streams: &[StreamName],
 ) -> Result<(), StoreError> {
-    let source = source.to_string();
     let streams: Vec<&'static str> = streams.iter().map(|s| s.as_str()).collect();
-    store
-        .exec(move |c| {
-            for s in streams {
-                c.execute(
-                    "INSERT INTO stream_status (source, stream, state) VALUES (?1, ?2, 'disabled')
-                     ON CONFLICT (source, stream) DO UPDATE SET state = 'disabled'",
-                    params![source, s],
-                )?;
-            }
-            Ok(())
-        })
-        .await
+    store.disable_streams(source, streams).await
 }

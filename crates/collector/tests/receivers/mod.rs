@@ -160,7 +160,11 @@ pub async fn receiver() -> (Receiver, String) {
 /// Ids (raw form) of the current version of every row and event of source `acme`: what every
 /// output must have received once caught up.
 pub fn expected_ids(store: &Store) -> BTreeSet<String> {
-    let c = store.reader().unwrap();
+    let c = rusqlite::Connection::open_with_flags(
+        store.path(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
     let mut out = BTreeSet::new();
     for t in kandji_collector::store::tables::ALL {
         let mut st = c

@@ -1,0 +1,227 @@
+//! The console's own state: sources added in the console (tokens encrypted by `web::crypto`
+//! before they get here) and the admin's password hash.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Store, StoreError, now_ms};
+
+/// A console source as stored. `streams`, `schedules` and `filters` are JSON.
+#[derive(Debug, Clone)]
+pub struct ConsoleSourceRow {
+    pub name: String,
+    pub endpoint: String,
+    pub region: String,
+    pub allow_custom: bool,
+    pub token_last4: String,
+    pub enabled: bool,
+    pub budget_share: f64,
+    pub hourly_limit: u32,
+    pub per_second: u32,
+    pub streams: String,
+    pub schedules: String,
+    pub filters: String,
+    pub updated_at: i64,
+    pub token_ct: Vec<u8>,
+}
+
+/// A source to add.
+#[derive(Debug, Clone)]
+pub struct NewConsoleSource {
+    pub name: String,
+    pub endpoint: String,
+    pub region: String,
+    pub allow_custom: bool,
+    pub token_last4: String,
+    /// JSON array of stream names.
+    pub streams: String,
+    pub token_ct: Vec<u8>,
+}
+
+/// The settings an edit changes. `streams`, `schedules` and `filters` are JSON.
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    pub endpoint: String,
+    pub region: String,
+    pub enabled: bool,
+    pub budget_share: f64,
+    pub streams: String,
+    pub schedules: String,
+    pub filters: String,
+}
+
+const COLS: &str = "name, endpoint, region, allow_custom, token_last4, enabled, budget_share,
+    hourly_limit, per_second, streams, schedules, filters, updated_at, token_ct";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsoleSourceRow> {
+    Ok(ConsoleSourceRow {
+        name: r.get(0)?,
+        endpoint: r.get(1)?,
+        region: r.get(2)?,
+        allow_custom: r.get(3)?,
+        token_last4: r.get(4)?,
+        enabled: r.get(5)?,
+        budget_share: r.get(6)?,
+        hourly_limit: r.get(7)?,
+        per_second: r.get(8)?,
+        streams: r.get(9)?,
+        schedules: r.get(10)?,
+        filters: r.get(11)?,
+        updated_at: r.get(12)?,
+        token_ct: r.get(13)?,
+    })
+}
+
+impl Store {
+    pub async fn console_sources(&self) -> Result<Vec<ConsoleSourceRow>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare(&format!("SELECT {COLS} FROM console_sources ORDER BY name"))?;
+            let rows = st.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    pub async fn console_source(&self, name: &str) -> Result<Option<ConsoleSourceRow>, StoreError> {
+        let name = name.to_string();
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {COLS} FROM console_sources WHERE name = ?1"),
+                [name],
+                row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Adds a console source; `false` when one with that name exists (nothing changes).
+    pub async fn insert_console_source(&self, s: NewConsoleSource) -> Result<bool, StoreError> {
+        self.exec("adding a console source", move |w| {
+            let now = now_ms();
+            let n = w.conn.execute(
+                "INSERT INTO console_sources (name, endpoint, region, allow_custom, token_last4,
+                   streams, created_at, updated_at, token_ct)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)
+                 ON CONFLICT (name) DO NOTHING",
+                params![
+                    s.name,
+                    s.endpoint,
+                    s.region,
+                    s.allow_custom,
+                    s.token_last4,
+                    s.streams,
+                    now,
+                    s.token_ct
+                ],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    pub async fn update_console_source(
+        &self,
+        name: &str,
+        s: SourceSettings,
+    ) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.exec("editing a console source", move |w| {
+            w.conn.execute(
+                "UPDATE console_sources SET enabled = ?2, budget_share = ?3, streams = ?4,
+                   schedules = ?5, filters = ?6, updated_at = ?7, endpoint = ?8, region = ?9
+                 WHERE name = ?1",
+                params![
+                    name,
+                    s.enabled,
+                    s.budget_share,
+                    s.streams,
+                    s.schedules,
+                    s.filters,
+                    now_ms(),
+                    s.endpoint,
+                    s.region
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn set_console_source_enabled(
+        &self,
+        name: &str,
+        enabled: bool,
+    ) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.exec("editing a console source", move |w| {
+            w.conn.execute(
+                "UPDATE console_sources SET enabled = ?2, updated_at = ?3 WHERE name = ?1",
+                params![name, enabled, now_ms()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Replaces a console source's encrypted token.
+    pub async fn rotate_console_token(
+        &self,
+        name: &str,
+        token_ct: Vec<u8>,
+        token_last4: String,
+    ) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.exec("rotating a token", move |w| {
+            w.conn.execute(
+                "UPDATE console_sources SET token_ct = ?2, token_last4 = ?3, updated_at = ?4
+                 WHERE name = ?1",
+                params![name, token_ct, token_last4, now_ms()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes a console source's settings and marks its streams disabled; its collected
+    /// data stays in the store.
+    pub async fn delete_console_source(&self, name: &str) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.exec("deleting a console source", move |w| {
+            let tx = w.conn.transaction()?;
+            tx.execute("DELETE FROM console_sources WHERE name = ?1", [&name])?;
+            tx.execute(
+                "UPDATE stream_status SET state = 'disabled' WHERE source = ?1",
+                [&name],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The admin's password hash, if one was set.
+    pub async fn admin_password_hash(&self) -> Result<Option<String>, StoreError> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT password_hash FROM console_admin WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    pub async fn set_admin_password_hash(&self, hash: String) -> Result<(), StoreError> {
+        self.exec("setting the admin password", move |w| {
+            w.conn.execute(
+                "INSERT INTO console_admin (id, password_hash, updated_at) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET password_hash = excluded.password_hash,
+                   updated_at = excluded.updated_at",
+                params![hash, now_ms()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,901 @@
+//! The explorer's reads: events (keyset pages), devices, a device, users, apps, and the
+//! devices CSV. The console's pages and JSON API share them, so both show the same thing.
+//!
+//! Every query here was written with its plan, and `tests` below assert each plan (`EXPLAIN
+//! QUERY PLAN`): pages pick their rows through an index in the sort order (no temp B-tree for
+//! the sort, no scan of a big table per row); per-device counts read a covering index or the
+//! writer's counters (`devices.app_count`, `app_versions.installs`). Statistics are never
+//! gathered (`ANALYZE`), so SQLite's choice does not depend on the data: the plans tested
+//! on a small store are the plans of a big one.
+
+use rusqlite::types::Value as Sql;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError};
+
+pub const PAGE: usize = 50;
+
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn opt(s: &Option<String>) -> Option<&str> {
+    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Parses a time filter: RFC 3339, `2026-11-01`, or a `datetime-local` value.
+pub fn parse_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let full = if s.len() == 10 {
+        format!("{s}T00:00:00Z")
+    } else if s.len() == 16 {
+        format!("{s}:00Z")
+    } else if s.len() == 19 {
+        format!("{s}Z")
+    } else {
+        s.to_string()
+    };
+    kandji_api::parse_timestamp(&full).map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// Quotes each word so user text is never FTS5 syntax.
+pub fn fts_query(q: &str) -> Option<String> {
+    let words: Vec<String> = q
+        .split_whitespace()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+fn like(q: &str) -> String {
+    format!("%{}%", q.trim().replace(['%', '_'], ""))
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct EventFilter {
+    pub source: Option<String>,
+    pub category: Option<String>,
+    pub event_type: Option<String>,
+    pub device: Option<String>,
+    pub user: Option<String>,
+    pub severity: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub q: Option<String>,
+    /// The keyset cursor: `occurred_at:seq` of the last row of the previous page.
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventView {
+    pub seq: i64,
+    pub source: String,
+    pub stream: String,
+    pub category: String,
+    pub event_type: String,
+    pub occurred_at: String,
+    pub device_id: Option<String>,
+    pub user_id: Option<String>,
+    pub severity: Option<String>,
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventPage {
+    pub events: Vec<EventView>,
+    /// The cursor of the next (older) page.
+    pub next: Option<String>,
+}
+
+/// The SQL and parameters of one page of events, newest first.
+pub(crate) fn events_sql(f: &EventFilter, limit: usize) -> (String, Vec<Sql>) {
+    let mut sql = String::from(
+        "SELECT seq, source, stream, category, event_type, occurred_at, device_id, user_id,
+                severity, summary FROM events WHERE 1 = 1",
+    );
+    let mut p: Vec<Sql> = Vec::new();
+    let eq = |col: &str, v: Option<&str>, sql: &mut String, p: &mut Vec<Sql>| {
+        if let Some(v) = v {
+            p.push(Sql::Text(v.to_string()));
+            sql.push_str(&format!(" AND {col} = ?{}", p.len()));
+        }
+    };
+    eq("source", opt(&f.source), &mut sql, &mut p);
+    eq("category", opt(&f.category), &mut sql, &mut p);
+    eq("event_type", opt(&f.event_type), &mut sql, &mut p);
+    eq("device_id", opt(&f.device), &mut sql, &mut p);
+    eq("user_id", opt(&f.user), &mut sql, &mut p);
+    eq("severity", opt(&f.severity), &mut sql, &mut p);
+    if let Some(t) = opt(&f.from).and_then(parse_time) {
+        p.push(Sql::Integer(t));
+        sql.push_str(&format!(" AND occurred_at >= ?{}", p.len()));
+    }
+    if let Some(t) = opt(&f.to).and_then(parse_time) {
+        p.push(Sql::Integer(t));
+        sql.push_str(&format!(" AND occurred_at < ?{}", p.len()));
+    }
+    if let Some(q) = opt(&f.q).and_then(fts_query) {
+        p.push(Sql::Text(q));
+        sql.push_str(&format!(
+            " AND seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?{})",
+            p.len()
+        ));
+    }
+    if let Some((t, s)) = opt(&f.after).and_then(|c| {
+        let (a, b) = c.split_once(':')?;
+        Some((a.parse::<i64>().ok()?, b.parse::<i64>().ok()?))
+    }) {
+        p.push(Sql::Integer(t));
+        p.push(Sql::Integer(s));
+        sql.push_str(&format!(
+            " AND (occurred_at, seq) < (?{}, ?{})",
+            p.len() - 1,
+            p.len()
+        ));
+    }
+    p.push(Sql::Integer(limit as i64 + 1));
+    sql.push_str(&format!(
+        " ORDER BY occurred_at DESC, seq DESC LIMIT ?{}",
+        p.len()
+    ));
+    (sql, p)
+}
+
+fn events(c: &Connection, f: &EventFilter, limit: usize) -> Result<EventPage, StoreError> {
+    let (sql, p) = events_sql(f, limit);
+    let mut st = c.prepare_cached(&sql)?;
+    let mut raw: Vec<(i64, EventView)> = st
+        .query_map(params_from_iter(p), |r| {
+            let at: i64 = r.get(5)?;
+            Ok((
+                at,
+                EventView {
+                    seq: r.get(0)?,
+                    source: r.get(1)?,
+                    stream: r.get(2)?,
+                    category: r.get(3)?,
+                    event_type: r.get(4)?,
+                    occurred_at: rfc3339(at),
+                    device_id: r.get(6)?,
+                    user_id: r.get(7)?,
+                    severity: r.get(8)?,
+                    summary: r.get(9)?,
+                },
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let next = if raw.len() > limit {
+        raw.truncate(limit);
+        raw.last().map(|(t, e)| format!("{t}:{}", e.seq))
+    } else {
+        None
+    };
+    Ok(EventPage {
+        events: raw.into_iter().map(|(_, e)| e).collect(),
+        next,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventDetail {
+    pub event: EventView,
+    pub uid: String,
+    pub collected_at: String,
+    /// The raw record, pretty-printed.
+    pub raw: String,
+}
+
+pub(crate) const EVENT_SQL: &str =
+    "SELECT seq, source, stream, category, event_type, occurred_at, device_id, user_id,
+            severity, summary, uid, collected_at, raw FROM events WHERE seq = ?1";
+
+fn event(c: &Connection, seq: i64) -> Result<Option<EventDetail>, StoreError> {
+    Ok(c.query_row(EVENT_SQL, [seq], |r| {
+        let raw: String = r.get(12)?;
+        let pretty = serde_json::from_str::<serde_json::Value>(&raw)
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or(raw);
+        Ok(EventDetail {
+            event: EventView {
+                seq: r.get(0)?,
+                source: r.get(1)?,
+                stream: r.get(2)?,
+                category: r.get(3)?,
+                event_type: r.get(4)?,
+                occurred_at: rfc3339(r.get(5)?),
+                device_id: r.get(6)?,
+                user_id: r.get(7)?,
+                severity: r.get(8)?,
+                summary: r.get(9)?,
+            },
+            uid: r.get(10)?,
+            collected_at: rfc3339(r.get(11)?),
+            raw: pretty,
+        })
+    })
+    .optional()?)
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct DeviceFilter {
+    pub source: Option<String>,
+    pub q: Option<String>,
+    pub platform: Option<String>,
+    pub blueprint: Option<String>,
+    pub tag: Option<String>,
+    pub sort: Option<String>,
+    pub dir: Option<String>,
+    pub page: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceView {
+    pub source: String,
+    pub id: String,
+    pub name: String,
+    pub serial: String,
+    pub platform: String,
+    pub model: String,
+    pub os_version: String,
+    pub blueprint: String,
+    pub tags: String,
+    pub user: String,
+    pub last_check_in: Option<String>,
+    pub compliance_pass: i64,
+    pub compliance_fail: i64,
+    pub filevault: String,
+    pub apps: i64,
+}
+
+/// The devices page's sort keys and the column each sorts by (each has an index).
+const DEVICE_SORTS: [(&str, &str); 8] = [
+    ("name", "device_name"),
+    ("platform", "platform"),
+    ("model", "model"),
+    ("os", "os_version"),
+    ("blueprint", "blueprint_name"),
+    ("user", "user_email"),
+    ("checkin", "last_check_in"),
+    ("apps", "app_count"),
+];
+
+pub fn device_sorts() -> Vec<&'static str> {
+    DEVICE_SORTS.iter().map(|(k, _)| *k).collect()
+}
+
+/// The columns of a device row, with its per-device counts (from a covering index, and the
+/// writer's app counter).
+const DEVICE_COLUMNS: &str = "d.source, d.key, d.device_name, d.serial_number, d.platform,
+    d.model, d.os_version, d.blueprint_name, d.tags, coalesce(d.user_email, d.user_name),
+    d.last_check_in,
+    (SELECT count(*) FROM compliance c WHERE c.source = d.source AND c.device_id = d.key
+       AND c.removed_at IS NULL AND lower(c.status) IN ('pass', 'passed', 'success', 'ok')),
+    (SELECT count(*) FROM compliance c WHERE c.source = d.source AND c.device_id = d.key
+       AND c.removed_at IS NULL AND lower(c.status) IN ('fail', 'failed', 'error', 'failure')),
+    (SELECT x.posture FROM device_details x WHERE x.source = d.source
+       AND x.key = 'filevault|' || d.key),
+    d.app_count";
+
+fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceView> {
+    let s = |i: usize| r.get::<_, Option<String>>(i).map(Option::unwrap_or_default);
+    Ok(DeviceView {
+        source: s(0)?,
+        id: s(1)?,
+        name: s(2)?,
+        serial: s(3)?,
+        platform: s(4)?,
+        model: s(5)?,
+        os_version: s(6)?,
+        blueprint: s(7)?,
+        tags: s(8)?,
+        user: s(9)?,
+        last_check_in: r.get::<_, Option<i64>>(10)?.map(rfc3339),
+        compliance_pass: r.get(11)?,
+        compliance_fail: r.get(12)?,
+        filevault: s(13)?,
+        apps: r.get(14)?,
+    })
+}
+
+/// Devices matching the filter, sorted; `limit` None means all of them (the CSV). The page
+/// is picked in the sort key's index order and only its rows' counts are computed, so a page
+/// costs the same on 100 or 100,000 devices.
+pub(crate) fn devices_sql(f: &DeviceFilter, limit: Option<usize>) -> (String, Vec<Sql>) {
+    let col = DEVICE_SORTS
+        .iter()
+        .find(|(k, _)| Some(*k) == opt(&f.sort))
+        .map_or("device_name", |(_, c)| c);
+    let dir = if opt(&f.dir) == Some("desc") {
+        "DESC"
+    } else {
+        "ASC"
+    };
+    let mut filter = String::new();
+    let mut p: Vec<Sql> = Vec::new();
+    if let Some(v) = opt(&f.source) {
+        p.push(Sql::Text(v.into()));
+        filter.push_str(&format!(" AND d.source = ?{}", p.len()));
+    }
+    if let Some(v) = opt(&f.platform) {
+        p.push(Sql::Text(v.into()));
+        filter.push_str(&format!(" AND d.platform = ?{}", p.len()));
+    }
+    if let Some(v) = opt(&f.blueprint) {
+        p.push(Sql::Text(v.into()));
+        filter.push_str(&format!(" AND d.blueprint_name = ?{}", p.len()));
+    }
+    if let Some(v) = opt(&f.tag) {
+        p.push(Sql::Text(like(v)));
+        filter.push_str(&format!(" AND d.tags LIKE ?{}", p.len()));
+    }
+    if let Some(v) = opt(&f.q) {
+        p.push(Sql::Text(like(v)));
+        let n = p.len();
+        filter.push_str(&format!(
+            " AND (d.device_name LIKE ?{n} OR d.serial_number LIKE ?{n} OR d.user_email LIKE ?{n}
+               OR d.user_name LIKE ?{n} OR d.key LIKE ?{n} OR d.model LIKE ?{n})"
+        ));
+    }
+    // The sort column's index, with or without the source prefix.
+    let index = format!(
+        "devices_{}_{}",
+        if opt(&f.source).is_some() {
+            "src"
+        } else {
+            "by"
+        },
+        match col {
+            "device_name" => "name",
+            "os_version" => "os",
+            "blueprint_name" => "blueprint",
+            "user_email" => "user",
+            "last_check_in" => "checkin",
+            "app_count" => "apps",
+            other => other,
+        }
+    );
+    let order = format!("d.{col} {dir}, d.key {dir}");
+    let page = match limit {
+        Some(l) => {
+            p.push(Sql::Integer(l as i64));
+            let n = p.len();
+            p.push(Sql::Integer((f.page.unwrap_or(0) * l) as i64));
+            format!(" LIMIT ?{n} OFFSET ?{}", n + 1)
+        }
+        None => String::new(),
+    };
+    let sql = format!(
+        "SELECT {DEVICE_COLUMNS} FROM devices d INDEXED BY {index}
+         WHERE d.removed_at IS NULL{filter} ORDER BY {order}{page}"
+    );
+    (sql, p)
+}
+
+fn devices(
+    c: &Connection,
+    f: &DeviceFilter,
+    limit: Option<usize>,
+) -> Result<Vec<DeviceView>, StoreError> {
+    let (sql, p) = devices_sql(f, limit);
+    let mut st = c.prepare_cached(&sql)?;
+    let rows = st
+        .query_map(params_from_iter(p), device_row)?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppView {
+    pub name: String,
+    pub bundle_id: String,
+    pub version: String,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ComplianceView {
+    pub kind: String,
+    pub name: String,
+    pub status: String,
+    pub reported_at: Option<String>,
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceDetail {
+    pub device: DeviceView,
+    pub details: Vec<(String, String)>,
+    pub apps: Vec<AppView>,
+    pub compliance: Vec<ComplianceView>,
+    pub events: Vec<EventView>,
+}
+
+pub(crate) const DEVICE_SQL: &str =
+    "SELECT {COLS} FROM devices d WHERE d.source = ?1 AND d.key = ?2 AND d.removed_at IS NULL";
+pub(crate) const DEVICE_DETAILS_SQL: &str =
+    "SELECT category, coalesce(posture, '') FROM device_details
+     WHERE source = ?1 AND device_id = ?2 AND removed_at IS NULL ORDER BY category";
+pub(crate) const DEVICE_APPS_SQL: &str = "SELECT coalesce(v.name, ''), coalesce(v.bundle_id, ''),
+        coalesce(v.version, ''), coalesce(v.path, '')
+     FROM app_devices d JOIN app_installs i ON i.dev = d.id AND i.removed_at IS NULL
+     JOIN app_versions v ON v.id = i.ver
+     WHERE d.source = ?1 AND d.device_id = ?2 ORDER BY v.name LIMIT 2000";
+pub(crate) const DEVICE_COMPLIANCE_SQL: &str = "SELECT coalesce(kind, ''), coalesce(name, ''),
+        coalesce(status, ''), reported_at, raw
+     FROM compliance WHERE source = ?1 AND device_id = ?2 AND removed_at IS NULL
+     ORDER BY status, name";
+
+fn device(c: &Connection, source: &str, id: &str) -> Result<Option<DeviceDetail>, StoreError> {
+    let Some(device) = c
+        .prepare_cached(&DEVICE_SQL.replace("{COLS}", DEVICE_COLUMNS))?
+        .query_row(params![source, id], device_row)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let details = c
+        .prepare_cached(DEVICE_DETAILS_SQL)?
+        .query_map(params![source, id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let apps = c
+        .prepare_cached(DEVICE_APPS_SQL)?
+        .query_map(params![source, id], |r| {
+            Ok(AppView {
+                name: r.get(0)?,
+                bundle_id: r.get(1)?,
+                version: r.get(2)?,
+                path: r.get(3)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let compliance = c
+        .prepare_cached(DEVICE_COMPLIANCE_SQL)?
+        .query_map(params![source, id], |r| {
+            let raw: String = r.get(4)?;
+            let log = serde_json::from_str::<serde_json::Value>(&raw)
+                .ok()
+                .and_then(|v| v.get("log").and_then(|l| l.as_str()).map(str::to_string))
+                .unwrap_or_default();
+            let log: String = log.chars().take(400).collect();
+            Ok(ComplianceView {
+                kind: r.get(0)?,
+                name: r.get(1)?,
+                status: r.get(2)?,
+                reported_at: r.get::<_, Option<i64>>(3)?.map(rfc3339),
+                log,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let events = events(
+        c,
+        &EventFilter {
+            source: Some(source.into()),
+            device: Some(id.into()),
+            ..Default::default()
+        },
+        100,
+    )?
+    .events;
+    Ok(Some(DeviceDetail {
+        device,
+        details,
+        apps,
+        compliance,
+        events,
+    }))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UserView {
+    pub source: String,
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub department: String,
+    pub active: bool,
+    pub devices: i64,
+}
+
+pub(crate) const USERS_SQL: &str = "SELECT source, key, coalesce(email, ''), coalesce(name, ''),
+        coalesce(department, ''), coalesce(active, 0), coalesce(device_count, 0)
+     FROM users INDEXED BY users_live_email
+     WHERE removed_at IS NULL AND (email LIKE ?1 OR name LIKE ?1 OR key LIKE ?1)
+     ORDER BY email, key LIMIT ?2 OFFSET ?3";
+
+fn users(c: &Connection, q: Option<&str>, page: usize) -> Result<Vec<UserView>, StoreError> {
+    let rows = c
+        .prepare_cached(USERS_SQL)?
+        .query_map(
+            params![like(q.unwrap_or("")), PAGE as i64, (page * PAGE) as i64],
+            |r| {
+                Ok(UserView {
+                    source: r.get(0)?,
+                    id: r.get(1)?,
+                    email: r.get(2)?,
+                    name: r.get(3)?,
+                    department: r.get(4)?,
+                    active: r.get::<_, i64>(5)? != 0,
+                    devices: r.get(6)?,
+                })
+            },
+        )?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppSummary {
+    pub name: String,
+    pub bundle_id: String,
+    pub version: String,
+    pub devices: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppDevice {
+    pub source: String,
+    pub device_id: String,
+    pub device_name: String,
+    pub version: String,
+}
+
+/// Versions of matching apps with their install counts: a scan of the distinct versions
+/// (thousands), never of the installs.
+pub(crate) const APPS_SQL: &str = "SELECT coalesce(name, ''), coalesce(bundle_id, ''),
+        coalesce(version, ''), sum(installs)
+     FROM app_versions
+     WHERE installs > 0 AND (name LIKE ?1 OR bundle_id LIKE ?1) AND (?2 IS NULL OR version = ?2)
+     GROUP BY name, bundle_id, version ORDER BY name, version DESC LIMIT 500";
+
+fn apps(c: &Connection, q: &str, version: Option<&str>) -> Result<Vec<AppSummary>, StoreError> {
+    let rows = c
+        .prepare_cached(APPS_SQL)?
+        .query_map(params![like(q), version], |r| {
+            Ok(AppSummary {
+                name: r.get(0)?,
+                bundle_id: r.get(1)?,
+                version: r.get(2)?,
+                devices: r.get(3)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// The devices with an app (at a version): through the version index and the live-install
+/// index of each matching version.
+pub(crate) const APP_DEVICES_SQL: &str = "SELECT d.source, d.device_id,
+        coalesce(dev.device_name, ''), coalesce(v.version, '')
+     FROM app_versions v
+     JOIN app_installs i ON i.ver = v.id AND i.removed_at IS NULL
+     JOIN app_devices d ON d.id = i.dev
+     LEFT JOIN devices dev ON dev.source = d.source AND dev.key = d.device_id
+     WHERE v.bundle_id = ?1 AND (?2 IS NULL OR v.version = ?2)
+     ORDER BY dev.device_name LIMIT 1000";
+
+fn app_devices(
+    c: &Connection,
+    bundle_id: &str,
+    version: Option<&str>,
+) -> Result<Vec<AppDevice>, StoreError> {
+    let rows = c
+        .prepare_cached(APP_DEVICES_SQL)?
+        .query_map(params![bundle_id, version], |r| {
+            Ok(AppDevice {
+                source: r.get(0)?,
+                device_id: r.get(1)?,
+                device_name: r.get(2)?,
+                version: r.get(3)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+fn explain(c: &Connection, sql: &str, p: Vec<Sql>) -> Result<Vec<String>, StoreError> {
+    let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+    let rows = st
+        .query_map(params_from_iter(p), |r| r.get::<_, String>(3))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+impl Store {
+    /// SQLite's plan for a page of events (`EXPLAIN QUERY PLAN`, one line per step).
+    pub async fn explain_events(&self, f: EventFilter) -> Result<Vec<String>, StoreError> {
+        self.read(move |c| {
+            let (sql, p) = events_sql(&f, PAGE);
+            explain(c, &sql, p)
+        })
+        .await
+    }
+
+    /// SQLite's plan for a page of devices.
+    pub async fn explain_devices(&self, f: DeviceFilter) -> Result<Vec<String>, StoreError> {
+        self.read(move |c| {
+            let (sql, p) = devices_sql(&f, Some(PAGE));
+            explain(c, &sql, p)
+        })
+        .await
+    }
+
+    /// One page of events, newest first (keyset: `after` is the previous page's cursor).
+    pub async fn events_page(&self, f: EventFilter, limit: usize) -> Result<EventPage, StoreError> {
+        self.read(move |c| events(c, &f, limit)).await
+    }
+
+    pub async fn event(&self, seq: i64) -> Result<Option<EventDetail>, StoreError> {
+        self.read(move |c| event(c, seq)).await
+    }
+
+    /// One page of devices.
+    pub async fn devices_page(&self, f: DeviceFilter) -> Result<Vec<DeviceView>, StoreError> {
+        self.read(move |c| devices(c, &f, Some(PAGE))).await
+    }
+
+    /// Every device the filter matches, in its sort order, one at a time through `tx` (the
+    /// CSV export streams them). Stops early when the receiver goes away.
+    pub async fn stream_devices(
+        &self,
+        f: DeviceFilter,
+        tx: tokio::sync::mpsc::Sender<DeviceView>,
+    ) -> Result<(), StoreError> {
+        self.read(move |c| {
+            let (sql, p) = devices_sql(&f, None);
+            let mut st = c.prepare(&sql)?;
+            let mut rows = st.query(params_from_iter(p))?;
+            while let Some(r) = rows.next()? {
+                if tx.blocking_send(device_row(r)?).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn device(&self, source: &str, id: &str) -> Result<Option<DeviceDetail>, StoreError> {
+        let (source, id) = (source.to_string(), id.to_string());
+        self.read(move |c| device(c, &source, &id)).await
+    }
+
+    pub async fn users_page(
+        &self,
+        q: Option<String>,
+        page: usize,
+    ) -> Result<Vec<UserView>, StoreError> {
+        self.read(move |c| users(c, q.as_deref(), page)).await
+    }
+
+    /// "Which devices have app X (at version Y)": versions matching `q` with device counts,
+    /// and (with `bundle_id`) the devices of one app.
+    pub async fn apps_search(
+        &self,
+        q: String,
+        version: Option<String>,
+        bundle_id: Option<String>,
+    ) -> Result<(Vec<AppSummary>, Vec<AppDevice>), StoreError> {
+        self.read(move |c| {
+            let v = version.as_deref();
+            let summary = apps(c, &q, v)?;
+            let devices = match &bundle_id {
+                Some(b) => app_devices(c, b, v)?,
+                None => Vec::new(),
+            };
+            Ok((summary, devices))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every explorer query's plan, on a store with rows in every table it reads.
+    use super::*;
+
+    fn plan(c: &Connection, sql: &str, p: Vec<Sql>) -> Vec<String> {
+        let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        st.query_map(params_from_iter(p), |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// No scan of a big table (`SCAN apps…`, `SCAN compliance`, `SCAN events`, a devices
+    /// scan without an index) and no sort of a whole table.
+    fn assert_indexed(what: &str, lines: &[String]) {
+        for l in lines {
+            let scan_big = [
+                "app_installs",
+                "compliance",
+                "events",
+                "app_devices",
+                "device_details",
+            ]
+            .iter()
+            .any(|t| {
+                l.split_whitespace().take(2).eq(["SCAN", t])
+                    && !l.contains("USING")
+                    && !l.contains("VIRTUAL TABLE")
+            });
+            assert!(!scan_big, "{what}: a table scan: {l}\n{lines:#?}");
+            assert!(
+                !l.starts_with("SCAN d") || l.contains("INDEX"),
+                "{what}: devices scanned without an index: {l}\n{lines:#?}"
+            );
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let c = Connection::open(dir.path().join(super::super::FILE_NAME)).unwrap();
+        (dir, c)
+    }
+
+    #[test]
+    fn every_devices_sort_reads_its_index_in_order_without_a_sort() {
+        let (_d, c) = store();
+        for (sort, _) in DEVICE_SORTS {
+            for dir in ["asc", "desc"] {
+                for source in [None, Some("acme".to_string())] {
+                    for q in [None, Some("mac".to_string())] {
+                        let f = DeviceFilter {
+                            sort: Some(sort.into()),
+                            dir: Some(dir.into()),
+                            source: source.clone(),
+                            q: q.clone(),
+                            ..Default::default()
+                        };
+                        let (sql, p) = devices_sql(&f, Some(PAGE));
+                        let lines = plan(&c, &sql, p);
+                        let what =
+                            format!("devices sort={sort} dir={dir} source={source:?} q={q:?}");
+                        assert_indexed(&what, &lines);
+                        assert!(
+                            !lines.iter().any(|l| l.contains("TEMP B-TREE")),
+                            "{what}: sorts in a temp B-tree: {lines:#?}"
+                        );
+                        assert!(
+                            lines.iter().any(|l| l.contains("devices_")),
+                            "{what}: {lines:#?}"
+                        );
+                        // The per-row counts: the covering index and the unique key.
+                        assert!(
+                            lines
+                                .iter()
+                                .any(|l| l.contains("COVERING INDEX compliance_live_status")),
+                            "{what}: {lines:#?}"
+                        );
+                    }
+                }
+            }
+        }
+        // The CSV: all devices, same plan without the limit.
+        let (sql, p) = devices_sql(&DeviceFilter::default(), None);
+        let lines = plan(&c, &sql, p);
+        assert_indexed("devices csv", &lines);
+        assert!(
+            !lines.iter().any(|l| l.contains("TEMP B-TREE")),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn device_page_users_apps_and_events_plans_use_indexes() {
+        let (_d, c) = store();
+        let text = |s: &str| Sql::Text(s.into());
+        let cases: Vec<(&str, String, Vec<Sql>)> = vec![
+            (
+                "device",
+                DEVICE_SQL.replace("{COLS}", DEVICE_COLUMNS),
+                vec![text("acme"), text("d1")],
+            ),
+            (
+                "device details",
+                DEVICE_DETAILS_SQL.into(),
+                vec![text("acme"), text("d1")],
+            ),
+            (
+                "device apps",
+                DEVICE_APPS_SQL.into(),
+                vec![text("acme"), text("d1")],
+            ),
+            (
+                "device compliance",
+                DEVICE_COMPLIANCE_SQL.into(),
+                vec![text("acme"), text("d1")],
+            ),
+            (
+                "users",
+                USERS_SQL.into(),
+                vec![text("%a%"), Sql::Integer(50), Sql::Integer(0)],
+            ),
+            ("apps", APPS_SQL.into(), vec![text("%Firefox%"), Sql::Null]),
+            (
+                "app devices",
+                APP_DEVICES_SQL.into(),
+                vec![text("org.mozilla.firefox"), Sql::Null],
+            ),
+            ("event", EVENT_SQL.into(), vec![Sql::Integer(1)]),
+        ];
+        for (what, sql, p) in cases {
+            let lines = plan(&c, &sql, p);
+            assert_indexed(what, &lines);
+            if what == "users" {
+                assert!(
+                    lines.iter().any(|l| l.contains("users_live_email"))
+                        && !lines.iter().any(|l| l.contains("TEMP B-TREE")),
+                    "{what}: {lines:#?}"
+                );
+            }
+            if what == "device apps" {
+                assert!(
+                    lines
+                        .iter()
+                        .any(|l| l.contains("app_installs_dev_live")
+                            || l.contains("app_installs_key")),
+                    "{what}: {lines:#?}"
+                );
+            }
+            if what == "app devices" {
+                assert!(
+                    lines.iter().any(|l| l.contains("app_versions_bundle"))
+                        && lines.iter().any(|l| l.contains("app_installs_ver")),
+                    "{what}: {lines:#?}"
+                );
+            }
+        }
+        // Event pages: every filter the explorer offers, newest first, through an index.
+        let filters = [
+            EventFilter::default(),
+            EventFilter {
+                source: Some("acme".into()),
+                ..Default::default()
+            },
+            EventFilter {
+                category: Some("audit".into()),
+                ..Default::default()
+            },
+            EventFilter {
+                event_type: Some("device_enrolled".into()),
+                ..Default::default()
+            },
+            EventFilter {
+                device: Some("d1".into()),
+                ..Default::default()
+            },
+            EventFilter {
+                user: Some("u1".into()),
+                ..Default::default()
+            },
+            EventFilter {
+                after: Some("1700000000000:5".into()),
+                ..Default::default()
+            },
+            EventFilter {
+                q: Some("blueprint".into()),
+                ..Default::default()
+            },
+        ];
+        for f in filters {
+            let (sql, p) = events_sql(&f, PAGE);
+            let lines = plan(&c, &sql, p);
+            assert_indexed(&format!("events {f:?}"), &lines);
+            if f.q.is_none() {
+                assert!(
+                    !lines.iter().any(|l| l.contains("TEMP B-TREE")),
+                    "events {f:?}: {lines:#?}"
+                );
+            }
+        }
+    }
+}
