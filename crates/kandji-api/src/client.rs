@@ -12,6 +12,19 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::budget::{Budget, Priority};
+
+tokio::task_local! {
+    static TALLY: Arc<AtomicU64>;
+}
+
+/// Runs `f` and counts the requests it spends from any budget (retries included), however
+/// many other futures spend from the same budget at once (a source's streams run side by
+/// side).
+pub async fn tally<F: std::future::Future>(f: F) -> (F::Output, u64) {
+    let count = Arc::new(AtomicU64::new(0));
+    let out = TALLY.scope(count.clone(), f).await;
+    (out, count.load(Ordering::Relaxed))
+}
 use crate::endpoint::ApiBase;
 use crate::error::{KandjiError, error_message, is_no_route_message, is_not_licensed_message};
 use crate::retry::{RetryPolicy, full_jitter, server_hint};
@@ -306,7 +319,8 @@ impl KandjiClient {
         }
     }
 
-    /// Send a request with budget, retries and typed errors; return the parsed JSON.
+    /// Send a request with budget, retries and typed errors; return the parsed JSON. Each
+    /// attempt is one request of the budget, and counts in the caller's [`tally`].
     pub async fn send(&self, req: &ApiRequest) -> Result<ApiResponse, KandjiError> {
         let policy = &self.inner.cfg.retry;
         let budget = &self.inner.cfg.budget;
@@ -318,6 +332,7 @@ impl KandjiClient {
         let counters = &self.inner.counters;
         loop {
             budget.acquire(req.priority).await;
+            let _ = TALLY.try_with(|t| t.fetch_add(1, Ordering::Relaxed));
             attempt += 1;
             bump(&counters.attempts);
             match self.send_once(req, &endpoint).await {

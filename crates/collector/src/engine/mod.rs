@@ -140,19 +140,20 @@ impl SourceRuntime {
     pub async fn run_stream(&self, stream: StreamName) -> Result<RunReport, StreamError> {
         let source = self.name().to_string();
         set_state(&self.store, &source, stream, State::Syncing).await?;
-        let spent_before = self.budget.state().total_spent;
         let started = self.now();
-        // Blueprints and tags are what filters resolve against: they are never filtered.
-        let scope = match stream {
-            StreamName::Blueprints | StreamName::Tags => Ok(Scope::default()),
-            _ => Scope::resolve(self).await,
-        };
-        let result = match scope {
-            Ok(scope) => streams::run(self, &scope, stream).await,
-            Err(e) => Err(e),
-        };
-        let spent_after = self.budget.state().total_spent;
-        let requests = spent_after.saturating_sub(spent_before);
+        // This stream's requests, though other streams spend from the same budget meanwhile.
+        let (result, requests) = kandji_api::client::tally(async {
+            // Blueprints and tags are what filters resolve against: they are never filtered.
+            let scope = match stream {
+                StreamName::Blueprints | StreamName::Tags => Ok(Scope::default()),
+                _ => Scope::resolve(self).await,
+            };
+            match scope {
+                Ok(scope) => streams::run(self, &scope, stream).await,
+                Err(e) => Err(e),
+            }
+        })
+        .await;
         let next = started
             + self
                 .source
@@ -296,47 +297,93 @@ pub struct StreamResult {
     pub result: Result<RunReport, StreamError>,
 }
 
-/// Runs one cycle of the chosen streams of one source, in [`CYCLE_ORDER`].
+/// Runs one cycle of the chosen streams of one source; results come in [`CYCLE_ORDER`].
+///
+/// Three phases: the dimensions (filters resolve against them) and, when filters are set,
+/// the device list (events and inventory are scoped to it), one after another; then every
+/// other stream at once (the budget orders their requests: security and audit first; the
+/// Prism exports are prepared side by side); then compliance, which reads the refresh queue
+/// the others fill. A revoked token stops the cycle at the first phase that meets it.
 pub async fn sync_once(rt: &SourceRuntime, only: &[StreamName]) -> Vec<StreamResult> {
-    let mut out = Vec::new();
-    for stream in CYCLE_ORDER {
-        if !rt.source.streams.contains(&stream) || (!only.is_empty() && !only.contains(&stream)) {
-            continue;
-        }
+    let wanted =
+        |s: &StreamName| rt.source.streams.contains(s) && (only.is_empty() || only.contains(s));
+    let f = &rt.source.filters;
+    let filtered = !(f.blueprints.is_empty() && f.tags.is_empty() && f.device_types.is_empty());
+    let phase = |s: StreamName| match s {
+        StreamName::Blueprints | StreamName::Tags => 0,
+        StreamName::Devices if filtered => 0,
+        StreamName::Compliance => 2,
+        _ => 1,
+    };
+    let mut results: BTreeMap<StreamName, Result<RunReport, StreamError>> = BTreeMap::new();
+    let mut auth_failed = false;
+    for p in 0..3 {
+        let streams: Vec<StreamName> = CYCLE_ORDER
+            .iter()
+            .copied()
+            .filter(|s| wanted(s) && phase(*s) == p)
+            .collect();
         if rt.stopping() {
             break;
         }
-        let result = rt.run_stream(stream).await;
-        let auth_failed = matches!(
-            &result,
-            Err(StreamError::Api(
-                kandji_api::KandjiError::Unauthorized { .. }
-            ))
-        );
-        out.push(StreamResult {
-            source: rt.name().to_string(),
-            stream,
-            result,
-        });
-        if auth_failed {
-            // A revoked token fails every stream: say so once per stream without spending.
-            for rest in CYCLE_ORDER.iter().skip_while(|s| **s != stream).skip(1) {
-                if rt.source.streams.contains(rest) && (only.is_empty() || only.contains(rest)) {
-                    let err = StreamError::Api(kandji_api::KandjiError::Unauthorized {
-                        endpoint: "GET /api/v1/*".into(),
-                    });
-                    let _ = record_failure(&rt.store, rt.name(), *rest, &err, now_ms()).await;
-                    out.push(StreamResult {
-                        source: rt.name().to_string(),
-                        stream: *rest,
-                        result: Err(err),
-                    });
+        let mut ran = Vec::new();
+        if p == 0 {
+            for s in streams {
+                let r = rt.run_stream(s).await;
+                let unauthorized = is_unauthorized(&r);
+                ran.push((s, r));
+                if unauthorized || rt.stopping() {
+                    break;
                 }
             }
+        } else {
+            let runs = streams
+                .iter()
+                .map(|s| async move { (*s, rt.run_stream(*s).await) });
+            ran = futures::future::join_all(runs).await;
+        }
+        for (s, r) in ran {
+            auth_failed |= is_unauthorized(&r);
+            results.insert(s, r);
+        }
+        if auth_failed {
             break;
         }
     }
-    out
+    if auth_failed {
+        // A revoked token fails every stream: say so once per stream without spending.
+        let rest: Vec<StreamName> = CYCLE_ORDER
+            .iter()
+            .copied()
+            .filter(|s| wanted(s) && !results.contains_key(s))
+            .collect();
+        for s in &rest {
+            let err = StreamError::Api(kandji_api::KandjiError::Unauthorized {
+                endpoint: "GET /api/v1/*".into(),
+            });
+            let _ = record_failure(&rt.store, rt.name(), *s, &err, now_ms()).await;
+            results.insert(*s, Err(err));
+        }
+    }
+    CYCLE_ORDER
+        .iter()
+        .filter_map(|s| {
+            results.remove(s).map(|result| StreamResult {
+                source: rt.name().to_string(),
+                stream: *s,
+                result,
+            })
+        })
+        .collect()
+}
+
+fn is_unauthorized(r: &Result<RunReport, StreamError>) -> bool {
+    matches!(
+        r,
+        Err(StreamError::Api(
+            kandji_api::KandjiError::Unauthorized { .. }
+        ))
+    )
 }
 
 /// The daemon without a console: every enabled source's [`source_loop`] until shutdown.

@@ -53,6 +53,8 @@ pub const TIME_FIELDS: [&str; 3] = ["created_at", "last_changed_at", "updated_at
 pub struct AppVersion {
     /// The fields as a JSON object with sorted keys; its text is the version's identity.
     pub fields: Arc<str>,
+    /// [`stable_hash`](super::stable_hash) of `fields`.
+    pub fields_hash: i64,
     pub name: Option<String>,
     pub bundle_id: Option<String>,
     pub version: Option<String>,
@@ -88,8 +90,8 @@ impl AppInstall {
 
     /// A hash of this version of the install (the record's id follows it).
     pub fn hash(&self) -> i64 {
-        let mut buf = Vec::with_capacity(self.version.fields.len() + 96);
-        buf.extend_from_slice(self.version.fields.as_bytes());
+        let mut buf = Vec::with_capacity(self.ident.len() + 96);
+        buf.extend_from_slice(&self.version.fields_hash.to_le_bytes());
         buf.push(0x1f);
         buf.extend_from_slice(self.ident.as_bytes());
         for t in [self.created_us, self.changed_us, self.updated_us, self.tf] {
@@ -214,6 +216,7 @@ fn typed_of(v: &AppVersion) -> Vec<rusqlite::types::Value> {
 /// The typed columns of a version, read from its fields (the rule `apps` rows had).
 fn version_of(fields: String, s: &dyn Fn(&str) -> Option<String>) -> AppVersion {
     AppVersion {
+        fields_hash: super::stable_hash(fields.as_bytes()),
         fields: Arc::from(fields),
         name: s("name").or_else(|| s("app_name")),
         bundle_id: s("bundle_id"),
@@ -494,9 +497,11 @@ impl kandji_api::export::CsvMapper for AppRowMapper {
 #[derive(Default)]
 pub(crate) struct Caches {
     titles: HashMap<String, i64, foldhash::fast::RandomState>,
-    versions: HashMap<Arc<str>, i64, foldhash::fast::RandomState>,
+    /// fields_hash → the versions with that hash (one, but for a collision).
+    versions: HashMap<i64, Vec<(Arc<str>, i64)>, foldhash::fast::RandomState>,
     /// (source, device) → (id, ctx).
     devices: HashMap<(String, String), (i64, DeviceCtx), foldhash::fast::RandomState>,
+    last_device: Option<(String, String, i64, DeviceCtx)>,
 }
 
 impl Caches {
@@ -577,7 +582,11 @@ impl Ids<'_, '_> {
     }
 
     fn version(&mut self, title: i64, v: &AppVersion) -> Result<i64, StoreError> {
-        if let Some(id) = self.caches.versions.get(&v.fields) {
+        if let Some(bucket) = self.caches.versions.get(&v.fields_hash)
+            && let Some((_, id)) = bucket
+                .iter()
+                .find(|(f, _)| Arc::ptr_eq(f, &v.fields) || **f == *v.fields)
+        {
             return Ok(*id);
         }
         let found: Option<i64> = self
@@ -601,16 +610,29 @@ impl Ids<'_, '_> {
         if self.caches.versions.len() > MAX_CACHED {
             self.caches.versions.clear();
         }
-        self.caches.versions.insert(v.fields.clone(), id);
+        self.caches
+            .versions
+            .entry(v.fields_hash)
+            .or_default()
+            .push((v.fields.clone(), id));
         Ok(id)
     }
 
     /// The device's id; stores `ctx` as the device's fields when they changed.
     fn device(&mut self, device_id: &str, ctx: &DeviceCtx) -> Result<i64, StoreError> {
+        // Rows come grouped by device: the last one is the usual answer.
+        if let Some((s, d, id, c)) = &self.caches.last_device
+            && s == self.source
+            && d == device_id
+            && (Arc::ptr_eq(c, ctx) || c == ctx)
+        {
+            return Ok(*id);
+        }
         let k = (self.source.to_string(), device_id.to_string());
         if let Some((id, c)) = self.caches.devices.get(&k)
             && (Arc::ptr_eq(c, ctx) || c == ctx)
         {
+            self.caches.last_device = Some((k.0, k.1, *id, c.clone()));
             return Ok(*id);
         }
         let id: i64 = self
@@ -624,6 +646,7 @@ impl Ids<'_, '_> {
         if self.caches.devices.len() > MAX_CACHED {
             self.caches.devices.clear();
         }
+        self.caches.last_device = Some((k.0.clone(), k.1.clone(), id, ctx.clone()));
         self.caches.devices.insert(k, (id, ctx.clone()));
         Ok(id)
     }
@@ -666,6 +689,7 @@ impl Stored {
     fn typed(&self) -> Vec<rusqlite::types::Value> {
         typed_of(&AppVersion {
             fields: Arc::from(""),
+            fields_hash: 0,
             name: self.name.clone(),
             bundle_id: self.bundle_id.clone(),
             version: self.version.clone(),
@@ -696,6 +720,16 @@ pub(crate) fn upsert(
         stages.open_apps(tx, source, sweep, started_at)?;
     }
     let known_before = super::write::snapshot_at(tx, source, "apps", "*")?;
+    // A first load into an empty inventory builds the version index once at its end
+    // (sorting 5 M entries beats inserting them at random places, one at a time).
+    if known_before.is_none() && snapshot {
+        let empty: bool = tx
+            .prepare_cached("SELECT NOT EXISTS (SELECT 1 FROM app_installs)")?
+            .query_row([], |r| r.get(0))?;
+        if empty {
+            tx.execute_batch("DROP INDEX IF EXISTS app_installs_ver")?;
+        }
+    }
     let mut ids = Ids { tx, caches, source };
     let mut counts = Counts::default();
     let mut known: HashMap<i64, bool> = HashMap::new();
@@ -772,29 +806,25 @@ pub(crate) fn upsert(
 
 /// Inserts an install whose key is not stored yet; `None` if it is.
 fn insert_new(tx: &Transaction<'_>, r: &Resolved<'_>, now: i64) -> Result<Option<i64>, StoreError> {
-    Ok(tx
+    let n = tx
         .prepare_cached(
-            "INSERT INTO app_installs (dev, title, ver, created_us, changed_us, updated_us,
-               tf, extra, hash, first_seen, last_seen)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)
-             ON CONFLICT (dev, title) DO NOTHING RETURNING id",
+            "INSERT OR IGNORE INTO app_installs (dev, title, ver, created_us, changed_us,
+               updated_us, tf, extra, hash, first_seen, last_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
         )?
-        .query_row(
-            params![
-                r.dev,
-                r.title,
-                r.ver,
-                r.inst.created_us,
-                r.inst.changed_us,
-                r.inst.updated_us,
-                r.inst.tf,
-                r.inst.extra,
-                r.hash,
-                now
-            ],
-            |row| row.get(0),
-        )
-        .optional()?)
+        .execute(params![
+            r.dev,
+            r.title,
+            r.ver,
+            r.inst.created_us,
+            r.inst.changed_us,
+            r.inst.updated_us,
+            r.inst.tf,
+            r.inst.extra,
+            r.hash,
+            now
+        ])?;
+    Ok((n == 1).then(|| tx.last_insert_rowid()))
 }
 
 /// Inserts an install, replacing one with the same key. Returns its id, and the replaced
@@ -1045,8 +1075,10 @@ pub(crate) fn end_snapshot(
                     OR i.extra IS NOT s.extra)",
         )?;
         st.query_map([source], |r| {
+            let fields: String = r.get(10)?;
             let version = AppVersion {
-                fields: Arc::from(r.get::<_, String>(10)?),
+                fields_hash: super::stable_hash(fields.as_bytes()),
+                fields: Arc::from(fields),
                 name: r.get(11)?,
                 bundle_id: r.get(12)?,
                 version: r.get(13)?,
@@ -1116,6 +1148,7 @@ pub(crate) fn end_snapshot(
                 ident: r.get(4)?,
                 version: AppVersion {
                     fields: Arc::from(""),
+                    fields_hash: 0,
                     name: r.get(5)?,
                     bundle_id: r.get(6)?,
                     version: r.get(7)?,
@@ -1154,6 +1187,7 @@ pub(crate) fn end_snapshot(
         out.changes += 1;
         insert_event(tx, batch, &batch.stream, &ev, out)?;
     }
+    ensure_indexes(tx)?;
     stages.close_apps(tx, source)?;
     super::write::set_snapshot_at(tx, source, "apps", "*", batch.now)?;
     Ok(())
@@ -1167,6 +1201,15 @@ struct Gone {
     device_id: String,
     ident: String,
     version: AppVersion,
+}
+
+/// The index a first load defers (see [`upsert`]): built when the snapshot ends, or when the
+/// store opens after a first load was interrupted.
+pub(crate) fn ensure_indexes(c: &rusqlite::Connection) -> Result<(), StoreError> {
+    c.execute_batch(
+        "CREATE INDEX IF NOT EXISTS app_installs_ver ON app_installs(ver) WHERE removed_at IS NULL;",
+    )?;
+    Ok(())
 }
 
 /// Marks every live install of a removed device removed (the device sweep's cascade).

@@ -426,7 +426,6 @@ JOIN app_versions v ON v.fields = coalesce(r.fields, '{}');
 
 CREATE UNIQUE INDEX app_installs_key ON app_installs(dev, title);
 CREATE INDEX app_installs_ver ON app_installs(ver) WHERE removed_at IS NULL;
-CREATE INDEX app_installs_dev_live ON app_installs(dev) WHERE removed_at IS NULL;
 
 UPDATE app_devices SET live_apps =
     (SELECT count(*) FROM app_installs i WHERE i.dev = app_devices.id AND i.removed_at IS NULL);

@@ -23,6 +23,11 @@ impl PrismTable for Apps {
     fn table(&self) -> Table {
         Table::Apps
     }
+    /// Installs are small (the version they share is not copied): larger batches, fewer
+    /// commits.
+    fn batch_rows(&self) -> usize {
+        5_000
+    }
     fn mapper(&self, _category: &str) -> AppRowMapper {
         AppRowMapper::default()
     }

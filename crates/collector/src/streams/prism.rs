@@ -21,8 +21,9 @@ use crate::engine::{RunReport, Scope, SourceRuntime, StreamError};
 use crate::planner::FULL_EXPORT_EVERY;
 use crate::store::{Batch, Scope as StoreScope, SweepEnd, Table};
 
-/// Rows per batch handed to the store.
-pub const BATCH_ROWS: usize = 5_000;
+/// Rows per batch handed to the store, for tables of ~1 KB rows (several exports run at
+/// once, each with a few batches in flight: memory stays bounded by this).
+pub const BATCH_ROWS: usize = 1_000;
 /// How long an export may take before the run gives up (the next run starts a new one).
 pub const EXPORT_DEADLINE: Duration = Duration::from_secs(30 * 60);
 /// Rows changed this long before the last read are read again.
@@ -41,6 +42,7 @@ pub fn export<M: CsvMapper>(
     category: &str,
     scope: &Scope,
     mapper: M,
+    batch_rows: usize,
 ) -> MappedBatches<M::Row> {
     let (blueprint_ids, device_families) = pushdown(scope);
     rt.client.export_mapped(
@@ -53,7 +55,7 @@ pub fn export<M: CsvMapper>(
         ExportOptions {
             poll_initial: rt.export_poll,
             deadline: EXPORT_DEADLINE,
-            batch_size: BATCH_ROWS,
+            batch_size: batch_rows,
             ..ExportOptions::default()
         },
         mapper,
@@ -118,6 +120,10 @@ pub trait PrismTable: Sync {
     type Row: Send + 'static;
     type Mapper: CsvMapper<Row = Self::Row>;
     fn table(&self) -> Table;
+    /// Rows per batch of a full export.
+    fn batch_rows(&self) -> usize {
+        BATCH_ROWS
+    }
     fn mapper(&self, category: &str) -> Self::Mapper;
     fn row_of_json(&self, category: &str, row: &Value) -> Option<Self::Row>;
     fn device_of(row: &Self::Row) -> Option<&str>;
@@ -210,7 +216,7 @@ pub async fn category<T: PrismTable>(
     };
     if full_due {
         let sweep = started;
-        let mut batches = export(rt, category, scope, t.mapper(category));
+        let mut batches = export(rt, category, scope, t.mapper(category), t.batch_rows());
         report.pages += 1;
         while let Some(rows) = batches.next().await {
             let rows: Vec<T::Row> = rows?.into_iter().filter(|r| keep(r)).collect();
