@@ -75,7 +75,9 @@ pub struct AppInstall {
     pub created_us: Option<i64>,
     pub changed_us: Option<i64>,
     pub updated_us: Option<i64>,
-    /// The format of the times in columns: 0 `YYYY-MM-DD HH:MM:SS.ffffff+00:00`, 1 with `T`.
+    /// The format of the times in columns: 0 `YYYY-MM-DD HH:MM:SS.ffffff+00:00`, 1 with `T`;
+    /// plus 2 when `updated_at` equals `last_changed_at` (then `updated_us` is `None`: the
+    /// usual case stores one time less).
     pub tf: Option<i64>,
     /// What the columns cannot hold, as a JSON object: `__ctx` (device fields that differ
     /// from the device's) and times in another form, in that key order.
@@ -170,6 +172,7 @@ impl AppInstall {
         self.changed_us = col(1);
         self.updated_us = col(2);
         self.tf = tf;
+        let updated_is_changed = self.updated_us.is_some() && self.updated_us == self.changed_us;
         let mut extra = String::new();
         let mut push = |k: &str, json: &str| {
             extra.push(if extra.is_empty() { '{' } else { ',' });
@@ -183,6 +186,10 @@ impl AppInstall {
         }
         for (i, t) in times.iter().enumerate() {
             let in_column = [self.created_us, self.changed_us, self.updated_us][i].is_some();
+            if i == 2 && updated_is_changed {
+                self.updated_us = None;
+                self.tf = self.tf.map(|f| f | 2);
+            }
             match t {
                 Some(_) if in_column => {}
                 Some(TimeCell::Text(s)) => push(TIME_FIELDS[i], &json_string(s)),
@@ -309,11 +316,15 @@ pub fn rebuild(
         m.extend(f);
     }
     if let Some(tf) = tf {
+        let mut times = times;
+        if tf & 2 != 0 {
+            times[2] = times[1];
+        }
         for (i, t) in times.iter().enumerate() {
             if let Some(us) = t {
                 m.insert(
                     TIME_FIELDS[i].to_string(),
-                    Value::String(render_canonical(*us, tf)),
+                    Value::String(render_canonical(*us, tf & 1)),
                 );
             }
         }
@@ -809,8 +820,8 @@ fn insert_new(tx: &Transaction<'_>, r: &Resolved<'_>, now: i64) -> Result<Option
     let n = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO app_installs (dev, title, ver, created_us, changed_us,
-               updated_us, tf, extra, hash, first_seen, last_seen)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+               updated_us, tf, extra, hash, first_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?
         .execute(params![
             r.dev,
@@ -847,8 +858,8 @@ fn insert_or_replace(
             let id: i64 = tx
                 .prepare_cached(
                     "INSERT INTO app_installs (dev, title, ver, created_us, changed_us, updated_us,
-                       tf, extra, hash, first_seen, last_seen)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) RETURNING id",
+                       tf, extra, hash, first_seen)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
                 )?
                 .query_row(
                     params![
@@ -1135,7 +1146,7 @@ pub(crate) fn end_snapshot(
              JOIN app_installs i ON i.dev = d.id AND i.removed_at IS NULL
              JOIN app_titles t ON t.id = i.title
              JOIN app_versions v ON v.id = i.ver
-             WHERE d.source = ?1 AND i.last_seen < ?2
+             WHERE d.source = ?1 AND coalesce(i.last_seen, i.first_seen) < ?2
                AND NOT EXISTS (SELECT 1 FROM temp.stage_apps s
                                WHERE s.source = ?1 AND s.dev = i.dev AND s.title = i.title)",
         )?;
@@ -1250,7 +1261,8 @@ pub(crate) struct RebuiltRow {
     pub raw: Value,
 }
 
-const REBUILD_SELECT: &str = "SELECT i.id, d.device_id, t.ident, i.hash, i.last_seen,
+const REBUILD_SELECT: &str = "SELECT i.id, d.device_id, t.ident, i.hash,
+        coalesce(i.last_seen, i.first_seen),
         i.removed_at, d.ctx, v.fields, i.created_us, i.changed_us, i.updated_us, i.tf, i.extra
     FROM app_installs i
     JOIN app_devices d ON d.id = i.dev
@@ -1329,7 +1341,7 @@ pub(crate) fn for_each(
     let seen_all = matches!((since, snapshot), (Some(s), Some(at)) if at >= s) || since.is_none();
     let mut st = c.prepare(&format!(
         "{REBUILD_SELECT} WHERE d.source = ?1 AND i.removed_at IS NULL
-           AND (?2 OR i.last_seen >= ?3)
+           AND (?2 OR coalesce(i.last_seen, i.first_seen) >= ?3)
          ORDER BY d.device_id, t.ident"
     ))?;
     let mut rows = st.query(params![source, seen_all, since.unwrap_or(0)])?;

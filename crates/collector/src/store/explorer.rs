@@ -344,14 +344,9 @@ pub(crate) fn devices_sql(f: &DeviceFilter, limit: Option<usize>) -> (String, Ve
                OR d.user_name LIKE ?{n} OR d.key LIKE ?{n} OR d.model LIKE ?{n})"
         ));
     }
-    // The sort column's index, with or without the source prefix.
+    // The sort column's index (a source filter reads it too, skipping other sources).
     let index = format!(
-        "devices_{}_{}",
-        if opt(&f.source).is_some() {
-            "src"
-        } else {
-            "by"
-        },
+        "devices_by_{}",
         match col {
             "device_name" => "name",
             "os_version" => "os",

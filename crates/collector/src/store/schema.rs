@@ -288,9 +288,11 @@ CREATE INDEX dead_letters_output ON dead_letters(source, output, id);
 ///   object; its exact text is the version's identity), with its live install count;
 /// - `app_installs`: one narrow row per install: device, title, version, the three Prism
 ///   timestamps as microseconds (`tf` 0: `YYYY-MM-DD HH:MM:SS.ffffff+00:00`, 1: the same
-///   with `T`), and `extra`, a JSON object of whatever does not fit those columns (times in
-///   another format, or `__ctx`, device fields that differ from the device's). The row
-///   id is the old `apps` rowid, so outbox references carry over.
+///   with `T`; +2 when `updated_at` equals `last_changed_at`, which is then not stored), and
+///   `extra`, a JSON object of whatever does not fit those columns (times in another
+///   format, or `__ctx`, device fields that differ from the device's). `last_seen` is NULL
+///   while it equals `first_seen`. The row id is the old `apps` rowid, so outbox
+///   references carry over.
 ///
 /// The rebuilt record (ctx + fields + times + extra, keys sorted) is byte for byte the raw
 /// row it came from; `tests/migrate.rs` checks that on a store written by version 3. A view
@@ -332,7 +334,7 @@ CREATE TABLE app_installs (
     extra TEXT,
     hash INTEGER NOT NULL,
     first_seen INTEGER NOT NULL,
-    last_seen INTEGER NOT NULL,
+    last_seen INTEGER,
     removed_at INTEGER
 );
 
@@ -410,14 +412,16 @@ INSERT INTO app_installs (id, dev, title, ver, created_us, changed_us, updated_u
 SELECT r.id, d.id, t.id, v.id,
   CASE WHEN f.c_tf = f.tf THEN unixepoch(substr(r.c_text, 1, 10) || ' ' || substr(r.c_text, 12, 8)) * 1000000 + CAST(substr(r.c_text, 21, 6) AS INTEGER) END,
   CASE WHEN f.l_tf = f.tf THEN unixepoch(substr(r.l_text, 1, 10) || ' ' || substr(r.l_text, 12, 8)) * 1000000 + CAST(substr(r.l_text, 21, 6) AS INTEGER) END,
-  CASE WHEN f.u_tf = f.tf THEN unixepoch(substr(r.u_text, 1, 10) || ' ' || substr(r.u_text, 12, 8)) * 1000000 + CAST(substr(r.u_text, 21, 6) AS INTEGER) END,
-  f.tf,
+  CASE WHEN f.u_tf = f.tf AND NOT (f.l_tf = f.tf AND r.u_text = r.l_text)
+       THEN unixepoch(substr(r.u_text, 1, 10) || ' ' || substr(r.u_text, 12, 8)) * 1000000 + CAST(substr(r.u_text, 21, 6) AS INTEGER) END,
+  f.tf + CASE WHEN f.u_tf = f.tf AND f.l_tf = f.tf AND r.u_text = r.l_text THEN 2 ELSE 0 END,
   (SELECT CASE WHEN count(*) = 0 THEN NULL ELSE json_group_object(k, json(v)) END FROM (
      SELECT '__ctx' AS k, coalesce(r.ctx, '{}') AS v WHERE coalesce(r.ctx, '{}') IS NOT d.ctx
      UNION ALL SELECT 'created_at', r.c_json WHERE r.c_type IS NOT NULL AND f.c_tf IS NOT f.tf
      UNION ALL SELECT 'last_changed_at', r.l_json WHERE r.l_type IS NOT NULL AND f.l_tf IS NOT f.tf
      UNION ALL SELECT 'updated_at', r.u_json WHERE r.u_type IS NOT NULL AND f.u_tf IS NOT f.tf)),
-  r.hash, r.first_seen, r.last_seen, r.removed_at
+  r.hash, r.first_seen, CASE WHEN r.last_seen = r.first_seen THEN NULL ELSE r.last_seen END,
+  r.removed_at
 FROM m4_rows r
 JOIN m4_tf f ON f.id = r.id
 JOIN app_devices d ON d.source = r.source AND d.device_id = r.device_id
@@ -448,7 +452,8 @@ DROP TABLE m4_tf;
 
 CREATE VIEW apps AS
 SELECT d.source AS source, d.device_id || '|' || t.ident AS key, d.device_id AS device_id,
-       i.hash AS hash, i.first_seen AS first_seen, i.last_seen AS last_seen,
+       i.hash AS hash, i.first_seen AS first_seen,
+       coalesce(i.last_seen, i.first_seen) AS last_seen,
        i.removed_at AS removed_at, v.name AS name, v.bundle_id AS bundle_id,
        v.version AS version, v.path AS path, i.id AS install_id
 FROM app_installs i
@@ -467,7 +472,7 @@ CREATE TABLE snapshots (
 ) WITHOUT ROWID;
 -- A store with apps has seen its app inventory whole.
 INSERT INTO snapshots (source, tbl, scope, at)
-SELECT d.source, 'apps', '*', max(i.last_seen) + 1
+SELECT d.source, 'apps', '*', max(coalesce(i.last_seen, i.first_seen)) + 1
 FROM app_installs i JOIN app_devices d ON d.id = i.dev GROUP BY d.source;
 
 -- The live app count per device, kept by the writer, for the devices page's "apps" sort.
@@ -475,8 +480,8 @@ ALTER TABLE devices ADD COLUMN app_count INTEGER NOT NULL DEFAULT 0;
 UPDATE devices SET app_count = coalesce((SELECT d.live_apps FROM app_devices d
     WHERE d.source = devices.source AND d.device_id = devices.key), 0);
 
--- The explorer: every sort key of the devices page, with and without a source filter, over
--- live rows; covering indexes for per-device counts and the users page.
+-- The explorer: every sort key of the devices page over live rows (a source filter reads the
+-- same index); covering indexes for per-device counts and the users page.
 CREATE INDEX devices_by_name ON devices(device_name, key) WHERE removed_at IS NULL;
 CREATE INDEX devices_by_platform ON devices(platform, key) WHERE removed_at IS NULL;
 CREATE INDEX devices_by_model ON devices(model, key) WHERE removed_at IS NULL;
@@ -485,20 +490,10 @@ CREATE INDEX devices_by_blueprint ON devices(blueprint_name, key) WHERE removed_
 CREATE INDEX devices_by_user ON devices(user_email, key) WHERE removed_at IS NULL;
 CREATE INDEX devices_by_checkin ON devices(last_check_in, key) WHERE removed_at IS NULL;
 CREATE INDEX devices_by_apps ON devices(app_count, key) WHERE removed_at IS NULL;
-CREATE INDEX devices_src_name ON devices(source, device_name, key) WHERE removed_at IS NULL;
-CREATE INDEX devices_src_platform ON devices(source, platform, key) WHERE removed_at IS NULL;
-CREATE INDEX devices_src_model ON devices(source, model, key) WHERE removed_at IS NULL;
-CREATE INDEX devices_src_os ON devices(source, os_version, key) WHERE removed_at IS NULL;
-CREATE INDEX devices_src_blueprint ON devices(source, blueprint_name, key) WHERE removed_at IS NULL;
-CREATE INDEX devices_src_user ON devices(source, user_email, key) WHERE removed_at IS NULL;
-CREATE INDEX devices_src_checkin ON devices(source, last_check_in, key) WHERE removed_at IS NULL;
-CREATE INDEX devices_src_apps ON devices(source, app_count, key) WHERE removed_at IS NULL;
 -- (`removed_at` is in it only so that the per-device counts read nothing but the index.)
 CREATE INDEX compliance_live_status ON compliance(source, device_id, status, removed_at)
     WHERE removed_at IS NULL;
 CREATE INDEX users_live_email ON users(email, key) WHERE removed_at IS NULL;
-CREATE INDEX device_details_live_device ON device_details(source, device_id, category)
-    WHERE removed_at IS NULL;
 "#;
 
 /// Every migration in order. Append only: never edit one that has shipped.

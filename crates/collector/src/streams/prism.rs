@@ -23,7 +23,7 @@ use crate::store::{Batch, Scope as StoreScope, SweepEnd, Table};
 
 /// Rows per batch handed to the store, for tables of ~1 KB rows (several exports run at
 /// once, each with a few batches in flight: memory stays bounded by this).
-pub const BATCH_ROWS: usize = 1_000;
+pub const BATCH_ROWS: usize = 500;
 /// How long an export may take before the run gives up (the next run starts a new one).
 pub const EXPORT_DEADLINE: Duration = Duration::from_secs(30 * 60);
 /// Rows changed this long before the last read are read again.
