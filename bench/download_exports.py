@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The floor a full sync is measured against: what simply downloading the same Prism exports
 takes, done the way a client that knows the API would do it. Creates every export at once,
-polls them together (first poll after 1 s, then x1.5, as the collector does), downloads each
+polls them together (first poll after 0.2 s, then x1.5, as the collector does), downloads each
 signed URL as soon as it is ready (all in parallel) and discards the bytes.
 
 Usage: download_exports.py BASE_URL TOKEN_FILE [CATEGORY ...]
@@ -43,7 +43,7 @@ def main():
         e = call("POST", f"{api}/prism/export", {
             "category": cat, "blueprint_ids": [], "device_families": [],
             "filter": {}, "columns": [], "sort_by": ""})
-        delay = 1.0
+        delay = 0.2
         while True:
             time.sleep(delay)
             e = call("GET", f"{api}/prism/export/{e['id']}")

@@ -4,7 +4,8 @@
 # discarding the bytes (bench/download_exports.py). The simulator runs as its own process,
 # unthrottled, on loopback.
 #
-# Usage: bench/full_sync.sh DEVICES [KEEP_DIR]   (builds release binaries first)
+# Usage: [APP_RICHNESS=30] bench/full_sync.sh DEVICES [KEEP_DIR]   (builds release binaries
+# first; APP_RICHNESS=30 gives about 150 apps per device instead of 100)
 # Prints: download wall (before and after the sync), the sync's wall, the ratio, requests
 # (the simulator's own count), records, records/s, peak RSS, and the store's size by table.
 set -euo pipefail
@@ -15,6 +16,7 @@ cargo build --release -q -p kandji-sim -p kandji-collector
 T=$(mktemp -d)
 trap 'kill $SIM 2>/dev/null || true; [ -n "$KEEP" ] || rm -rf "$T"' EXIT
 ./target/release/kandji-sim --devices "$N" --port 0 --no-churn --per-second-limit 1000000 \
+  --app-richness "${APP_RICHNESS:-0}" \
   --hourly-limit 100000000 >"$T/sim.out" 2>/dev/null &
 SIM=$!
 for _ in $(seq 100); do [ -s "$T/sim.out" ] && break; sleep 0.1; done

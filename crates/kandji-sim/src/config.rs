@@ -23,6 +23,9 @@ pub struct SimConfig {
     pub faults: Faults,
     pub clock: ClockConfig,
     pub churn: Churn,
+    /// Extra "richness" points every device gets (0–100; 0 keeps the default fleet of about
+    /// 100 apps per device): more apps per device, for benchmarks of bigger inventories.
+    pub app_richness: u8,
 }
 
 impl Default for SimConfig {
@@ -42,6 +45,7 @@ impl Default for SimConfig {
             faults: Faults::default(),
             clock: ClockConfig::default(),
             churn: Churn::default(),
+            app_richness: 0,
         }
     }
 }

@@ -47,7 +47,9 @@ pub fn new_device(t: &Tenant, idx: u32, enrolled: i64) -> Device {
     let richness = match platform {
         Platform::Mac => 5 + (hs("rich", &[seed, i]) % 40) as u8,
         _ => 10 + (hs("rich", &[seed, i]) % 70) as u8,
-    };
+    }
+    .saturating_add(t.app_richness)
+    .min(100);
     let mut d = Device {
         idx,
         platform,
@@ -119,6 +121,7 @@ pub fn generate(cfg: &SimConfig, start_us: i64) -> Tenant {
         rev: 0,
         now_us: start_us,
         churn_scale: (n as f64 / 1000.0).max(0.05),
+        app_richness: cfg.app_richness,
     };
 
     // Blueprints.

@@ -42,6 +42,10 @@ struct Cli {
     /// Do not send `Retry-After` with 429 answers.
     #[arg(long)]
     no_retry_after: bool,
+    /// Extra richness points per device (0-100): more apps per device (about 150 on
+    /// average at 30, 100 at 0).
+    #[arg(long, default_value_t = 0)]
+    app_richness: u8,
     /// Polls before a Prism export reports `success`.
     #[arg(long, default_value_t = 2)]
     export_polls: u32,
@@ -140,6 +144,7 @@ async fn main() -> anyhow::Result<()> {
         } else {
             Churn::default()
         },
+        app_richness: cli.app_richness,
     };
     let addr = SocketAddr::new(cli.listen, cli.port);
     let sim = kandji_sim::spawn_on(cfg, addr)

@@ -137,6 +137,8 @@ pub struct Tenant {
     pub rev: u64,
     pub now_us: i64,
     pub churn_scale: f64,
+    /// Added to every new device's richness (see `SimConfig::app_richness`).
+    pub app_richness: u8,
 }
 
 pub const TAG_COUNT: usize = 12;

@@ -76,8 +76,8 @@ pub struct AppInstall {
     pub changed_us: Option<i64>,
     pub updated_us: Option<i64>,
     /// The format of the times in columns: 0 `YYYY-MM-DD HH:MM:SS.ffffff+00:00`, 1 with `T`;
-    /// plus 2 when `updated_at` equals `last_changed_at` (then `updated_us` is `None`: the
-    /// usual case stores one time less).
+    /// plus 2 when `updated_at` equals `last_changed_at`, plus 4 when `created_at` does (that
+    /// time is then `None`: the usual install stores one time, not three).
     pub tf: Option<i64>,
     /// What the columns cannot hold, as a JSON object: `__ctx` (device fields that differ
     /// from the device's) and times in another form, in that key order.
@@ -172,7 +172,7 @@ impl AppInstall {
         self.changed_us = col(1);
         self.updated_us = col(2);
         self.tf = tf;
-        let updated_is_changed = self.updated_us.is_some() && self.updated_us == self.changed_us;
+        let in_column = [self.created_us, self.changed_us, self.updated_us].map(|c| c.is_some());
         let mut extra = String::new();
         let mut push = |k: &str, json: &str| {
             extra.push(if extra.is_empty() { '{' } else { ',' });
@@ -185,16 +185,22 @@ impl AppInstall {
             push("__ctx", c);
         }
         for (i, t) in times.iter().enumerate() {
-            let in_column = [self.created_us, self.changed_us, self.updated_us][i].is_some();
-            if i == 2 && updated_is_changed {
-                self.updated_us = None;
-                self.tf = self.tf.map(|f| f | 2);
-            }
             match t {
-                Some(_) if in_column => {}
+                Some(_) if in_column[i] => {}
                 Some(TimeCell::Text(s)) => push(TIME_FIELDS[i], &json_string(s)),
                 Some(TimeCell::Json(j)) => push(TIME_FIELDS[i], j),
                 None => {}
+            }
+        }
+        // A time equal to last_changed_at is not stored twice: a bit of `tf` says so.
+        if self.changed_us.is_some() {
+            if self.created_us == self.changed_us {
+                self.created_us = None;
+                self.tf = self.tf.map(|f| f | 4);
+            }
+            if self.updated_us == self.changed_us {
+                self.updated_us = None;
+                self.tf = self.tf.map(|f| f | 2);
             }
         }
         self.extra = (!extra.is_empty()).then(|| {
@@ -319,6 +325,9 @@ pub fn rebuild(
         let mut times = times;
         if tf & 2 != 0 {
             times[2] = times[1];
+        }
+        if tf & 4 != 0 {
+            times[0] = times[1];
         }
         for (i, t) in times.iter().enumerate() {
             if let Some(us) = t {

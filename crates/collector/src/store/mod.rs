@@ -270,6 +270,8 @@ fn configure_writer(conn: &Connection, opts: &StoreOptions) -> Result<(), StoreE
     let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
     if pages == 0 {
         conn.pragma_update(None, "page_size", PAGE_SIZE)?;
+        // Pages freed (a pruned outbox, a dropped stage) can go back to the file system.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     }
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;

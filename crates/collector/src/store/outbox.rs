@@ -424,6 +424,10 @@ impl Store {
                     params![source, min],
                 )? as u64;
             }
+            if n > 0 {
+                // Give freed pages back (stores made with auto_vacuum; a no-op on others).
+                w.conn.execute_batch("PRAGMA incremental_vacuum")?;
+            }
             Ok(n)
         })
         .await

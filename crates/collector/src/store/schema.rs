@@ -288,7 +288,8 @@ CREATE INDEX dead_letters_output ON dead_letters(source, output, id);
 ///   object; its exact text is the version's identity), with its live install count;
 /// - `app_installs`: one narrow row per install: device, title, version, the three Prism
 ///   timestamps as microseconds (`tf` 0: `YYYY-MM-DD HH:MM:SS.ffffff+00:00`, 1: the same
-///   with `T`; +2 when `updated_at` equals `last_changed_at`, which is then not stored), and
+///   with `T`; +2 when `updated_at` equals `last_changed_at`, +4 when `created_at` does:
+///   that time is then not stored), and
 ///   `extra`, a JSON object of whatever does not fit those columns (times in another
 ///   format, or `__ctx`, device fields that differ from the device's). `last_seen` is NULL
 ///   while it equals `first_seen`. The row id is the old `apps` rowid, so outbox
@@ -410,11 +411,13 @@ WHERE r.rn = 1;
 INSERT INTO app_installs (id, dev, title, ver, created_us, changed_us, updated_us, tf, extra,
                           hash, first_seen, last_seen, removed_at)
 SELECT r.id, d.id, t.id, v.id,
-  CASE WHEN f.c_tf = f.tf THEN unixepoch(substr(r.c_text, 1, 10) || ' ' || substr(r.c_text, 12, 8)) * 1000000 + CAST(substr(r.c_text, 21, 6) AS INTEGER) END,
+  CASE WHEN f.c_tf = f.tf AND NOT (f.l_tf = f.tf AND r.c_text = r.l_text)
+       THEN unixepoch(substr(r.c_text, 1, 10) || ' ' || substr(r.c_text, 12, 8)) * 1000000 + CAST(substr(r.c_text, 21, 6) AS INTEGER) END,
   CASE WHEN f.l_tf = f.tf THEN unixepoch(substr(r.l_text, 1, 10) || ' ' || substr(r.l_text, 12, 8)) * 1000000 + CAST(substr(r.l_text, 21, 6) AS INTEGER) END,
   CASE WHEN f.u_tf = f.tf AND NOT (f.l_tf = f.tf AND r.u_text = r.l_text)
        THEN unixepoch(substr(r.u_text, 1, 10) || ' ' || substr(r.u_text, 12, 8)) * 1000000 + CAST(substr(r.u_text, 21, 6) AS INTEGER) END,
-  f.tf + CASE WHEN f.u_tf = f.tf AND f.l_tf = f.tf AND r.u_text = r.l_text THEN 2 ELSE 0 END,
+  f.tf + CASE WHEN f.u_tf = f.tf AND f.l_tf = f.tf AND r.u_text = r.l_text THEN 2 ELSE 0 END
+       + CASE WHEN f.c_tf = f.tf AND f.l_tf = f.tf AND r.c_text = r.l_text THEN 4 ELSE 0 END,
   (SELECT CASE WHEN count(*) = 0 THEN NULL ELSE json_group_object(k, json(v)) END FROM (
      SELECT '__ctx' AS k, coalesce(r.ctx, '{}') AS v WHERE coalesce(r.ctx, '{}') IS NOT d.ctx
      UNION ALL SELECT 'created_at', r.c_json WHERE r.c_type IS NOT NULL AND f.c_tf IS NOT f.tf
