@@ -168,7 +168,7 @@ async fn a_version_3_store_migrates_in_place_and_keeps_everything() {
         .unwrap();
     assert_eq!((counted, per_version), (live_before, live_before));
 
-    // The outbox: same rows, and each still finds its record (apps by install id now).
+    // The outbox: same rows, and each still finds its record (apps by device and title now).
     let outbox_after = dump(&c, "outbox", "seq");
     assert_eq!(outbox_after.len(), outbox_before.len());
     for (b, a) in outbox_before.iter().zip(&outbox_after) {
@@ -177,11 +177,12 @@ async fn a_version_3_store_migrates_in_place_and_keeps_everything() {
             let Value::Text(old_key) = &b[3] else {
                 panic!()
             };
-            let Value::Text(id) = &a[3] else { panic!() };
+            let Value::Text(ids) = &a[3] else { panic!() };
+            let (dev, title) = ids.split_once(':').expect("DEV:TITLE");
             let key: String = c
                 .query_row(
-                    "SELECT key FROM apps WHERE install_id = ?1",
-                    [id.parse::<i64>().unwrap()],
+                    "SELECT key FROM apps WHERE dev = ?1 AND title = ?2",
+                    [dev.parse::<i64>().unwrap(), title.parse::<i64>().unwrap()],
                     |r| r.get(0),
                 )
                 .unwrap();

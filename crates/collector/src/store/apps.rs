@@ -658,8 +658,10 @@ impl Ids<'_, '_> {
         let id: i64 = self
             .tx
             .prepare_cached(
-                "INSERT INTO app_devices (source, device_id, ctx) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (source, device_id) DO UPDATE SET ctx = excluded.ctx
+                "INSERT INTO app_devices (source, device_id, ctx, name)
+                 VALUES (?1, ?2, ?3, ?3 ->> '$.device__name')
+                 ON CONFLICT (source, device_id) DO UPDATE SET ctx = excluded.ctx,
+                   name = excluded.name
                  RETURNING id",
             )?
             .query_row(params![self.source, device_id, &**ctx], |r| r.get(0))?;
@@ -683,7 +685,6 @@ struct Resolved<'a> {
 
 /// What is stored of an install (to compare and to name events).
 struct Stored {
-    id: i64,
     ver: i64,
     created_us: Option<i64>,
     changed_us: Option<i64>,
@@ -754,7 +755,7 @@ pub(crate) fn upsert(
     let mut counts = Counts::default();
     let mut known: HashMap<i64, bool> = HashMap::new();
     let mut changes = Vec::new();
-    let mut inserted_ids: Vec<i64> = Vec::new();
+    let mut written = Written::default();
     let mut is_known = |dev: i64| -> Result<bool, StoreError> {
         if let Some(k) = known.get(&dev) {
             return Ok(*k);
@@ -785,18 +786,13 @@ pub(crate) fn upsert(
         if !is_known(dev)? {
             // A baseline: no lookup, no event. (A key already there, from an earlier attempt
             // at the same first export, takes the slow path.)
-            let id = match insert_new(tx, &r, batch.now)? {
-                Some(id) => id,
-                None => {
-                    let (id, old) = insert_or_replace(tx, &r, batch.now)?;
-                    if let Some((old_ver, true)) = old {
-                        counts.live(dev, old_ver, -1);
-                    }
-                    id
-                }
-            };
+            if !insert_new(tx, &r, batch.now)?
+                && let Some((old_ver, true)) = insert_or_replace(tx, &r, batch.now)?
+            {
+                counts.live(dev, old_ver, -1);
+            }
             counts.live(dev, ver, 1);
-            inserted_ids.push(id);
+            written.devices.insert(dev);
             out.inserted += 1;
             continue;
         }
@@ -811,11 +807,11 @@ pub(crate) fn upsert(
             false,
             &mut counts,
             &mut changes,
-            &mut inserted_ids,
+            &mut written,
             out,
         )?;
     }
-    push_ranges(tx, source, &mut inserted_ids)?;
+    written.push(tx, source)?;
     counts.apply(tx)?;
     for ev in changes {
         out.changes += 1;
@@ -824,8 +820,8 @@ pub(crate) fn upsert(
     Ok(())
 }
 
-/// Inserts an install whose key is not stored yet; `None` if it is.
-fn insert_new(tx: &Transaction<'_>, r: &Resolved<'_>, now: i64) -> Result<Option<i64>, StoreError> {
+/// Inserts an install whose key is not stored yet; `false` if it is.
+fn insert_new(tx: &Transaction<'_>, r: &Resolved<'_>, now: i64) -> Result<bool, StoreError> {
     let n = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO app_installs (dev, title, ver, created_us, changed_us,
@@ -844,64 +840,59 @@ fn insert_new(tx: &Transaction<'_>, r: &Resolved<'_>, now: i64) -> Result<Option
             r.hash,
             now
         ])?;
-    Ok((n == 1).then(|| tx.last_insert_rowid()))
+    Ok(n == 1)
 }
 
-/// Inserts an install, replacing one with the same key. Returns its id, and the replaced
-/// row's version and liveness.
+/// Inserts an install, replacing one with the same key. Returns the replaced row's version
+/// and liveness.
 fn insert_or_replace(
     tx: &Transaction<'_>,
     r: &Resolved<'_>,
     now: i64,
-) -> Result<(i64, Option<(i64, bool)>), StoreError> {
-    let old: Option<(i64, i64, Option<i64>)> = tx
-        .prepare_cached(
-            "SELECT id, ver, removed_at FROM app_installs WHERE dev = ?1 AND title = ?2",
-        )?
+) -> Result<Option<(i64, bool)>, StoreError> {
+    let old: Option<(i64, Option<i64>)> = tx
+        .prepare_cached("SELECT ver, removed_at FROM app_installs WHERE dev = ?1 AND title = ?2")?
         .query_row(params![r.dev, r.title], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            Ok((row.get(0)?, row.get(1)?))
         })
         .optional()?;
     match old {
         None => {
-            let id: i64 = tx
-                .prepare_cached(
-                    "INSERT INTO app_installs (dev, title, ver, created_us, changed_us, updated_us,
-                       tf, extra, hash, first_seen)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
-                )?
-                .query_row(
-                    params![
-                        r.dev,
-                        r.title,
-                        r.ver,
-                        r.inst.created_us,
-                        r.inst.changed_us,
-                        r.inst.updated_us,
-                        r.inst.tf,
-                        r.inst.extra,
-                        r.hash,
-                        now
-                    ],
-                    |row| row.get(0),
-                )?;
-            Ok((id, None))
+            tx.prepare_cached(
+                "INSERT INTO app_installs (dev, title, ver, created_us, changed_us, updated_us,
+                   tf, extra, hash, first_seen)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                r.dev,
+                r.title,
+                r.ver,
+                r.inst.created_us,
+                r.inst.changed_us,
+                r.inst.updated_us,
+                r.inst.tf,
+                r.inst.extra,
+                r.hash,
+                now
+            ])?;
+            Ok(None)
         }
-        Some((id, old_ver, removed_at)) => {
-            update(tx, id, r, now)?;
-            Ok((id, Some((old_ver, removed_at.is_none()))))
+        Some((old_ver, removed_at)) => {
+            update(tx, r, now)?;
+            Ok(Some((old_ver, removed_at.is_none())))
         }
     }
 }
 
-fn update(tx: &Transaction<'_>, id: i64, r: &Resolved<'_>, now: i64) -> Result<(), StoreError> {
+fn update(tx: &Transaction<'_>, r: &Resolved<'_>, now: i64) -> Result<(), StoreError> {
     tx.prepare_cached(
-        "UPDATE app_installs SET ver = ?2, created_us = ?3, changed_us = ?4, updated_us = ?5,
-           tf = ?6, extra = ?7, hash = ?8, last_seen = ?9, removed_at = NULL
-         WHERE id = ?1",
+        "UPDATE app_installs SET ver = ?3, created_us = ?4, changed_us = ?5, updated_us = ?6,
+           tf = ?7, extra = ?8, hash = ?9, last_seen = ?10, removed_at = NULL
+         WHERE dev = ?1 AND title = ?2",
     )?
     .execute(params![
-        id,
+        r.dev,
+        r.title,
         r.ver,
         r.inst.created_us,
         r.inst.changed_us,
@@ -939,25 +930,24 @@ fn stage(tx: &Transaction<'_>, source: &str, r: &Resolved<'_>) -> Result<(), Sto
 fn stored(tx: &Transaction<'_>, dev: i64, title: i64) -> Result<Option<Stored>, StoreError> {
     Ok(tx
         .prepare_cached(
-            "SELECT i.id, i.ver, i.created_us, i.changed_us, i.updated_us, i.tf, i.extra,
+            "SELECT i.ver, i.created_us, i.changed_us, i.updated_us, i.tf, i.extra,
                     i.removed_at, v.name, v.bundle_id, v.version, v.path
              FROM app_installs i JOIN app_versions v ON v.id = i.ver
              WHERE i.dev = ?1 AND i.title = ?2",
         )?
         .query_row(params![dev, title], |r| {
             Ok(Stored {
-                id: r.get(0)?,
-                ver: r.get(1)?,
-                created_us: r.get(2)?,
-                changed_us: r.get(3)?,
-                updated_us: r.get(4)?,
-                tf: r.get(5)?,
-                extra: r.get(6)?,
-                removed_at: r.get(7)?,
-                name: r.get(8)?,
-                bundle_id: r.get(9)?,
-                version: r.get(10)?,
-                path: r.get(11)?,
+                ver: r.get(0)?,
+                created_us: r.get(1)?,
+                changed_us: r.get(2)?,
+                updated_us: r.get(3)?,
+                tf: r.get(4)?,
+                extra: r.get(5)?,
+                removed_at: r.get(6)?,
+                name: r.get(7)?,
+                bundle_id: r.get(8)?,
+                version: r.get(9)?,
+                path: r.get(10)?,
             })
         })
         .optional()?)
@@ -974,7 +964,7 @@ fn apply_one(
     from_snapshot: bool,
     counts: &mut Counts,
     changes: &mut Vec<super::EventRow>,
-    inserted_ids: &mut Vec<i64>,
+    written: &mut Written,
     out: &mut BatchOutcome,
 ) -> Result<(), StoreError> {
     let key = r.inst.key();
@@ -983,14 +973,16 @@ fn apply_one(
     match existing {
         Some(s) if s.removed_at.is_none() && s.same(r) => {
             if !from_snapshot {
-                tx.prepare_cached("UPDATE app_installs SET last_seen = ?2 WHERE id = ?1")?
-                    .execute(params![s.id, batch.now])?;
+                tx.prepare_cached(
+                    "UPDATE app_installs SET last_seen = ?3 WHERE dev = ?1 AND title = ?2",
+                )?
+                .execute(params![r.dev, r.title, batch.now])?;
             }
             out.unchanged += 1;
         }
         None => {
-            let (id, _) = insert_or_replace(tx, r, batch.now)?;
-            inserted_ids.push(id);
+            insert_or_replace(tx, r, batch.now)?;
+            written.one(r.dev, r.title);
             counts.live(r.dev, r.ver, 1);
             out.inserted += 1;
             if let Some(c) = tables::created(Table::Apps, &key, &r.inst.typed()) {
@@ -999,8 +991,8 @@ fn apply_one(
             }
         }
         Some(s) => {
-            update(tx, s.id, r, batch.now)?;
-            outbox_push(tx, &batch.source, "apps", &s.id.to_string())?;
+            update(tx, r, batch.now)?;
+            written.one(r.dev, r.title);
             match s.removed_at {
                 Some(removed_at) => {
                     counts.live(r.dev, r.ver, 1);
@@ -1027,40 +1019,31 @@ fn apply_one(
     Ok(())
 }
 
-/// One outbox row per run of consecutive install ids (at most [`RANGE`] long).
-const RANGE: i64 = 256;
+/// The installs a batch wrote, for the outbox: whole devices (a device's first snapshot:
+/// one outbox row stands for all its installs) and single installs.
+#[derive(Default)]
+struct Written {
+    devices: std::collections::BTreeSet<i64>,
+    installs: Vec<(i64, i64)>,
+}
 
-fn push_ranges(tx: &Transaction<'_>, source: &str, ids: &mut Vec<i64>) -> Result<(), StoreError> {
-    if ids.is_empty() {
-        return Ok(());
+impl Written {
+    fn one(&mut self, dev: i64, title: i64) {
+        self.installs.push((dev, title));
     }
-    ids.sort_unstable();
-    ids.dedup();
-    let mut ins = tx.prepare_cached(
-        "INSERT INTO outbox (source, tbl, ref, upto) VALUES (?1, 'apps', ?2, ?3)",
-    )?;
-    let mut start = ids[0];
-    let mut prev = ids[0];
-    for &id in ids.iter().skip(1) {
-        if id == prev + 1 && id - start < RANGE {
-            prev = id;
-            continue;
+
+    /// Outbox rows: `DEV` for a whole device, `DEV:TITLE` for one install.
+    fn push(self, tx: &Transaction<'_>, source: &str) -> Result<(), StoreError> {
+        for dev in &self.devices {
+            outbox_push(tx, source, "apps", &dev.to_string())?;
         }
-        ins.execute(params![
-            source,
-            start.to_string(),
-            (prev > start).then_some(prev)
-        ])?;
-        start = id;
-        prev = id;
+        for (dev, title) in self.installs {
+            if !self.devices.contains(&dev) {
+                outbox_push(tx, source, "apps", &format!("{dev}:{title}"))?;
+            }
+        }
+        Ok(())
     }
-    ins.execute(params![
-        source,
-        start.to_string(),
-        (prev > start).then_some(prev)
-    ])?;
-    ids.clear();
-    Ok(())
 }
 
 /// Closes a full snapshot of a source's apps: staged rows that differ from the store are
@@ -1078,7 +1061,7 @@ pub(crate) fn end_snapshot(
     stages.open_apps(tx, source, sweep, started)?;
     let mut counts = Counts::default();
     let mut changes = Vec::new();
-    let mut inserted_ids = Vec::new();
+    let mut written = Written::default();
     // New, returning and changed installs: the staged rows the store does not hold as they are.
     let diff: Vec<(AppInstall, i64, i64, i64)> = {
         let mut st = tx.prepare(
@@ -1089,7 +1072,7 @@ pub(crate) fn end_snapshot(
              JOIN app_versions v ON v.id = s.ver
              LEFT JOIN app_installs i ON i.dev = s.dev AND i.title = s.title
              WHERE s.source = ?1
-               AND (i.id IS NULL OR i.removed_at IS NOT NULL OR i.ver != s.ver
+               AND (i.ver IS NULL OR i.removed_at IS NOT NULL OR i.ver != s.ver
                     OR i.created_us IS NOT s.created_us OR i.changed_us IS NOT s.changed_us
                     OR i.updated_us IS NOT s.updated_us OR i.tf IS NOT s.tf
                     OR i.extra IS NOT s.extra)",
@@ -1142,7 +1125,7 @@ pub(crate) fn end_snapshot(
             true,
             &mut counts,
             &mut changes,
-            &mut inserted_ids,
+            &mut written,
             out,
         )?;
     }
@@ -1150,7 +1133,7 @@ pub(crate) fn end_snapshot(
     // were not written since, and are not in it.
     let gone: Vec<Gone> = {
         let mut st = tx.prepare(
-            "SELECT i.id, i.dev, i.ver, d.device_id, t.ident, v.name, v.bundle_id, v.version, v.path
+            "SELECT i.title, i.dev, i.ver, d.device_id, t.ident, v.name, v.bundle_id, v.version, v.path
              FROM app_devices d
              JOIN app_installs i ON i.dev = d.id AND i.removed_at IS NULL
              JOIN app_titles t ON t.id = i.title
@@ -1161,7 +1144,7 @@ pub(crate) fn end_snapshot(
         )?;
         st.query_map(params![source, started], |r| {
             Ok(Gone {
-                id: r.get(0)?,
+                title: r.get(0)?,
                 dev: r.get(1)?,
                 ver: r.get(2)?,
                 device_id: r.get(3)?,
@@ -1179,11 +1162,12 @@ pub(crate) fn end_snapshot(
         .collect::<Result<_, _>>()?
     };
     {
-        let mut mark =
-            tx.prepare_cached("UPDATE app_installs SET removed_at = ?2 WHERE id = ?1")?;
+        let mut mark = tx.prepare_cached(
+            "UPDATE app_installs SET removed_at = ?3 WHERE dev = ?1 AND title = ?2",
+        )?;
         for g in gone {
-            mark.execute(params![g.id, batch.now])?;
-            outbox_push(tx, source, "apps", &g.id.to_string())?;
+            mark.execute(params![g.dev, g.title, batch.now])?;
+            written.one(g.dev, g.title);
             counts.live(g.dev, g.ver, -1);
             out.removed += 1;
             let device_id = g.device_id;
@@ -1201,7 +1185,7 @@ pub(crate) fn end_snapshot(
             }
         }
     }
-    push_ranges(tx, source, &mut inserted_ids)?;
+    written.push(tx, source)?;
     counts.apply(tx)?;
     for ev in changes {
         out.changes += 1;
@@ -1215,7 +1199,7 @@ pub(crate) fn end_snapshot(
 
 /// A live install a full snapshot did not contain.
 struct Gone {
-    id: i64,
+    title: i64,
     dev: i64,
     ver: i64,
     device_id: String,
@@ -1270,7 +1254,7 @@ pub(crate) struct RebuiltRow {
     pub raw: Value,
 }
 
-const REBUILD_SELECT: &str = "SELECT i.id, d.device_id, t.ident, i.hash,
+const REBUILD_SELECT: &str = "SELECT i.title, d.device_id, t.ident, i.hash,
         coalesce(i.last_seen, i.first_seen),
         i.removed_at, d.ctx, v.fields, i.created_us, i.changed_us, i.updated_us, i.tf, i.extra
     FROM app_installs i
@@ -1303,19 +1287,36 @@ fn rebuilt(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, RebuiltRow)> {
     ))
 }
 
-/// Installs with ids in `from..=to` of one source, rebuilt, at most `limit`.
-pub(crate) fn by_id_range(
+/// One install by (device, title) of a source, rebuilt.
+pub(crate) fn by_ids(
     c: &rusqlite::Connection,
     source: &str,
-    from: i64,
-    to: i64,
+    dev: i64,
+    title: i64,
+) -> Result<Option<RebuiltRow>, StoreError> {
+    Ok(c.prepare_cached(&format!(
+        "{REBUILD_SELECT} WHERE i.dev = ?2 AND i.title = ?3 AND d.source = ?1"
+    ))?
+    .query_row(params![source, dev, title], rebuilt)
+    .optional()?
+    .map(|(_, r)| r))
+}
+
+/// A device's installs with titles after `after`, rebuilt, in title order, at most `limit`
+/// (title, row).
+pub(crate) fn by_device(
+    c: &rusqlite::Connection,
+    source: &str,
+    dev: i64,
+    after: i64,
     limit: usize,
 ) -> Result<Vec<(i64, RebuiltRow)>, StoreError> {
     let mut st = c.prepare_cached(&format!(
-        "{REBUILD_SELECT} WHERE i.id BETWEEN ?2 AND ?3 AND d.source = ?1 ORDER BY i.id LIMIT ?4"
+        "{REBUILD_SELECT} WHERE i.dev = ?2 AND i.title > ?3 AND d.source = ?1
+         ORDER BY i.title LIMIT ?4"
     ))?;
     let rows = st
-        .query_map(params![source, from, to, limit as i64], rebuilt)?
+        .query_map(params![source, dev, after, limit as i64], rebuilt)?
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }

@@ -1,6 +1,6 @@
 //! The outbox and the outputs' offsets: every inventory row version and every event version
-//! the store commits gets an `outbox` row in the SAME transaction (`write.rs`; a run of app
-//! installs written together shares one row, `ref..=upto`), so its `seq` orders everything a
+//! the store commits gets an `outbox` row in the SAME transaction (`write.rs`; the installs
+//! of a device's first snapshot share one row, `DEV`), so its `seq` orders everything a
 //! source produced. Each output keeps its own offset in `output_offsets`; records rejected
 //! for good go to the bounded `dead_letters`.
 
@@ -49,7 +49,7 @@ pub enum OutboxItem {
 }
 
 /// A position in a source's outbox: every row before `seq` is delivered, and row `seq` is
-/// delivered whole (`part: None`) or, for a run of app installs, up to install id `part`.
+/// delivered whole (`part: None`) or, for a device's app installs, up to title id `part`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct OutboxPos {
     pub seq: i64,
@@ -69,8 +69,8 @@ pub struct OutboxBatch {
     /// (outbox seq, record), in outbox order; a record written twice before delivery appears
     /// once (its current version).
     pub items: Vec<(i64, OutboxItem)>,
-    /// Where the batch ends (records gone since are skipped but still move it); a run of
-    /// installs larger than the batch is split, never the batch overfilled.
+    /// Where the batch ends (records gone since are skipped but still move it); a device's
+    /// installs beyond the batch's room are split across batches, never the batch overfilled.
     pub last: Option<OutboxPos>,
     /// Outbox rows read whole.
     pub consumed: usize,
@@ -183,18 +183,18 @@ fn read_batch(
     } else {
         after.seq + 1
     };
-    let rows: Vec<(i64, String, String, Option<i64>)> = c
+    let rows: Vec<(i64, String, String)> = c
         .prepare_cached(
-            "SELECT seq, tbl, ref, upto FROM outbox WHERE source = ?1 AND seq >= ?2
+            "SELECT seq, tbl, ref FROM outbox WHERE source = ?1 AND seq >= ?2
              ORDER BY seq LIMIT ?3",
         )?
         .query_map(params![source, first, limit as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?
         .collect::<Result<_, _>>()?;
     let mut out = OutboxBatch::default();
     let mut seen = std::collections::HashSet::new();
-    for (seq, tbl, key, upto) in rows {
+    for (seq, tbl, key) in rows {
         if out.items.len() >= limit {
             break;
         }
@@ -219,21 +219,32 @@ fn read_batch(
             continue;
         };
         if table == Table::Apps {
-            // Install ids: one, or a run of them, perhaps begun by an earlier batch.
-            let Ok(from) = key.parse::<i64>() else {
+            // `DEV:TITLE`, one install; `DEV`, every install of a device, perhaps begun by
+            // an earlier batch.
+            let parsed = match key.split_once(':') {
+                Some((d, t)) => d.parse::<i64>().ok().zip(t.parse::<i64>().ok().map(Some)),
+                None => key.parse::<i64>().ok().map(|d| (d, None)),
+            };
+            let Some((dev, title)) = parsed else {
                 out.consumed += 1;
                 out.last = Some(done);
                 continue;
             };
-            let to = upto.unwrap_or(from);
-            let from = match after.part {
-                Some(p) if seq == after.seq => from.max(p + 1),
-                _ => from,
+            let rows = match title {
+                Some(t) => apps::by_ids(c, source, dev, t)?
+                    .map(|r| (t, r))
+                    .into_iter()
+                    .collect(),
+                None => {
+                    let after = match after.part {
+                        Some(p) if seq == after.seq => p,
+                        _ => i64::MIN,
+                    };
+                    apps::by_device(c, source, dev, after, limit - out.items.len())?
+                }
             };
-            let room = limit - out.items.len();
-            let rows = apps::by_id_range(c, source, from, to, room)?;
-            let last_id = rows.last().map(|(id, _)| *id);
-            let full = rows.len() == room;
+            let full = title.is_none() && rows.len() == limit - out.items.len();
+            let last_title = rows.last().map(|(t, _)| *t);
             for (_, r) in rows {
                 if !seen.insert((tbl.clone(), r.key.clone())) {
                     continue;
@@ -251,19 +262,20 @@ fn read_batch(
                     }),
                 ));
             }
-            match last_id {
-                Some(id) if full && id < to => {
-                    out.last = Some(OutboxPos {
-                        seq,
-                        part: Some(id),
-                    });
-                    break;
-                }
-                _ => {
-                    out.consumed += 1;
-                    out.last = Some(done);
-                }
+            // The batch is full: stop inside this device unless it has nothing after.
+            let more = match (full, last_title) {
+                (true, Some(t)) => !apps::by_device(c, source, dev, t, 1)?.is_empty(),
+                _ => false,
+            };
+            if more {
+                out.last = Some(OutboxPos {
+                    seq,
+                    part: last_title,
+                });
+                break;
             }
+            out.consumed += 1;
+            out.last = Some(done);
             continue;
         }
         out.consumed += 1;
@@ -440,14 +452,8 @@ impl Store {
             let mut stmt = c.prepare(
                 "SELECT o.source, o.output, o.seq, o.delivered, o.dead_total, o.last_error,
                         o.last_error_at, o.last_success_at,
-                        (SELECT coalesce(sum(CASE WHEN b.upto IS NULL THEN 1
-                                       ELSE b.upto - CAST(b.ref AS INTEGER) + 1 END), 0)
-                           FROM outbox b WHERE b.source = o.source
-                             AND (b.seq > o.seq OR (b.seq = o.seq AND o.part IS NOT NULL)))
-                          - (SELECT coalesce(sum(CASE WHEN b.upto IS NULL THEN 0
-                                       ELSE o.part - CAST(b.ref AS INTEGER) + 1 END), 0)
-                             FROM outbox b WHERE b.source = o.source AND b.seq = o.seq
-                               AND o.part IS NOT NULL),
+                        (SELECT COUNT(*) FROM outbox b WHERE b.source = o.source
+                           AND (b.seq > o.seq OR (b.seq = o.seq AND o.part IS NOT NULL))),
                         (SELECT COUNT(*) FROM dead_letters d
                           WHERE d.source = o.source AND d.output = o.output)
                  FROM output_offsets o ORDER BY o.source, o.output",

@@ -277,8 +277,8 @@ CREATE TABLE dead_letters (
 CREATE INDEX dead_letters_output ON dead_letters(source, output, id);
 ";
 
-/// 4: the normalized application inventory, writer-kept counters, outbox ranges, and the
-/// explorer's indexes.
+/// 4: the normalized application inventory, writer-kept counters, outbox rows for whole
+/// devices, and the explorer's indexes.
 ///
 /// `apps` (one ~1.6 KB JSON row per install, most of it device fields) becomes:
 /// - `app_devices`: one row per (source, device) with the device fields Prism repeats on
@@ -292,8 +292,8 @@ CREATE INDEX dead_letters_output ON dead_letters(source, output, id);
 ///   that time is then not stored), and
 ///   `extra`, a JSON object of whatever does not fit those columns (times in another
 ///   format, or `__ctx`, device fields that differ from the device's). `last_seen` is NULL
-///   while it equals `first_seen`. The row id is the old `apps` rowid, so outbox
-///   references carry over.
+///   while it equals `first_seen`. Keyed by (device, title) WITHOUT ROWID: the table is its
+///   own key index.
 ///
 /// The rebuilt record (ctx + fields + times + extra, keys sorted) is byte for byte the raw
 /// row it came from; `tests/migrate.rs` checks that on a store written by version 3. A view
@@ -305,6 +305,8 @@ CREATE TABLE app_devices (
     device_id TEXT NOT NULL,
     ctx TEXT NOT NULL DEFAULT '{}',
     live_apps INTEGER NOT NULL DEFAULT 0,
+    -- The device's name in its ctx: what "devices with app X" sorts by.
+    name TEXT,
     UNIQUE (source, device_id)
 );
 CREATE TABLE app_titles (
@@ -324,7 +326,6 @@ CREATE TABLE app_versions (
 CREATE INDEX app_versions_name ON app_versions(name, version);
 CREATE INDEX app_versions_bundle ON app_versions(bundle_id, version);
 CREATE TABLE app_installs (
-    id INTEGER PRIMARY KEY,
     dev INTEGER NOT NULL,
     title INTEGER NOT NULL,
     ver INTEGER NOT NULL,
@@ -336,8 +337,9 @@ CREATE TABLE app_installs (
     hash INTEGER NOT NULL,
     first_seen INTEGER NOT NULL,
     last_seen INTEGER,
-    removed_at INTEGER
-);
+    removed_at INTEGER,
+    PRIMARY KEY (dev, title)
+) WITHOUT ROWID;
 
 -- Split each old row. `->` keeps each value's JSON text as written.
 CREATE TEMP TABLE m4_rows AS
@@ -390,8 +392,8 @@ CREATE TEMP TABLE m4_tf AS
 SELECT id, c_tf, u_tf, l_tf, coalesce(l_tf, c_tf, u_tf) AS tf FROM m4_times;
 
 -- The device's fields: those of its newest row (live rows first).
-INSERT INTO app_devices (source, device_id, ctx)
-SELECT source, device_id, ctx FROM (
+INSERT INTO app_devices (source, device_id, ctx, name)
+SELECT source, device_id, ctx, ctx ->> '$.device__name' FROM (
     SELECT source, device_id, coalesce(ctx, '{}') AS ctx,
            row_number() OVER (PARTITION BY source, device_id
                               ORDER BY removed_at IS NOT NULL, last_seen DESC, id DESC) AS rn
@@ -408,9 +410,9 @@ FROM (SELECT ident, name, bundle_id, version, path, coalesce(fields, '{}') AS fi
 JOIN app_titles t ON t.ident = r.ident
 WHERE r.rn = 1;
 
-INSERT INTO app_installs (id, dev, title, ver, created_us, changed_us, updated_us, tf, extra,
+INSERT INTO app_installs (dev, title, ver, created_us, changed_us, updated_us, tf, extra,
                           hash, first_seen, last_seen, removed_at)
-SELECT r.id, d.id, t.id, v.id,
+SELECT d.id, t.id, v.id,
   CASE WHEN f.c_tf = f.tf AND NOT (f.l_tf = f.tf AND r.c_text = r.l_text)
        THEN unixepoch(substr(r.c_text, 1, 10) || ' ' || substr(r.c_text, 12, 8)) * 1000000 + CAST(substr(r.c_text, 21, 6) AS INTEGER) END,
   CASE WHEN f.l_tf = f.tf THEN unixepoch(substr(r.l_text, 1, 10) || ' ' || substr(r.l_text, 12, 8)) * 1000000 + CAST(substr(r.l_text, 21, 6) AS INTEGER) END,
@@ -431,7 +433,6 @@ JOIN app_devices d ON d.source = r.source AND d.device_id = r.device_id
 JOIN app_titles t ON t.ident = r.ident
 JOIN app_versions v ON v.fields = coalesce(r.fields, '{}');
 
-CREATE UNIQUE INDEX app_installs_key ON app_installs(dev, title);
 CREATE INDEX app_installs_ver ON app_installs(ver) WHERE removed_at IS NULL;
 
 UPDATE app_devices SET live_apps =
@@ -439,13 +440,16 @@ UPDATE app_devices SET live_apps =
 UPDATE app_versions SET installs =
     (SELECT count(*) FROM app_installs i WHERE i.ver = app_versions.id AND i.removed_at IS NULL);
 
--- Outbox references to apps rows become install ids (the old rowids); `upto` lets one outbox
--- row stand for a range of installs written together.
-ALTER TABLE outbox ADD COLUMN upto INTEGER;
--- An output part-way through such a run has delivered it up to install id `part`.
+-- Outbox references to apps rows become `DEV:TITLE` (`DEV` alone stands for every install of
+-- a device, written together); an output part-way through such a device has delivered it up
+-- to title `part`.
 ALTER TABLE output_offsets ADD COLUMN part INTEGER;
-UPDATE outbox SET ref = CAST((SELECT a.rowid FROM apps a
-                              WHERE a.source = outbox.source AND a.key = outbox.ref) AS TEXT)
+CREATE INDEX temp.m4_rows_id ON m4_rows(id);
+UPDATE outbox SET ref = (SELECT d.id || ':' || t.id FROM apps a
+                           JOIN m4_rows r ON r.id = a.rowid
+                           JOIN app_devices d ON d.source = r.source AND d.device_id = r.device_id
+                           JOIN app_titles t ON t.ident = r.ident
+                         WHERE a.source = outbox.source AND a.key = outbox.ref)
 WHERE tbl = 'apps' AND EXISTS (SELECT 1 FROM apps a WHERE a.source = outbox.source AND a.key = outbox.ref);
 
 DROP TABLE apps;
@@ -458,7 +462,7 @@ SELECT d.source AS source, d.device_id || '|' || t.ident AS key, d.device_id AS 
        i.hash AS hash, i.first_seen AS first_seen,
        coalesce(i.last_seen, i.first_seen) AS last_seen,
        i.removed_at AS removed_at, v.name AS name, v.bundle_id AS bundle_id,
-       v.version AS version, v.path AS path, i.id AS install_id
+       v.version AS version, v.path AS path, i.dev AS dev, i.title AS title
 FROM app_installs i
 JOIN app_devices d ON d.id = i.dev
 JOIN app_titles t ON t.id = i.title
@@ -497,6 +501,10 @@ CREATE INDEX devices_by_apps ON devices(app_count, key) WHERE removed_at IS NULL
 CREATE INDEX compliance_live_status ON compliance(source, device_id, status, removed_at)
     WHERE removed_at IS NULL;
 CREATE INDEX users_live_email ON users(email, key) WHERE removed_at IS NULL;
+-- The devices search reads these columns from the index alone (a search that matches
+-- nothing would otherwise read every device row).
+CREATE INDEX devices_search ON devices(device_name, serial_number, user_email, user_name,
+    model, key, tags) WHERE removed_at IS NULL;
 "#;
 
 /// Every migration in order. Append only: never edit one that has shipped.
