@@ -755,7 +755,10 @@ pub(crate) fn upsert(
     let mut counts = Counts::default();
     let mut known: HashMap<i64, bool> = HashMap::new();
     let mut changes = Vec::new();
-    let mut written = Written::default();
+    let mut written = Written {
+        at: batch.now,
+        ..Written::default()
+    };
     let mut is_known = |dev: i64| -> Result<bool, StoreError> {
         if let Some(k) = known.get(&dev) {
             return Ok(*k);
@@ -786,13 +789,17 @@ pub(crate) fn upsert(
         if !is_known(dev)? {
             // A baseline: no lookup, no event. (A key already there, from an earlier attempt
             // at the same first export, takes the slow path.)
-            if !insert_new(tx, &r, batch.now)?
-                && let Some((old_ver, true)) = insert_or_replace(tx, &r, batch.now)?
-            {
-                counts.live(dev, old_ver, -1);
+            if insert_new(tx, &r, batch.now)? {
+                // First seen now: the device's outbox row of this batch covers it.
+                written.devices.insert(dev);
+            } else {
+                // A key an interrupted attempt left: replaced, and named on its own.
+                if let Some((old_ver, true)) = insert_or_replace(tx, &r, batch.now)? {
+                    counts.live(dev, old_ver, -1);
+                }
+                written.one(dev, title);
             }
             counts.live(dev, ver, 1);
-            written.devices.insert(dev);
             out.inserted += 1;
             continue;
         }
@@ -1019,10 +1026,12 @@ fn apply_one(
     Ok(())
 }
 
-/// The installs a batch wrote, for the outbox: whole devices (a device's first snapshot:
-/// one outbox row stands for all its installs) and single installs.
+/// The installs a batch wrote, for the outbox: a device's installs first seen by this batch
+/// (one outbox row stands for them all) and single installs.
 #[derive(Default)]
 struct Written {
+    /// The batch's time: the installs of a device it first saw have `first_seen` = `at`.
+    at: i64,
     devices: std::collections::BTreeSet<i64>,
     installs: Vec<(i64, i64)>,
 }
@@ -1032,10 +1041,10 @@ impl Written {
         self.installs.push((dev, title));
     }
 
-    /// Outbox rows: `DEV` for a whole device, `DEV:TITLE` for one install.
+    /// Outbox rows: `DEV@AT` for a device's installs first seen at AT, `DEV:TITLE` for one.
     fn push(self, tx: &Transaction<'_>, source: &str) -> Result<(), StoreError> {
         for dev in &self.devices {
-            outbox_push(tx, source, "apps", &dev.to_string())?;
+            outbox_push(tx, source, "apps", &format!("{dev}@{}", self.at))?;
         }
         for (dev, title) in self.installs {
             if !self.devices.contains(&dev) {
@@ -1061,7 +1070,10 @@ pub(crate) fn end_snapshot(
     stages.open_apps(tx, source, sweep, started)?;
     let mut counts = Counts::default();
     let mut changes = Vec::new();
-    let mut written = Written::default();
+    let mut written = Written {
+        at: batch.now,
+        ..Written::default()
+    };
     // New, returning and changed installs: the staged rows the store does not hold as they are.
     let diff: Vec<(AppInstall, i64, i64, i64)> = {
         let mut st = tx.prepare(
@@ -1302,21 +1314,23 @@ pub(crate) fn by_ids(
     .map(|(_, r)| r))
 }
 
-/// A device's installs with titles after `after`, rebuilt, in title order, at most `limit`
-/// (title, row).
+/// A device's installs first seen at `seen_at` (any time with `None`), with titles after
+/// `after`, rebuilt, in title order, at most `limit` (title, row).
 pub(crate) fn by_device(
     c: &rusqlite::Connection,
     source: &str,
     dev: i64,
+    seen_at: i64,
     after: i64,
     limit: usize,
 ) -> Result<Vec<(i64, RebuiltRow)>, StoreError> {
     let mut st = c.prepare_cached(&format!(
         "{REBUILD_SELECT} WHERE i.dev = ?2 AND i.title > ?3 AND d.source = ?1
+           AND i.first_seen = ?5
          ORDER BY i.title LIMIT ?4"
     ))?;
     let rows = st
-        .query_map(params![source, dev, after, limit as i64], rebuilt)?
+        .query_map(params![source, dev, after, limit as i64, seen_at], rebuilt)?
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }

@@ -1,6 +1,6 @@
 //! The outbox and the outputs' offsets: every inventory row version and every event version
 //! the store commits gets an `outbox` row in the SAME transaction (`write.rs`; the installs
-//! of a device's first snapshot share one row, `DEV`), so its `seq` orders everything a
+//! of a device one batch first saw share one row, `DEV@AT`), so its `seq` orders everything a
 //! source produced. Each output keeps its own offset in `output_offsets`; records rejected
 //! for good go to the bounded `dead_letters`.
 
@@ -50,10 +50,30 @@ pub enum OutboxItem {
 
 /// A position in a source's outbox: every row before `seq` is delivered, and row `seq` is
 /// delivered whole (`part: None`) or, for a device's app installs, up to title id `part`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OutboxPos {
     pub seq: i64,
     pub part: Option<i64>,
+}
+
+/// Positions in outbox order: within a row, a part comes before the whole row.
+impl Ord for OutboxPos {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.seq
+            .cmp(&other.seq)
+            .then(match (self.part, other.part) {
+                (None, None) => std::cmp::Ordering::Equal,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (Some(a), Some(b)) => a.cmp(&b),
+            })
+    }
+}
+
+impl PartialOrd for OutboxPos {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl OutboxPos {
@@ -219,13 +239,22 @@ fn read_batch(
             continue;
         };
         if table == Table::Apps {
-            // `DEV:TITLE`, one install; `DEV`, every install of a device, perhaps begun by
-            // an earlier batch.
-            let parsed = match key.split_once(':') {
-                Some((d, t)) => d.parse::<i64>().ok().zip(t.parse::<i64>().ok().map(Some)),
-                None => key.parse::<i64>().ok().map(|d| (d, None)),
+            // `DEV:TITLE`, one install; `DEV@AT`, the installs of a device first seen at AT
+            // (written by one batch), perhaps begun by an earlier read.
+            let parsed = if let Some((d, t)) = key.split_once(':') {
+                d.parse::<i64>()
+                    .ok()
+                    .zip(t.parse::<i64>().ok())
+                    .map(|(d, t)| (d, Some(t), 0))
+            } else if let Some((d, at)) = key.split_once('@') {
+                d.parse::<i64>()
+                    .ok()
+                    .zip(at.parse::<i64>().ok())
+                    .map(|(d, at)| (d, None, at))
+            } else {
+                None
             };
-            let Some((dev, title)) = parsed else {
+            let Some((dev, title, seen_by)) = parsed else {
                 out.consumed += 1;
                 out.last = Some(done);
                 continue;
@@ -240,7 +269,7 @@ fn read_batch(
                         Some(p) if seq == after.seq => p,
                         _ => i64::MIN,
                     };
-                    apps::by_device(c, source, dev, after, limit - out.items.len())?
+                    apps::by_device(c, source, dev, seen_by, after, limit - out.items.len())?
                 }
             };
             let full = title.is_none() && rows.len() == limit - out.items.len();
@@ -264,7 +293,7 @@ fn read_batch(
             }
             // The batch is full: stop inside this device unless it has nothing after.
             let more = match (full, last_title) {
-                (true, Some(t)) => !apps::by_device(c, source, dev, t, 1)?.is_empty(),
+                (true, Some(t)) => !apps::by_device(c, source, dev, seen_by, t, 1)?.is_empty(),
                 _ => false,
             };
             if more {

@@ -440,9 +440,9 @@ UPDATE app_devices SET live_apps =
 UPDATE app_versions SET installs =
     (SELECT count(*) FROM app_installs i WHERE i.ver = app_versions.id AND i.removed_at IS NULL);
 
--- Outbox references to apps rows become `DEV:TITLE` (`DEV` alone stands for every install of
--- a device, written together); an output part-way through such a device has delivered it up
--- to title `part`.
+-- Outbox references to apps rows become `DEV:TITLE` (new ones may also be `DEV@AT`: the
+-- installs of a device first seen by AT, written together); an output part-way through such a
+-- device has delivered it up to title `part`.
 ALTER TABLE output_offsets ADD COLUMN part INTEGER;
 CREATE INDEX temp.m4_rows_id ON m4_rows(id);
 UPDATE outbox SET ref = (SELECT d.id || ':' || t.id FROM apps a
