@@ -92,21 +92,12 @@ impl AppInstall {
 
     /// A hash of this version of the install (the record's id follows it).
     pub fn hash(&self) -> i64 {
-        let mut buf = Vec::with_capacity(self.ident.len() + 96);
-        buf.extend_from_slice(&self.version.fields_hash.to_le_bytes());
-        buf.push(0x1f);
-        buf.extend_from_slice(self.ident.as_bytes());
-        for t in [self.created_us, self.changed_us, self.updated_us, self.tf] {
-            buf.push(0x1f);
-            if let Some(t) = t {
-                buf.extend_from_slice(&t.to_le_bytes());
-            }
-        }
-        buf.push(0x1f);
-        if let Some(e) = &self.extra {
-            buf.extend_from_slice(e.as_bytes());
-        }
-        super::stable_hash(&buf)
+        install_hash(
+            self.version.fields_hash,
+            &self.ident,
+            [self.created_us, self.changed_us, self.updated_us, self.tf],
+            self.extra.as_deref(),
+        )
     }
 
     /// The typed values `tables::created/changed/removed` read: name, bundle_id, version, path.
@@ -208,6 +199,32 @@ impl AppInstall {
             extra
         });
     }
+}
+
+/// The hash of an install's version (its record id follows it), from what the store keeps
+/// of it, so it need not be stored: the version's fields hash, the title, the time columns
+/// and `extra`.
+pub fn install_hash(
+    fields_hash: i64,
+    ident: &str,
+    times: [Option<i64>; 4],
+    extra: Option<&str>,
+) -> i64 {
+    let mut buf = Vec::with_capacity(ident.len() + 96);
+    buf.extend_from_slice(&fields_hash.to_le_bytes());
+    buf.push(0x1f);
+    buf.extend_from_slice(ident.as_bytes());
+    for t in times {
+        buf.push(0x1f);
+        if let Some(t) = t {
+            buf.extend_from_slice(&t.to_le_bytes());
+        }
+    }
+    buf.push(0x1f);
+    if let Some(e) = extra {
+        buf.extend_from_slice(e.as_bytes());
+    }
+    super::stable_hash(&buf)
 }
 
 /// A time value as a row carries it.
@@ -832,8 +849,8 @@ fn insert_new(tx: &Transaction<'_>, r: &Resolved<'_>, now: i64) -> Result<bool, 
     let n = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO app_installs (dev, title, ver, created_us, changed_us,
-               updated_us, tf, extra, hash, first_seen)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+               updated_us, tf, extra, first_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
         .execute(params![
             r.dev,
@@ -844,7 +861,6 @@ fn insert_new(tx: &Transaction<'_>, r: &Resolved<'_>, now: i64) -> Result<bool, 
             r.inst.updated_us,
             r.inst.tf,
             r.inst.extra,
-            r.hash,
             now
         ])?;
     Ok(n == 1)
@@ -867,8 +883,8 @@ fn insert_or_replace(
         None => {
             tx.prepare_cached(
                 "INSERT INTO app_installs (dev, title, ver, created_us, changed_us, updated_us,
-                   tf, extra, hash, first_seen)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                   tf, extra, first_seen)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 r.dev,
@@ -879,7 +895,6 @@ fn insert_or_replace(
                 r.inst.updated_us,
                 r.inst.tf,
                 r.inst.extra,
-                r.hash,
                 now
             ])?;
             Ok(None)
@@ -894,7 +909,7 @@ fn insert_or_replace(
 fn update(tx: &Transaction<'_>, r: &Resolved<'_>, now: i64) -> Result<(), StoreError> {
     tx.prepare_cached(
         "UPDATE app_installs SET ver = ?3, created_us = ?4, changed_us = ?5, updated_us = ?6,
-           tf = ?7, extra = ?8, hash = ?9, last_seen = ?10, removed_at = NULL
+           tf = ?7, extra = ?8, hash = NULL, last_seen = ?9, removed_at = NULL
          WHERE dev = ?1 AND title = ?2",
     )?
     .execute(params![
@@ -906,7 +921,6 @@ fn update(tx: &Transaction<'_>, r: &Resolved<'_>, now: i64) -> Result<(), StoreE
         r.inst.updated_us,
         r.inst.tf,
         r.inst.extra,
-        r.hash,
         now
     ])?;
     Ok(())
@@ -1222,9 +1236,23 @@ struct Gone {
 /// The index a first load defers (see [`upsert`]): built when the snapshot ends, or when the
 /// store opens after a first load was interrupted.
 pub(crate) fn ensure_indexes(c: &rusqlite::Connection) -> Result<(), StoreError> {
-    c.execute_batch(
-        "CREATE INDEX IF NOT EXISTS app_installs_ver ON app_installs(ver) WHERE removed_at IS NULL;",
+    let exists: bool = c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = 'app_installs_ver')",
+        [],
+        |r| r.get(0),
     )?;
+    if exists {
+        return Ok(());
+    }
+    // The sort takes as much memory as the page cache may: build it with a small one (the
+    // sort spills to a temp file), then give the cache back its size.
+    let cache: i64 = c.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
+    c.pragma_update(None, "cache_size", -4096)?;
+    let r = c.execute_batch(
+        "CREATE INDEX IF NOT EXISTS app_installs_ver ON app_installs(ver) WHERE removed_at IS NULL;",
+    );
+    c.pragma_update(None, "cache_size", cache)?;
+    r?;
     Ok(())
 }
 
@@ -1280,12 +1308,23 @@ fn rebuilt(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, RebuiltRow)> {
     let ctx: String = r.get(6)?;
     let fields: String = r.get(7)?;
     let extra: Option<String> = r.get(12)?;
+    let times: [Option<i64>; 4] = [r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?];
+    // Stored for rows migrated from version 3 (their old hash); derived for the others.
+    let hash = match r.get::<_, Option<i64>>(3)? {
+        Some(h) => h,
+        None => install_hash(
+            super::stable_hash(fields.as_bytes()),
+            &ident,
+            times,
+            extra.as_deref(),
+        ),
+    };
     Ok((
         r.get(0)?,
         RebuiltRow {
             key: format!("{device_id}|{ident}"),
             device_id,
-            hash: r.get(3)?,
+            hash,
             last_seen: r.get(4)?,
             removed_at: r.get(5)?,
             raw: rebuild(

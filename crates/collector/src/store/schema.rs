@@ -334,7 +334,9 @@ CREATE TABLE app_installs (
     updated_us INTEGER,
     tf INTEGER,
     extra TEXT,
-    hash INTEGER NOT NULL,
+    -- The record version's hash when it was migrated from `apps` (NULL: derived from the
+    -- row, `apps::install_hash`).
+    hash INTEGER,
     first_seen INTEGER NOT NULL,
     last_seen INTEGER,
     removed_at INTEGER,
@@ -457,6 +459,7 @@ DROP TABLE m4_rows;
 DROP TABLE m4_times;
 DROP TABLE m4_tf;
 
+-- (`hash` is NULL in the view for installs written since: the store derives it.)
 CREATE VIEW apps AS
 SELECT d.source AS source, d.device_id || '|' || t.ident AS key, d.device_id AS device_id,
        i.hash AS hash, i.first_seen AS first_seen,
@@ -498,6 +501,8 @@ CREATE INDEX devices_by_user ON devices(user_email, key) WHERE removed_at IS NUL
 CREATE INDEX devices_by_checkin ON devices(last_check_in, key) WHERE removed_at IS NULL;
 CREATE INDEX devices_by_apps ON devices(app_count, key) WHERE removed_at IS NULL;
 -- (`removed_at` is in it only so that the per-device counts read nothing but the index.)
+-- Nothing reads the details by (source, removed_at): the device index serves its reads.
+DROP INDEX device_details_live;
 CREATE INDEX compliance_live_status ON compliance(source, device_id, status, removed_at)
     WHERE removed_at IS NULL;
 CREATE INDEX users_live_email ON users(email, key) WHERE removed_at IS NULL;

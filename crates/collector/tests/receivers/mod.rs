@@ -173,11 +173,25 @@ pub fn expected_ids(store: &Store) -> BTreeSet<String> {
                 t.name()
             ))
             .unwrap();
-        let rows = st
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .unwrap();
-        for r in rows {
-            let (k, h) = r.unwrap();
+        let rows: Vec<(String, Option<i64>)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for (k, h) in rows {
+            // The store derives an app install's hash (the view shows NULL): ask it.
+            let h = h.unwrap_or_else(|| {
+                tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current().block_on(async {
+                        store
+                            .inventory_row("acme", t, &k)
+                            .await
+                            .unwrap()
+                            .expect("row")
+                            .hash
+                    })
+                })
+            });
             out.insert(ocsf::record_uid("acme", t.name(), &k, h));
         }
     }
