@@ -758,16 +758,6 @@ pub(crate) fn upsert(
         stages.open_apps(tx, source, sweep, started_at)?;
     }
     let known_before = super::write::snapshot_at(tx, source, "apps", "*")?;
-    // A first load into an empty inventory builds the version index once at its end
-    // (sorting 5 M entries beats inserting them at random places, one at a time).
-    if known_before.is_none() && snapshot {
-        let empty: bool = tx
-            .prepare_cached("SELECT NOT EXISTS (SELECT 1 FROM app_installs)")?
-            .query_row([], |r| r.get(0))?;
-        if empty {
-            tx.execute_batch("DROP INDEX IF EXISTS app_installs_ver")?;
-        }
-    }
     let mut ids = Ids { tx, caches, source };
     let mut counts = Counts::default();
     let mut known: HashMap<i64, bool> = HashMap::new();
@@ -1217,7 +1207,6 @@ pub(crate) fn end_snapshot(
         out.changes += 1;
         insert_event(tx, batch, &batch.stream, &ev, out)?;
     }
-    ensure_indexes(tx)?;
     stages.close_apps(tx, source)?;
     super::write::set_snapshot_at(tx, source, "apps", "*", batch.now)?;
     Ok(())
@@ -1231,29 +1220,6 @@ struct Gone {
     device_id: String,
     ident: String,
     version: AppVersion,
-}
-
-/// The index a first load defers (see [`upsert`]): built when the snapshot ends, or when the
-/// store opens after a first load was interrupted.
-pub(crate) fn ensure_indexes(c: &rusqlite::Connection) -> Result<(), StoreError> {
-    let exists: bool = c.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = 'app_installs_ver')",
-        [],
-        |r| r.get(0),
-    )?;
-    if exists {
-        return Ok(());
-    }
-    // The sort takes as much memory as the page cache may: build it with a small one (the
-    // sort spills to a temp file), then give the cache back its size.
-    let cache: i64 = c.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
-    c.pragma_update(None, "cache_size", -4096)?;
-    let r = c.execute_batch(
-        "CREATE INDEX IF NOT EXISTS app_installs_ver ON app_installs(ver) WHERE removed_at IS NULL;",
-    );
-    c.pragma_update(None, "cache_size", cache)?;
-    r?;
-    Ok(())
 }
 
 /// Marks every live install of a removed device removed (the device sweep's cascade).

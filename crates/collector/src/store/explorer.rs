@@ -574,16 +574,18 @@ fn apps(c: &Connection, q: &str, version: Option<&str>) -> Result<Vec<AppSummary
     Ok(rows)
 }
 
-/// The devices with an app (at a version): through the version index and the live-install
-/// index of each matching version, the first 1,000 by name (Prism's, kept with the device),
-/// then the devices table's name for those only.
+/// The devices with an app (at a version), the first 1,000 by name: a walk of the devices
+/// in name order (`app_devices_name`), each probed for the app's install by its key, which
+/// stops at 1,000 (an app on every device costs 1,000 probes, a rare one a probe per
+/// device); then the devices table's name for those only.
 pub(crate) const APP_DEVICES_SQL: &str = "SELECT x.source, x.device_id,
         coalesce(dev.device_name, x.name, ''), coalesce(x.version, '')
      FROM (SELECT d.source, d.device_id, d.name, v.version
-           FROM app_versions v
-           JOIN app_installs i ON i.ver = v.id AND i.removed_at IS NULL
-           JOIN app_devices d ON d.id = i.dev
-           WHERE v.bundle_id = ?1 AND (?2 IS NULL OR v.version = ?2)
+           FROM app_devices d INDEXED BY app_devices_name
+           JOIN app_installs i ON i.dev = d.id AND i.removed_at IS NULL
+             AND i.title = (SELECT t.id FROM app_titles t WHERE t.ident = ?1)
+           JOIN app_versions v ON v.id = i.ver AND v.bundle_id = ?1
+             AND (?2 IS NULL OR v.version = ?2)
            ORDER BY d.name, d.device_id LIMIT 1000) x
      LEFT JOIN devices dev ON dev.source = x.source AND dev.key = x.device_id
      ORDER BY x.name, x.device_id";
@@ -852,8 +854,12 @@ mod tests {
             }
             if what == "app devices" {
                 assert!(
-                    lines.iter().any(|l| l.contains("app_versions_bundle"))
-                        && lines.iter().any(|l| l.contains("app_installs_ver")),
+                    lines
+                        .iter()
+                        .any(|l| l.contains("USING INDEX app_devices_name"))
+                        && lines
+                            .iter()
+                            .any(|l| l.contains("PRIMARY KEY (dev=? AND title=?)")),
                     "{what}: {lines:#?}"
                 );
             }

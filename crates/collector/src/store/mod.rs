@@ -398,7 +398,6 @@ impl Store {
             },
             other => other.at(&path),
         })?;
-        apps::ensure_indexes(&conn).map_err(|e| e.at(&path))?;
         let writer = WriterConn {
             conn,
             path: path.clone(),

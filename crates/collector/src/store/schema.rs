@@ -324,6 +324,7 @@ CREATE TABLE app_versions (
     fields TEXT NOT NULL UNIQUE
 );
 CREATE INDEX app_versions_name ON app_versions(name, version);
+CREATE INDEX app_devices_name ON app_devices(name, device_id);
 CREATE INDEX app_versions_bundle ON app_versions(bundle_id, version);
 CREATE TABLE app_installs (
     dev INTEGER NOT NULL,
@@ -435,7 +436,6 @@ JOIN app_devices d ON d.source = r.source AND d.device_id = r.device_id
 JOIN app_titles t ON t.ident = r.ident
 JOIN app_versions v ON v.fields = coalesce(r.fields, '{}');
 
-CREATE INDEX app_installs_ver ON app_installs(ver) WHERE removed_at IS NULL;
 
 UPDATE app_devices SET live_apps =
     (SELECT count(*) FROM app_installs i WHERE i.dev = app_devices.id AND i.removed_at IS NULL);
