@@ -15,8 +15,9 @@
 //! - **One process.** [`Store::open`] takes an exclusive lock beside the file (see
 //!   [`lock`]) before it migrates, so a second writer fails at once and names the first.
 //!   [`Store::open_read_only`] (status, export, backup) takes no lock and never migrates.
-//! - **Integrity.** Opening for writing runs `PRAGMA quick_check`; a corrupt store is refused
-//!   with its path and how to recover. [`Store::verify`] runs the full `integrity_check`.
+//! - **Integrity.** Opening for writing runs `PRAGMA quick_check` (skipped only for a file
+//!   exactly as this writer's last clean close left it and checked within a day: see
+//!   `clean`); a corrupt store is refused with its path and how to recover. [`Store::verify`] runs the full `integrity_check`.
 //! - **Readers** come from a small pool of read-only connections; WAL lets them run beside
 //!   the writer.
 //! - **Typed errors.** Every error that leaves the store names the file, and says whether
@@ -197,6 +198,8 @@ struct Writer {
     thread: Mutex<Option<JoinHandle<()>>>,
     thread_id: ThreadId,
     lock: Mutex<Option<lock::StoreLock>>,
+    /// When the file last passed `quick_check` (ms), for the clean-close stamp.
+    checked_ms: i64,
 }
 
 struct Inner {
@@ -221,8 +224,11 @@ impl Drop for Inner {
             }
             if std::thread::current().id() != w.thread_id
                 && let Some(h) = w.thread.lock().ok().and_then(|mut t| t.take())
+                && h.join().is_ok()
             {
-                let _ = h.join();
+                // The file is closed and its WAL folded in: stamp it, so the next open can
+                // tell that nothing touched it since (and skip reading all of it to check).
+                clean::stamp(&self.path, w.checked_ms);
             }
             if let Ok(mut l) = w.lock.lock() {
                 l.take();
@@ -387,7 +393,16 @@ impl Store {
         }
         configure_writer(&conn, &opts).map_err(|e| e.at(&path))?;
         restrict_to_owner(&path);
-        quick_check(&conn, &path)?;
+        let checked_ms = match clean::take(&path) {
+            Some(checked_ms) => {
+                tracing::debug!(path = %path.display(), "store unchanged since its clean close; quick_check skipped");
+                checked_ms
+            }
+            None => {
+                quick_check(&conn, &path)?;
+                now_ms()
+            }
+        };
         schema::migrate(&mut conn).map_err(|e| match e {
             StoreError::TooNew {
                 found, supported, ..
@@ -428,6 +443,7 @@ impl Store {
                     thread: Mutex::new(Some(handle)),
                     thread_id,
                     lock: Mutex::new(Some(lock)),
+                    checked_ms,
                 }),
             }),
         })
@@ -639,6 +655,74 @@ impl Store {
     }
 }
 
+/// The clean-close stamp beside the file (`kandji.sqlite3.clean`): the file's size and
+/// modification time as the writer left it at a clean close, and when it last passed
+/// `quick_check`. Opening for writing reads and removes it (before anything is written); a
+/// file that matches its stamp, has no WAL and was checked within a day is not read through
+/// again. Anything else (a crash, another program, a restored or damaged file, a day gone)
+/// runs the check.
+mod clean {
+    use std::path::{Path, PathBuf};
+    use std::time::UNIX_EPOCH;
+
+    /// How long a check is trusted for an unchanged file.
+    const TRUST_MS: i64 = 24 * 3_600_000;
+
+    fn path_of(db: &Path) -> PathBuf {
+        let mut p = db.as_os_str().to_owned();
+        p.push(".clean");
+        PathBuf::from(p)
+    }
+
+    fn identity(db: &Path) -> Option<(u64, u128)> {
+        let m = std::fs::metadata(db).ok()?;
+        let mtime = m
+            .modified()
+            .ok()?
+            .duration_since(UNIX_EPOCH)
+            .ok()?
+            .as_nanos();
+        Some((m.len(), mtime))
+    }
+
+    fn wal_is_empty(db: &Path) -> bool {
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
+        std::fs::metadata(PathBuf::from(wal)).map_or(true, |m| m.len() == 0)
+    }
+
+    /// Removes the stamp and returns when the file was last checked, if the stamp still
+    /// describes the file and the check is recent.
+    pub(super) fn take(db: &Path) -> Option<i64> {
+        let p = path_of(db);
+        let text = std::fs::read_to_string(&p).ok()?;
+        // A stamp that cannot be removed cannot be trusted the next time either.
+        std::fs::remove_file(&p).ok()?;
+        let mut it = text.split_whitespace();
+        let (v, size, mtime, checked) = (it.next()?, it.next()?, it.next()?, it.next()?);
+        let stamped = (size.parse::<u64>().ok()?, mtime.parse::<u128>().ok()?);
+        let checked: i64 = checked.parse().ok()?;
+        let fresh = super::now_ms() - checked;
+        (v == "v1"
+            && identity(db) == Some(stamped)
+            && wal_is_empty(db)
+            && (0..TRUST_MS).contains(&fresh))
+        .then_some(checked)
+    }
+
+    pub(super) fn stamp(db: &Path, checked_ms: i64) {
+        if !wal_is_empty(db) {
+            return;
+        }
+        if let Some((size, mtime)) = identity(db)
+            && let Err(error) =
+                std::fs::write(path_of(db), format!("v1 {size} {mtime} {checked_ms}\n"))
+        {
+            tracing::debug!(%error, "cannot write the clean-close stamp");
+        }
+    }
+}
+
 /// `PRAGMA quick_check`: a corrupt store is refused, naming the file.
 fn quick_check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let corrupt = |message: String| StoreError::Corrupt {
@@ -715,5 +799,40 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, StoreError::NoWriter { .. }), "{err}");
         assert!(err.to_string().contains(dir.path().to_str().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn a_clean_close_stamps_the_file_and_any_change_brings_the_check_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join(FILE_NAME);
+        let stamp = dir.path().join("kandji.sqlite3.clean");
+        let store = Store::open(dir.path()).unwrap();
+        let mut b = Batch::new("a", "b", 5, "inventory");
+        b.checkpoint = Some(serde_json::json!({"n": 1}));
+        store.commit_page(b).await.unwrap();
+        assert!(!stamp.exists(), "no stamp while the writer may write");
+        drop(store);
+        assert!(stamp.exists(), "a clean close stamps the file");
+        // Unchanged: the stamp is taken (and trusted) by the next open, then gone.
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!stamp.exists());
+        drop(store);
+        assert!(
+            clean::take(&db).is_some(),
+            "an untouched file matches its stamp"
+        );
+        // A stamp that no longer describes the file is not trusted.
+        drop(Store::open(dir.path()).unwrap());
+        let bytes = std::fs::read(&db).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::write(&db, &bytes).unwrap();
+        assert_eq!(clean::take(&db), None, "a rewritten file is checked again");
+        // Nor is a stale one (checked more than a day ago).
+        drop(Store::open(dir.path()).unwrap());
+        let text = std::fs::read_to_string(&stamp).unwrap();
+        let mut f: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+        f[3] = (now_ms() - 25 * 3_600_000).to_string();
+        std::fs::write(&stamp, f.join(" ")).unwrap();
+        assert_eq!(clean::take(&db), None);
     }
 }
