@@ -361,3 +361,65 @@ async fn demo_once_collects_a_simulated_tenant_and_exits() {
         20
     );
 }
+
+/// An endpoint nothing listens on: `sync --once` fails within a minute as `unreachable`,
+/// naming the host, instead of retrying every request for ten minutes; `check` answers
+/// within 15 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_endpoint_fails_fast_and_says_unreachable() {
+    // The address: the discard port, closed on a machine like this one.
+    let url = "http://127.0.0.1:9";
+    assert!(
+        std::net::TcpStream::connect("127.0.0.1:9").is_err(),
+        "something listens on 127.0.0.1:9; this test needs it closed"
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write_config(dir.path(), url, "0b6f3c2a-5d4e-4f1a-9b8c-7e6d5c4b3a29", "");
+    let t = std::time::Instant::now();
+    let o = run(vec![
+        "--config".into(),
+        config.clone(),
+        "sync".into(),
+        "--once".into(),
+    ])
+    .await;
+    let took = t.elapsed();
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(took < std::time::Duration::from_secs(60), "{took:?}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for s in ["blueprints", "devices", "audit_events", "compliance"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(s))
+            .unwrap_or_default();
+        assert!(
+            line.contains("127.0.0.1:9 is unreachable"),
+            "{s}: {line}\n{}",
+            out(&o)
+        );
+    }
+    // Status names the class and its hint.
+    let st = run(vec![
+        "--config".into(),
+        config.clone(),
+        "status".into(),
+        "--json".into(),
+    ])
+    .await;
+    let status = String::from_utf8_lossy(&st.stdout);
+    assert!(status.contains("\"unreachable\""), "{}", out(&st));
+    let t = std::time::Instant::now();
+    let c = run(vec!["--config".into(), config, "check".into()]).await;
+    assert!(!c.status.success(), "{}", out(&c));
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(
+        String::from_utf8_lossy(&c.stdout).contains("unreachable")
+            || String::from_utf8_lossy(&c.stderr).contains("unreachable"),
+        "{}",
+        out(&c)
+    );
+}

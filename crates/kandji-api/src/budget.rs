@@ -175,7 +175,12 @@ struct State {
     server_remaining: Option<u32>,
     server_limit: Option<u32>,
     blocked_until: Option<Instant>,
+    /// Rate-limit headers already warned about as absurd.
+    absurd_warned: Vec<String>,
 }
+
+/// Rate-limit header values above this are not believed (the live hourly limit is 10,000).
+const ABSURD_RATE_LIMIT: f64 = 1_000_000.0;
 
 /// The shared request budget of one tenant. Create one per tenant and pass the same
 /// `Arc<Budget>` to every client of that tenant.
@@ -259,6 +264,7 @@ impl Budget {
                 server_remaining: None,
                 server_limit: None,
                 blocked_until: None,
+                absurd_warned: Vec::new(),
             }),
             waiting: Default::default(),
             granted: tokio::sync::Notify::new(),
@@ -395,21 +401,35 @@ impl Budget {
     /// and `RateLimit-Reset` (seconds). We never spend more than our share of what the server
     /// says remains; if it says 0, we wait until the reset (or the top of the hour).
     pub fn observe(&self, headers: &HeaderMap) {
-        let num = |name: &str| -> Option<u64> {
-            headers
-                .get(name)?
-                .to_str()
-                .ok()?
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite() && *v >= 0.0)
-                .map(|v| v as u64)
+        // A value that no gateway would send (0 as a limit, negative, or above a million) is
+        // ignored with a warning rather than obeyed: one bad header must not halt a source.
+        let num = |name: &str, zero_ok: bool| -> Option<u64> {
+            let raw = headers.get(name)?.to_str().ok()?.trim();
+            let v = raw.parse::<f64>().ok();
+            match v {
+                Some(v)
+                    if v.is_finite()
+                        && (0.0..=ABSURD_RATE_LIMIT).contains(&v)
+                        && (zero_ok || v >= 1.0) =>
+                {
+                    Some(v as u64)
+                }
+                _ => {
+                    self.warn_absurd(name, raw);
+                    None
+                }
+            }
         };
-        let hour_remaining = num("x-ratelimit-remaining-hour");
-        let generic_remaining = num("ratelimit-remaining");
-        let reset = num("ratelimit-reset").map(|s| Duration::from_secs(s.min(2 * 3600)));
-        let limit = num("x-ratelimit-limit-hour");
+        let limit_header = headers.contains_key("x-ratelimit-limit-hour");
+        let limit = num("x-ratelimit-limit-hour", false);
+        // The hour's remaining count means nothing beside an absurd limit.
+        let hour_remaining = if limit_header && limit.is_none() {
+            None
+        } else {
+            num("x-ratelimit-remaining-hour", true)
+        };
+        let generic_remaining = num("ratelimit-remaining", true);
+        let reset = num("ratelimit-reset", true).map(|s| Duration::from_secs(s.min(2 * 3600)));
         if hour_remaining.is_none() && generic_remaining.is_none() {
             return;
         }
@@ -442,6 +462,25 @@ impl Budget {
                     .unwrap_or_else(|| window_end.saturating_duration_since(now))
                     .max(Duration::from_secs(1));
             st.blocked_until = Some(st.blocked_until.map_or(until, |b| b.max(until)));
+        }
+    }
+
+    /// Warns about an absurd rate-limit header once per header name (then at debug level).
+    fn warn_absurd(&self, name: &str, value: &str) {
+        let value: String = value.chars().take(40).collect();
+        let first = {
+            let mut st = self.lock();
+            if st.absurd_warned.iter().any(|n| n == name) {
+                false
+            } else {
+                st.absurd_warned.push(name.to_string());
+                true
+            }
+        };
+        if first {
+            tracing::warn!(header = name, value = %value, "ignoring an absurd rate-limit header");
+        } else {
+            tracing::debug!(header = name, value = %value, "ignoring an absurd rate-limit header");
         }
     }
 
@@ -587,6 +626,48 @@ mod tests {
         let s = b.state();
         assert_eq!(s.server_remaining, Some(10));
         assert_eq!(s.remaining, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn absurd_rate_limit_headers_are_ignored() {
+        // One `X-RateLimit-Limit-Hour: 0` once halted every request until the top of the
+        // hour; a limit of 0, a negative count or one above a million is not believed.
+        for (limit, remaining) in [("0", "0"), ("0", "9000"), ("-5", "10"), ("5000000", "0")] {
+            let b = Budget::new(cfg(10_000, 1.0, 50));
+            let mut h = HeaderMap::new();
+            h.insert(
+                "x-ratelimit-limit-hour",
+                HeaderValue::from_str(limit).unwrap(),
+            );
+            h.insert(
+                "x-ratelimit-remaining-hour",
+                HeaderValue::from_str(remaining).unwrap(),
+            );
+            b.observe(&h);
+            let s = b.state();
+            assert_eq!(s.limit, 10_000, "limit {limit}");
+            assert!(s.blocked_for.is_none(), "limit {limit}: {s:?}");
+            let start = Instant::now();
+            for _ in 0..100 {
+                b.acquire(Priority::Bulk).await;
+            }
+            assert!(start.elapsed() < Duration::from_secs(3), "limit {limit}");
+        }
+        // A negative or absurd remaining count alone is ignored too; a true 0 still counts.
+        let b = Budget::new(cfg(10_000, 1.0, 50));
+        let mut h = HeaderMap::new();
+        h.insert("ratelimit-remaining", HeaderValue::from_static("-1"));
+        h.insert(
+            "x-ratelimit-remaining-hour",
+            HeaderValue::from_static("99999999"),
+        );
+        b.observe(&h);
+        assert!(b.state().blocked_for.is_none());
+        assert_eq!(b.state().server_remaining, None);
+        h.insert("x-ratelimit-remaining-hour", HeaderValue::from_static("0"));
+        h.insert("x-ratelimit-limit-hour", HeaderValue::from_static("10000"));
+        b.observe(&h);
+        assert!(b.state().blocked_for.is_some());
     }
 
     #[tokio::test(start_paused = true)]

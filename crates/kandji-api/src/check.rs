@@ -289,6 +289,9 @@ fn classify(spec: &EndpointSpec, r: Result<serde_json::Value, KandjiError>) -> P
     }
 }
 
+/// How long `check` waits for the host's first answer before it calls the host unreachable.
+pub const CHECK_REACH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(12);
+
 impl KandjiClient {
     /// Probe every endpoint `streams` need (once each, `limit=1`/`size=1`), plus licensing.
     ///
@@ -311,7 +314,25 @@ impl KandjiClient {
         }
         let mut first_device: Option<Result<Option<String>, ()>> = None;
         let mut endpoints = Vec::with_capacity(rows.len());
+        // Until the host answers once, every probe shares one deadline; an unreachable host
+        // fails the rest without trying each of them.
+        let deadline = tokio::time::Instant::now() + CHECK_REACH_DEADLINE;
+        let mut answered = false;
+        let mut unreachable: Option<(String, String)> = None;
         for (spec, kinds) in rows {
+            if let Some((host, message)) = &unreachable {
+                endpoints.push(EndpointCheck {
+                    endpoint: spec.endpoint(),
+                    permission_name: spec.permission_name.to_string(),
+                    streams: kinds,
+                    result: ProbeResult::Other(KandjiError::Unreachable {
+                        endpoint: spec.endpoint(),
+                        host: host.clone(),
+                        message: message.clone(),
+                    }),
+                });
+                continue;
+            }
             let priority = kinds
                 .iter()
                 .map(|k| k.priority())
@@ -322,37 +343,58 @@ impl KandjiClient {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-            let result = if spec.template.contains("{device_id}") {
-                let id = match &first_device {
-                    Some(r) => r.clone(),
-                    None => {
-                        let r = self.first_device_id().await.map_err(|_| ());
-                        first_device = Some(r.clone());
-                        r
+            let probe = async {
+                if spec.template.contains("{device_id}") {
+                    let id = match &first_device {
+                        Some(r) => r.clone(),
+                        None => {
+                            let r = self.first_device_id().await.map_err(|_| ());
+                            first_device = Some(r.clone());
+                            r
+                        }
+                    };
+                    match id {
+                        Ok(Some(id)) => {
+                            let path = spec.template.replace("{device_id}", &path_segment(&id));
+                            classify(
+                                &spec,
+                                self.get_raw(spec.template, path, query, priority).await,
+                            )
+                        }
+                        Ok(None) => ProbeResult::Untested {
+                            reason: "the tenant has no device to probe with".into(),
+                        },
+                        Err(()) => ProbeResult::Untested {
+                            reason: "could not list a device id (GET /api/v1/devices)".into(),
+                        },
                     }
-                };
-                match id {
-                    Ok(Some(id)) => {
-                        let path = spec.template.replace("{device_id}", &path_segment(&id));
-                        classify(
-                            &spec,
-                            self.get_raw(spec.template, path, query, priority).await,
-                        )
-                    }
-                    Ok(None) => ProbeResult::Untested {
-                        reason: "the tenant has no device to probe with".into(),
-                    },
-                    Err(()) => ProbeResult::Untested {
-                        reason: "could not list a device id (GET /api/v1/devices)".into(),
-                    },
+                } else {
+                    classify(
+                        &spec,
+                        self.get_raw(spec.template, spec.template.to_string(), query, priority)
+                            .await,
+                    )
                 }
-            } else {
-                classify(
-                    &spec,
-                    self.get_raw(spec.template, spec.template.to_string(), query, priority)
-                        .await,
-                )
             };
+            let result = if answered {
+                probe.await
+            } else {
+                match tokio::time::timeout_at(deadline, probe).await {
+                    Ok(r) => r,
+                    Err(_) => ProbeResult::Other(KandjiError::Unreachable {
+                        endpoint: spec.endpoint(),
+                        host: self.base().host().to_string(),
+                        message: format!("no answer within {} s", CHECK_REACH_DEADLINE.as_secs()),
+                    }),
+                }
+            };
+            match &result {
+                ProbeResult::Other(KandjiError::Unreachable { host, message, .. }) => {
+                    unreachable = Some((host.clone(), message.clone()));
+                }
+                ProbeResult::Untested { .. } => {}
+                _ => answered = true,
+            }
             tracing::info!(endpoint = %spec.endpoint(), status = result.status(), "permission probe");
             endpoints.push(EndpointCheck {
                 endpoint: spec.endpoint(),
@@ -361,7 +403,14 @@ impl KandjiClient {
                 result,
             });
         }
-        let licensing = self.licensing().await;
+        let licensing = match &unreachable {
+            Some((host, message)) => Err(KandjiError::Unreachable {
+                endpoint: format!("GET {}", crate::api::paths::LICENSING),
+                host: host.clone(),
+                message: message.clone(),
+            }),
+            None => self.licensing().await,
+        };
         // Whether a missing permission answers 401 or 403 is uncertain on the live API: if the
         // token demonstrably works elsewhere, a 401 on one endpoint is a missing permission.
         let token_works = licensing.is_ok()

@@ -227,6 +227,8 @@ pub fn install_crypto_provider() {
 
 enum Failure {
     Fatal(KandjiError),
+    /// The connection itself failed: refused, no DNS answer, TLS handshake, connect timeout.
+    Unreachable(KandjiError),
     Retry {
         error: KandjiError,
         hint: Option<Duration>,
@@ -329,6 +331,7 @@ impl KandjiClient {
         let mut envelopes = policy.envelopes();
         let mut attempt: u32 = 0;
         let mut not_json: u32 = 0;
+        let mut unreachable: u32 = 0;
         let counters = &self.inner.counters;
         loop {
             budget.acquire(req.priority).await;
@@ -344,6 +347,32 @@ impl KandjiClient {
                     bump(&counters.client_errors);
                     tracing::warn!(endpoint = %endpoint, kind = e.kind(), error = %e, "request failed");
                     return Err(e);
+                }
+                Err(Failure::Unreachable(error)) => {
+                    bump(&counters.transport_errors);
+                    unreachable += 1;
+                    let delay = full_jitter(
+                        policy
+                            .envelopes()
+                            .nth(unreachable as usize - 1)
+                            .unwrap_or(policy.max_delay),
+                    );
+                    if unreachable >= policy.unreachable_attempts
+                        || start.elapsed() + delay > policy.unreachable_max_elapsed
+                    {
+                        bump(&counters.gave_up);
+                        tracing::warn!(endpoint = %endpoint, attempt, error = %error, "host unreachable; giving up");
+                        return Err(error);
+                    }
+                    bump(&counters.retries);
+                    tracing::info!(
+                        endpoint = %endpoint,
+                        attempt,
+                        kind = error.kind(),
+                        wait_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        "host unreachable; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
                 }
                 Err(Failure::Retry {
                     error,
@@ -400,10 +429,16 @@ impl KandjiClient {
         if let Some(body) = &req.body {
             rb = rb.json(body);
         }
-        let resp = rb.send().await.map_err(|e| Failure::Retry {
-            error: transport_error(endpoint, &e),
-            hint: None,
-            not_json: false,
+        let resp = rb.send().await.map_err(|e| {
+            if e.is_connect() {
+                Failure::Unreachable(unreachable_error(endpoint, &self.inner.cfg.base, &e))
+            } else {
+                Failure::Retry {
+                    error: transport_error(endpoint, &e),
+                    hint: None,
+                    not_json: false,
+                }
+            }
         })?;
         let status = resp.status();
         let headers = resp.headers().clone();
@@ -557,6 +592,24 @@ fn parse_json(
 impl Failure {
     fn into_err<T>(self) -> Result<T, Failure> {
         Err(self)
+    }
+}
+
+/// A connection that never got as far as HTTP: names the host and the OS/TLS cause.
+fn unreachable_error(endpoint: &str, base: &crate::ApiBase, e: &reqwest::Error) -> KandjiError {
+    let url = base.join("/");
+    let host = match url.port_or_known_default() {
+        Some(p) => format!("{}:{p}", base.host()),
+        None => base.host().to_string(),
+    };
+    let message = match transport_error(endpoint, e) {
+        KandjiError::Transport { message, .. } => message,
+        _ => "connect timed out".to_string(),
+    };
+    KandjiError::Unreachable {
+        endpoint: endpoint.to_string(),
+        host,
+        message,
     }
 }
 

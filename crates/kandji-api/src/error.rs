@@ -131,6 +131,17 @@ pub enum KandjiError {
         /// Description (never contains the token).
         message: String,
     },
+    /// The host could not be reached at all (connection refused, no DNS answer, TLS
+    /// handshake failed, connect timed out) after the short retry budget for that class.
+    #[error("{endpoint}: {host} is unreachable: {message}")]
+    Unreachable {
+        /// Endpoint template.
+        endpoint: String,
+        /// The host (and port) that did not answer.
+        host: String,
+        /// The OS or TLS error (never contains the token).
+        message: String,
+    },
     /// The body could not be decoded (not JSON, or not the expected shape).
     #[error("{endpoint}: could not decode response: {message}")]
     Decode {
@@ -202,6 +213,7 @@ impl KandjiError {
             Self::Server { .. } => "server",
             Self::Timeout { .. } => "timeout",
             Self::Transport { .. } => "transport",
+            Self::Unreachable { .. } => "unreachable",
             Self::Decode { .. } => "decode",
             Self::Pagination { .. } => "pagination",
             Self::ExportFailed { .. } => "export_failed",
@@ -223,6 +235,7 @@ impl KandjiError {
             | Self::Server { endpoint, .. }
             | Self::Timeout { endpoint }
             | Self::Transport { endpoint, .. }
+            | Self::Unreachable { endpoint, .. }
             | Self::Decode { endpoint, .. }
             | Self::Pagination { endpoint, .. } => Some(endpoint),
             _ => None,

@@ -26,6 +26,12 @@ pub struct RetryPolicy {
     pub decode_retries: u32,
     /// Honoured server hints (Retry-After …) are capped at this (default 1 h + 1 min).
     pub max_hint: Duration,
+    /// A host that cannot be reached at all (refused, no DNS, TLS, connect timeout) is tried
+    /// this many times (default 3) …
+    pub unreachable_attempts: u32,
+    /// … within this long (default 30 s), then the request fails as `Unreachable`. A host
+    /// that answers, even with errors, gets the longer budget above.
+    pub unreachable_max_elapsed: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -38,6 +44,8 @@ impl Default for RetryPolicy {
             max_attempts: 50,
             decode_retries: 3,
             max_hint: Duration::from_secs(3660),
+            unreachable_attempts: 3,
+            unreachable_max_elapsed: Duration::from_secs(30),
         }
     }
 }

@@ -318,7 +318,8 @@ pub async fn sync_once(rt: &SourceRuntime, only: &[StreamName]) -> Vec<StreamRes
         _ => 1,
     };
     let mut results: BTreeMap<StreamName, Result<RunReport, StreamError>> = BTreeMap::new();
-    let mut auth_failed = false;
+    // A revoked token or a host that cannot be reached fails every stream alike.
+    let mut auth_failed: Option<SourceWide> = None;
     for p in 0..3 {
         let streams: Vec<StreamName> = CYCLE_ORDER
             .iter()
@@ -332,9 +333,9 @@ pub async fn sync_once(rt: &SourceRuntime, only: &[StreamName]) -> Vec<StreamRes
         if p == 0 {
             for s in streams {
                 let r = rt.run_stream(s).await;
-                let unauthorized = is_unauthorized(&r);
+                let fatal = source_wide(&r).is_some();
                 ran.push((s, r));
-                if unauthorized || rt.stopping() {
+                if fatal || rt.stopping() {
                     break;
                 }
             }
@@ -345,24 +346,24 @@ pub async fn sync_once(rt: &SourceRuntime, only: &[StreamName]) -> Vec<StreamRes
             ran = futures::future::join_all(runs).await;
         }
         for (s, r) in ran {
-            auth_failed |= is_unauthorized(&r);
+            if auth_failed.is_none() {
+                auth_failed = source_wide(&r);
+            }
             results.insert(s, r);
         }
-        if auth_failed {
+        if auth_failed.is_some() {
             break;
         }
     }
-    if auth_failed {
-        // A revoked token fails every stream: say so once per stream without spending.
+    if let Some(first) = auth_failed {
+        // Say so once per remaining stream, without spending a request on it.
         let rest: Vec<StreamName> = CYCLE_ORDER
             .iter()
             .copied()
             .filter(|s| wanted(s) && !results.contains_key(s))
             .collect();
         for s in &rest {
-            let err = StreamError::Api(kandji_api::KandjiError::Unauthorized {
-                endpoint: "GET /api/v1/*".into(),
-            });
+            let err = first.again();
             let _ = record_failure(&rt.store, rt.name(), *s, &err, now_ms()).await;
             results.insert(*s, Err(err));
         }
@@ -379,13 +380,42 @@ pub async fn sync_once(rt: &SourceRuntime, only: &[StreamName]) -> Vec<StreamRes
         .collect()
 }
 
-fn is_unauthorized(r: &Result<RunReport, StreamError>) -> bool {
-    matches!(
-        r,
-        Err(StreamError::Api(
-            kandji_api::KandjiError::Unauthorized { .. }
-        ))
-    )
+/// An error that fails the whole source, not just this stream: a revoked token (401) or a
+/// host that cannot be reached. The source's other streams skip the cycle with it.
+fn source_wide(r: &Result<RunReport, StreamError>) -> Option<SourceWide> {
+    match r {
+        Err(StreamError::Api(kandji_api::KandjiError::Unauthorized { .. })) => {
+            Some(SourceWide::Unauthorized)
+        }
+        Err(StreamError::Api(kandji_api::KandjiError::Unreachable { host, message, .. })) => {
+            Some(SourceWide::Unreachable {
+                host: host.clone(),
+                message: message.clone(),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// See [`source_wide`].
+enum SourceWide {
+    Unauthorized,
+    Unreachable { host: String, message: String },
+}
+
+impl SourceWide {
+    /// The same failure, for a stream that did not run because of it.
+    fn again(&self) -> StreamError {
+        let endpoint = "GET /api/v1/*".to_string();
+        StreamError::Api(match self {
+            SourceWide::Unauthorized => kandji_api::KandjiError::Unauthorized { endpoint },
+            SourceWide::Unreachable { host, message } => kandji_api::KandjiError::Unreachable {
+                endpoint,
+                host: host.clone(),
+                message: message.clone(),
+            },
+        })
+    }
 }
 
 /// The daemon without a console: every enabled source's [`source_loop`] until shutdown.

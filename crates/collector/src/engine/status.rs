@@ -100,6 +100,12 @@ pub fn hint(kind: &str, endpoint: Option<&str>) -> String {
         "no_route" | "not_found" => "The API answered 'not found': check the endpoint (tenant \
             subdomain and region US/EU)."
             .to_string(),
+        "unreachable" => "The collector could not connect to the API host at all (connection \
+            refused, no DNS answer, or TLS failed; the error names the host and the cause). Check \
+            the endpoint's spelling and region, DNS and any proxy or firewall between the \
+            collector and the host. The source's other streams skip this cycle; the next one \
+            tries again, and nothing is lost."
+            .to_string(),
         "server" | "timeout" | "transport" => "Kandji's API or the network failed repeatedly; the \
             stream retries on its next run. Nothing is lost: it resumes from its checkpoint."
             .to_string(),
