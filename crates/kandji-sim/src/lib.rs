@@ -117,6 +117,19 @@ impl SimHandle {
     pub fn set_faults(&self, f: Faults) {
         set_faults(&self.shared, f);
     }
+    /// Appends an audit event (an API token update) dated `at`, wherever that is: far in the
+    /// future, as a device or admin clock can make it, or in the past. Returns its id. The
+    /// log stays ordered by time, as the live API serves it.
+    pub fn inject_audit_event(&self, at: time::OffsetDateTime) -> String {
+        let mut t = self.shared.tenant();
+        let ts = (at.unix_timestamp_nanos() / 1_000) as i64;
+        generator::audit(&mut t, ts, model::AuditKind::ApiTokenUpdated, 0);
+        t.audit.sort_by_key(|e| (e.ts, e.ulid));
+        let e = t.audit.iter().rev().find(|e| e.ts == ts).cloned();
+        e.map(|e| render::audit_item(&t, &e))
+            .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string))
+            .unwrap_or_default()
+    }
     /// Later requests with this token get 401.
     pub fn revoke_token(&self, token: &str) {
         lock(&self.shared.revoked).insert(token.to_owned());

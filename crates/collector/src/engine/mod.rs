@@ -19,6 +19,46 @@ use crate::streams::{self, StreamName};
 pub use scope::Scope;
 pub use status::{State, StreamError};
 
+/// A walk whose cursor the API refuses restarts at most this many times per run.
+pub const MAX_CURSOR_RESTARTS: u32 = 3;
+
+/// A record dated more than this ahead of now is future-dated (a device's clock, a bad
+/// value): stored and flagged, but it never moves a high-water mark.
+pub const FUTURE_SKEW_MS: i64 = 5 * 60 * 1000;
+
+/// Counts the restarts of one run's walk after the API refused its cursor.
+#[derive(Debug, Default)]
+pub struct CursorRestarts {
+    n: u32,
+}
+
+impl CursorRestarts {
+    /// One more restart after `error`; past [`MAX_CURSOR_RESTARTS`], the stream fails with
+    /// [`StreamError::CursorExpiring`].
+    pub fn restart(
+        &mut self,
+        rt: &SourceRuntime,
+        stream: StreamName,
+        error: &kandji_api::KandjiError,
+    ) -> Result<(), StreamError> {
+        self.n += 1;
+        let endpoint = error.endpoint().unwrap_or("GET /api/v1/*").to_string();
+        if self.n > MAX_CURSOR_RESTARTS {
+            return Err(StreamError::CursorExpiring {
+                endpoint,
+                restarts: self.n,
+                message: error.to_string(),
+            });
+        }
+        tracing::warn!(source = %rt.name(), stream = %stream, restart = self.n,
+            max = MAX_CURSOR_RESTARTS, error = %error, "cursor refused (expired?); restarting the walk");
+        metrics::counter!("kandji_cursor_restarts_total", "source" => rt.name().to_string(),
+            "stream" => stream.as_str())
+        .increment(1);
+        Ok(())
+    }
+}
+
 /// A hook called with the stream name and outcome of every committed page.
 pub type OnCommit = Arc<dyn Fn(&str, &crate::store::BatchOutcome) + Send + Sync>;
 
@@ -132,6 +172,52 @@ impl SourceRuntime {
     /// An empty batch for `stream`, stamped now.
     pub fn batch(&self, stream: StreamName) -> crate::store::Batch {
         crate::store::Batch::new(self.name(), stream.as_str(), self.now(), stream.category())
+    }
+
+    /// The latest time a high-water mark may take now: the engine's now plus
+    /// [`FUTURE_SKEW_MS`].
+    pub fn hwm_cap(&self) -> i64 {
+        self.now() + FUTURE_SKEW_MS
+    }
+
+    /// Flags an event dated past [`Self::hwm_cap`]: its summary says so, it is counted and
+    /// logged, and the caller keeps it out of its high-water mark. Returns whether it was.
+    pub fn flag_if_future(&self, stream: StreamName, ev: &mut crate::store::EventRow) -> bool {
+        if ev.occurred_at <= self.hwm_cap() {
+            return false;
+        }
+        let at = fetch::rfc3339(ev.occurred_at);
+        tracing::warn!(source = %self.name(), stream = %stream, uid = %ev.uid, occurred_at = %at,
+            "record dated in the future: stored, flagged, not used as the high-water mark");
+        metrics::counter!("kandji_future_dated_total", "source" => self.name().to_string(),
+            "stream" => stream.as_str())
+        .increment(1);
+        ev.summary = format!("[future-dated {at}] {}", ev.summary);
+        true
+    }
+
+    /// A high-water mark read from a checkpoint, brought back if a future-dated record had
+    /// moved it past now (before the cap existed): to the newest stored event that is not in
+    /// the future, or none (a full re-read, deduplicated by uid).
+    pub async fn sane_hwm(
+        &self,
+        stream: StreamName,
+        hwm: Option<i64>,
+    ) -> Result<Option<i64>, StreamError> {
+        let cap = self.hwm_cap();
+        match hwm {
+            Some(h) if h > cap => {
+                let back = self
+                    .store
+                    .latest_event_at(self.name(), stream.as_str(), cap)
+                    .await?;
+                tracing::warn!(source = %self.name(), stream = %stream, hwm = %fetch::rfc3339(h),
+                    reset_to = ?back.map(fetch::rfc3339),
+                    "high-water mark in the future; resetting it to the newest stored event");
+                Ok(back)
+            }
+            other => Ok(other),
+        }
     }
 
     pub fn stopping(&self) -> bool {

@@ -13,6 +13,16 @@ pub enum StreamError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Data(String),
+    /// The API refused the walk's cursor again and again (it expires between pages).
+    #[error(
+        "{endpoint}: the cursor keeps expiring (refused {restarts} times in this run: {message}); \
+         what was committed is kept and the next run resumes from there"
+    )]
+    CursorExpiring {
+        endpoint: String,
+        restarts: u32,
+        message: String,
+    },
     #[error("stopped by shutdown")]
     Shutdown,
 }
@@ -24,6 +34,7 @@ impl StreamError {
             StreamError::Api(e) => e.kind(),
             StreamError::Store(e) => e.kind(),
             StreamError::Data(_) => "data",
+            StreamError::CursorExpiring { .. } => "cursor_expiring",
             StreamError::Shutdown => "shutdown",
         }
     }
@@ -31,6 +42,7 @@ impl StreamError {
     pub fn endpoint(&self) -> Option<String> {
         match self {
             StreamError::Api(e) => e.endpoint().map(str::to_string),
+            StreamError::CursorExpiring { endpoint, .. } => Some(endpoint.clone()),
             _ => None,
         }
     }
@@ -113,6 +125,13 @@ pub fn hint(kind: &str, endpoint: Option<&str>) -> String {
             (incomplete or inconsistent pages). The stream stopped rather than record a partial \
             result; it retries on its next run. If it persists, report it with the log line."
             .to_string(),
+        "cursor_expiring" => format!(
+            "The API refused {ep}'s page cursor on every restart in this run (a cursor that \
+             expires between pages, often when the tenant is slow or busy). The stream stopped \
+             after a few restarts instead of re-reading forever; what it committed is kept, and \
+             the next run resumes from its checkpoint. If it persists, report it with the log \
+             line."
+        ),
         "export_failed" | "export_timeout" | "csv" => "A Prism export failed or took too long; \
             the next run starts a new export. Large fleets may need a longer export deadline."
             .to_string(),

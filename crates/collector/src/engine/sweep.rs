@@ -112,6 +112,7 @@ pub async fn run(rt: &SourceRuntime, spec: SweepSpec) -> Result<RunReport, Strea
         };
     }
     let mut report = RunReport::default();
+    let mut restarts = super::CursorRestarts::default();
     let nseg = spec.segments.len().max(1);
     'segments: loop {
         let query = spec.segments.get(cp.segment).cloned().unwrap_or_default();
@@ -123,10 +124,10 @@ pub async fn run(rt: &SourceRuntime, spec: SweepSpec) -> Result<RunReport, Strea
                 Ok(p) => p,
                 // An expired cursor restarts the segment's walk; the sweep id is kept, so rows
                 // already seen in this sweep stay seen.
-                Err(KandjiError::BadRequest { .. })
+                Err(e @ KandjiError::BadRequest { .. })
                     if matches!(cp.pos, Some(Position::Cursor(_))) =>
                 {
-                    tracing::warn!(source = %source, stream = %spec.stream, "cursor refused; restarting the walk");
+                    restarts.restart(rt, spec.stream, &e)?;
                     cp.pos = None;
                     continue 'segments;
                 }

@@ -32,4 +32,25 @@ impl Store {
         })
         .await
     }
+
+    /// The newest time of the stream's stored events that is not after `at_most` (ms): what a
+    /// high-water mark that a future-dated record once moved too far is brought back to.
+    pub async fn latest_event_at(
+        &self,
+        source: &str,
+        stream: &str,
+        at_most: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let (source, stream) = (source.to_string(), stream.to_string());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT occurred_at FROM events
+                 WHERE source = ?1 AND occurred_at <= ?3 AND stream = ?2
+                 ORDER BY occurred_at DESC LIMIT 1",
+            )?
+            .query_row(params![source, stream, at_most], |r| r.get(0))
+            .optional()?)
+        })
+        .await
+    }
 }

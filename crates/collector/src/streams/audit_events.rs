@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::StreamName;
 use crate::engine::fetch::{self, api_priority, q, s, s2, ts};
 use crate::engine::sweep::load_checkpoint;
-use crate::engine::{RunReport, Scope, SourceRuntime, StreamError};
+use crate::engine::{CursorRestarts, RunReport, Scope, SourceRuntime, StreamError};
 use crate::store::EventRow;
 
 /// Events re-read behind the high-water mark when restarting by date.
@@ -101,10 +101,18 @@ pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamE
     let get = |k: &str| cp.as_ref().and_then(|c| c.get(k)).cloned();
     let mut cursor: Option<String> = get("cursor").and_then(|v| v.as_str().map(str::to_string));
     let mut start_ms: Option<i64> = get("start_ms").and_then(|v| v.as_i64());
-    let mut hwm_ms = get("hwm_ms").and_then(|v| v.as_i64()).unwrap_or(0);
+    let stored_hwm = get("hwm_ms").and_then(|v| v.as_i64());
+    let sane = rt.sane_hwm(stream, stored_hwm).await?;
+    let mut hwm_ms = sane.unwrap_or(0);
     let mut hwm_id = get("hwm_id")
         .and_then(|v| v.as_str().map(str::to_string))
+        .filter(|_| sane == stored_hwm)
         .unwrap_or_default();
+    if sane != stored_hwm {
+        // The cursor belongs to the blinded walk.
+        cursor = None;
+    }
+    let mut restarts = CursorRestarts::default();
     let mut report = RunReport::default();
     'walk: loop {
         // A cursor resumes the exact query it came from; without one, restart by date (the
@@ -124,8 +132,9 @@ pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamE
         while let Some(page) = pages.next().await {
             let page = match page {
                 Ok(p) => p,
-                Err(KandjiError::BadRequest { .. }) if cursor.is_some() => {
-                    tracing::warn!(source = %source, "audit cursor refused (expired?); restarting from the high-water mark");
+                Err(e @ KandjiError::BadRequest { .. }) if cursor.is_some() => {
+                    // Restart from the high-water mark, a few times per run at most.
+                    restarts.restart(rt, stream, &e)?;
                     cursor = None;
                     continue 'walk;
                 }
@@ -135,11 +144,12 @@ pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamE
             let empty = page.items.is_empty();
             let mut batch = rt.batch(stream);
             for item in &page.items {
-                let Some(ev) = map(item) else {
+                let Some(mut ev) = map(item) else {
                     tracing::warn!(source = %source, "audit event without id or occurred_at skipped");
                     continue;
                 };
-                if (ev.occurred_at, ev.uid.as_str()) > (hwm_ms, hwm_id.as_str()) {
+                let future = rt.flag_if_future(stream, &mut ev);
+                if !future && (ev.occurred_at, ev.uid.as_str()) > (hwm_ms, hwm_id.as_str()) {
                     hwm_ms = ev.occurred_at;
                     hwm_id = ev.uid.clone();
                 }

@@ -55,10 +55,11 @@ pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamE
     let source = rt.name().to_string();
     let stream = StreamName::BehavioralDetections;
     let cp = load_checkpoint(&rt.store, &source, stream).await?;
-    let mut hwm = cp
+    let stored = cp
         .as_ref()
         .and_then(|c| c.get("hwm_ms"))
         .and_then(Value::as_i64);
+    let mut hwm = rt.sane_hwm(stream, stored).await?;
     // The first run reads everything; later runs from the day before the newest detection.
     let mut query = vec![q("sort_by", "detection_date")];
     if let Some(ms) = hwm {
@@ -66,8 +67,10 @@ pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamE
     }
     super::envelope_events(rt, stream, paths::BEHAVIORAL, query, |batch, items| {
         for item in items {
-            if let Some(ev) = map(item) {
-                hwm = Some(hwm.map_or(ev.occurred_at, |h| h.max(ev.occurred_at)));
+            if let Some(mut ev) = map(item) {
+                if !rt.flag_if_future(stream, &mut ev) {
+                    hwm = Some(hwm.map_or(ev.occurred_at, |h| h.max(ev.occurred_at)));
+                }
                 if scope.has_device(ev.device_id.as_deref()) {
                     batch.events.push(ev);
                 }
