@@ -8,27 +8,12 @@ set -euo pipefail
 N=${1:-50000}
 KEEP=${2:-}
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 cargo build --release -q -p kandji-sim -p kandji-collector
 T=${KEEP:-$(mktemp -d)}
 mkdir -p "$T"
 trap 'kill $SIM 2>/dev/null || true; [ -n "$KEEP" ] || rm -rf "$T"' EXIT
-./target/release/kandji-sim --devices "$N" --port 0 --per-second-limit 1000000 \
-  --app-richness "${APP_RICHNESS:-0}" --clock-speed 0 \
-  --hourly-limit 100000000 >"$T/sim.out" 2>/dev/null &
-SIM=$!
-for _ in $(seq 100); do [ -s "$T/sim.out" ] && break; sleep 0.1; done
-URL=$(head -1 "$T/sim.out")
-sed -n 2p "$T/sim.out" | awk '{print $2}' | tr -d '\n' >"$T/token"
-cat >"$T/c.toml" <<TOML
-data_dir = "$T/data"
-[[sources]]
-name = "bench"
-endpoint = "$URL"
-token_file = "$T/token"
-allow_custom_endpoint = true
-per_second = 50
-budget_share = 1.0
-TOML
+start_sim "$T" ./target/release/kandji-sim --devices "$N" --app-richness "${APP_RICHNESS:-0}" --clock-speed 0
 ./target/release/kandji-collector --config "$T/c.toml" --log error sync --once >/dev/null || true
 curl -s -X POST "$URL/__sim/clock/advance?seconds=86400" >/dev/null
 ./target/release/kandji-collector --config "$T/c.toml" --log error sync --once >/dev/null || true

@@ -10,6 +10,7 @@
 set -euo pipefail
 N=${1:-10000}
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 COLLECTOR=${2:-}
 SIMBIN=${3:-}
 if [ -z "$COLLECTOR" ]; then
@@ -19,22 +20,7 @@ fi
 SIMBIN=${SIMBIN:-./target/release/kandji-sim}
 T=$(mktemp -d)
 trap 'kill $SIM 2>/dev/null || true; rm -rf "$T"' EXIT
-"$SIMBIN" --devices "$N" --port 0 --no-churn --per-second-limit 1000000 \
-  --hourly-limit 100000000 >"$T/sim.out" 2>/dev/null &
-SIM=$!
-for _ in $(seq 100); do [ -s "$T/sim.out" ] && break; sleep 0.1; done
-URL=$(head -1 "$T/sim.out")
-sed -n 2p "$T/sim.out" | awk '{print $2}' | tr -d '\n' >"$T/token"
-cat >"$T/c.toml" <<TOML
-data_dir = "$T/data"
-[[sources]]
-name = "bench"
-endpoint = "$URL"
-token_file = "$T/token"
-allow_custom_endpoint = true
-per_second = 50
-budget_share = 1.0
-TOML
+start_sim "$T" "$SIMBIN" --devices "$N" --no-churn
 cycle() {
   /usr/bin/time -f "%e %U %S" "$COLLECTOR" --config "$T/c.toml" --log error sync --once \
     >/dev/null 2>"$T/t" || true

@@ -6,28 +6,14 @@
 # LATENCY_MS is added by the simulator to every API response (150 for a far tenant).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 LAT=${1:-0}
 shift || true
 SIZES=${*:-500 2000 10000}
 cargo build --release -q -p kandji-sim -p kandji-collector
 for N in $SIZES; do
   T=$(mktemp -d)
-  ./target/release/kandji-sim --devices "$N" --port 0 --no-churn --per-second-limit 1000000 \
-    --hourly-limit 100000000 --latency-ms "$LAT" >"$T/sim.out" 2>/dev/null &
-  SIM=$!
-  for _ in $(seq 100); do [ -s "$T/sim.out" ] && break; sleep 0.1; done
-  URL=$(head -1 "$T/sim.out")
-  sed -n 2p "$T/sim.out" | awk '{print $2}' | tr -d '\n' >"$T/token"
-  cat >"$T/c.toml" <<TOML
-data_dir = "$T/data"
-[[sources]]
-name = "bench"
-endpoint = "$URL"
-token_file = "$T/token"
-allow_custom_endpoint = true
-per_second = 50
-budget_share = 1.0
-TOML
+  start_sim "$T" ./target/release/kandji-sim --devices "$N" --no-churn --latency-ms "$LAT"
   NP1=$(python3 bench/n_plus_one.py "$URL" "$T/token")
   S0=$(date +%s.%N)
   ./target/release/kandji-collector --config "$T/c.toml" --log warn sync --once \
