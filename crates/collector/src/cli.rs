@@ -26,6 +26,15 @@ pub struct Cli {
     /// Log filter, e.g. `info` or `kandji_collector=debug`.
     #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
     pub log: String,
+    /// Log lines as text (for people) or one JSON object per line (for log shippers).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "KANDJI_COLLECTOR_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -125,4 +134,14 @@ pub enum ExportFormat {
     Ndjson,
     /// The OCSF 1.8.0 form, one event per line.
     Ocsf,
+}
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (`message` and
+    /// every key/value), as Vector's and the OpenTelemetry Collector's JSON logs.
+    Json,
 }

@@ -398,6 +398,32 @@ async fn an_unreachable_endpoint_fails_fast_and_says_unreachable() {
             out(&o)
         );
     }
+    // The same, with one JSON object per log line for a log shipper.
+    let j = run(vec![
+        "--config".into(),
+        config.clone(),
+        "--log-format".into(),
+        "json".into(),
+        "sync".into(),
+        "--once".into(),
+        "--streams".into(),
+        "devices".into(),
+    ])
+    .await;
+    assert_eq!(j.status.code(), Some(1), "{}", out(&j));
+    let stderr = String::from_utf8_lossy(&j.stderr);
+    let lines: Vec<Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|v| v["level"] == "WARN"
+            && v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("unreachable"))),
+        "{stderr}"
+    );
     // Status names the class and its hint.
     let st = run(vec![
         "--config".into(),
