@@ -205,6 +205,15 @@ async fn sync(cli: &Cli, only: Option<&str>, streams: &[String]) -> Result<()> {
         }
         for r in engine::sync_once(&rt, &wanted).await {
             let line = match &r.result {
+                Ok(rep) if !rep.degraded.is_empty() => format!(
+                    "{} {:<26} degraded pages {:>5}  records {:>8}  requests {:>5}  {}",
+                    r.source,
+                    r.stream,
+                    rep.pages,
+                    rep.records,
+                    rep.requests,
+                    rep.degraded.join("; ")
+                ),
                 Ok(rep) => format!(
                     "{} {:<26} ok     pages {:>5}  records {:>8}  requests {:>5}",
                     r.source, r.stream, rep.pages, rep.records, rep.requests

@@ -144,3 +144,125 @@ async fn an_endlessly_expiring_cursor_fails_after_a_few_restarts_and_keeps_its_p
     env.rt.run_stream(StreamName::AuditEvents).await.unwrap();
     assert_eq!(audit_in_store(&env) as usize, audit_in_truth(&env));
 }
+
+/// A tenant that refuses one Prism category: the stream collects the other five, says
+/// `degraded` naming the category and the API's answer, and asks again a day later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_prism_category_degrades_the_stream_and_the_others_go_on() {
+    let mut cfg = sim_config(25, 44);
+    cfg.refused_prism_categories = vec!["filevault".into()];
+    let env = env(cfg).await;
+    cycle(&env, &[StreamName::Devices, StreamName::DeviceDetails]).await;
+    let state = |env: &Env| -> (String, String, String) {
+        sql(&env.store)
+            .query_row(
+                "SELECT state, last_error_kind, last_error_message FROM stream_status
+                 WHERE stream = 'device_details'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap()
+    };
+    let (st, kind, msg) = state(&env);
+    assert_eq!(
+        (st.as_str(), kind.as_str()),
+        ("degraded", "category_unavailable")
+    );
+    assert!(
+        msg.contains("filevault") && msg.contains("Invalid category"),
+        "{msg}"
+    );
+    let per_category = |cat: &str| {
+        count(
+            &env.store,
+            &format!(
+                "SELECT count(*) FROM device_details WHERE category = '{cat}' AND removed_at IS NULL"
+            ),
+        )
+    };
+    assert_eq!(per_category("filevault"), 0);
+    assert_eq!(per_category("device_information"), 25);
+    // The posture categories cover the devices they apply to (Macs).
+    for cat in [
+        "application_firewall",
+        "gatekeeper_and_xprotect",
+        "startup_settings",
+    ] {
+        assert!(per_category(cat) > 0, "{cat}");
+    }
+    // Within the day it is not asked again; the state still says what is missing.
+    env.sim.advance(Duration::from_secs(2 * 3600));
+    cycle(&env, &[StreamName::DeviceDetails]).await;
+    let (st, _, msg) = state(&env);
+    assert_eq!(st, "degraded");
+    assert!(msg.contains("asked again after"), "{msg}");
+    // A day later it is asked again (and refused again, freshly).
+    env.sim.advance(Duration::from_secs(23 * 3600));
+    cycle(&env, &[StreamName::DeviceDetails]).await;
+    let (st, _, msg) = state(&env);
+    assert_eq!(st, "degraded");
+    assert!(
+        !msg.contains("asked again after") && msg.contains("Invalid category"),
+        "{msg}"
+    );
+    // The source's badge shows the worst state of its streams.
+    let states: Vec<String> = sql(&env.store)
+        .prepare("SELECT state FROM stream_status")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        kandji_collector::web::pages::overall(&states, true),
+        "degraded"
+    );
+}
+
+/// In the daemon's first cycle, compliance (which reads the device list) runs after the
+/// devices stream's first run, so it collects at once rather than 0 for 15 minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_cycle_runs_compliance_after_devices() {
+    let mut cfg = sim_config(40, 45);
+    cfg.churn = kandji_sim::Churn::none();
+    let sim = std::sync::Arc::new(kandji_sim::spawn(cfg).await.unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let store = kandji_collector::store::Store::open(dir.path()).unwrap();
+    let mut source = source_for(&sim, "acme");
+    source.streams = vec![StreamName::Compliance, StreamName::Devices];
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let rt = std::sync::Arc::new(
+        kandji_collector::engine::SourceRuntime::new(source, store.clone(), rx.clone()).unwrap(),
+    );
+    let notifies = [StreamName::Compliance, StreamName::Devices]
+        .into_iter()
+        .map(|s| (s, std::sync::Arc::new(tokio::sync::Notify::new())))
+        .collect();
+    let task = tokio::spawn(kandji_collector::engine::source_loop(rt, notifies, rx));
+    let done = async {
+        loop {
+            let n = count(
+                &store,
+                "SELECT count(*) FROM stream_status WHERE stream = 'compliance'
+                   AND last_success_at IS NOT NULL",
+            );
+            if n > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), done)
+        .await
+        .expect("compliance ran");
+    let first_run_records = count(
+        &store,
+        "SELECT last_run_records FROM stream_status WHERE stream = 'compliance'",
+    );
+    assert!(
+        first_run_records > 0,
+        "compliance's first run collected nothing"
+    );
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}

@@ -26,6 +26,9 @@ pub struct SimConfig {
     /// Extra "richness" points every device gets (0–100; 0 keeps the default fleet of about
     /// 100 apps per device): more apps per device, for benchmarks of bigger inventories.
     pub app_richness: u8,
+    /// Prism categories this tenant refuses (`POST /prism/export` and `GET /prism/<c>`
+    /// answer 400 `Invalid category: <c>`), as a tenant without a feature was measured to.
+    pub refused_prism_categories: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -46,6 +49,7 @@ impl Default for SimConfig {
             clock: ClockConfig::default(),
             churn: Churn::default(),
             app_richness: 0,
+            refused_prism_categories: Vec::new(),
         }
     }
 }

@@ -46,6 +46,9 @@ struct Cli {
     /// average at 30, 100 at 0).
     #[arg(long, default_value_t = 0)]
     app_richness: u8,
+    /// A Prism category this tenant refuses (400 "Invalid category"); repeatable.
+    #[arg(long = "refuse-prism-category")]
+    refuse_prism_category: Vec<String>,
     /// Polls before a Prism export reports `success`.
     #[arg(long, default_value_t = 2)]
     export_polls: u32,
@@ -145,6 +148,7 @@ async fn main() -> anyhow::Result<()> {
             Churn::default()
         },
         app_richness: cli.app_richness,
+        refused_prism_categories: cli.refuse_prism_category.clone(),
     };
     let addr = SocketAddr::new(cli.listen, cli.port);
     let sim = kandji_sim::spawn_on(cfg, addr)

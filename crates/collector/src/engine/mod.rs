@@ -68,6 +68,8 @@ pub struct RunReport {
     pub pages: u64,
     pub records: u64,
     pub requests: u64,
+    /// What the run could not collect, and why (the stream is then `degraded`).
+    pub degraded: Vec<String>,
 }
 
 /// One source's runtime: its client and budget, shared by all its streams.
@@ -250,7 +252,12 @@ impl SourceRuntime {
                 .map_or(0, |d| d.as_millis() as i64);
         match &result {
             Ok(report) => {
-                tracing::info!(source = %source, stream = %stream, pages = report.pages, records = report.records, requests, "stream run finished");
+                if report.degraded.is_empty() {
+                    tracing::info!(source = %source, stream = %stream, pages = report.pages, records = report.records, requests, "stream run finished");
+                } else {
+                    tracing::warn!(source = %source, stream = %stream, pages = report.pages, records = report.records, requests,
+                        missing = %report.degraded.join("; "), "stream run finished, degraded");
+                }
                 record_success(&self.store, &source, stream, report, requests, next).await?;
             }
             Err(StreamError::Shutdown) => {
@@ -332,6 +339,7 @@ async fn record_success(
                 records: report.records as i64,
                 requests: requests as i64,
                 next_run_at: next,
+                degraded: (!report.degraded.is_empty()).then(|| report.degraded.join("; ")),
             },
         )
         .await
@@ -551,6 +559,20 @@ pub async fn source_loop(
         }
     }
     let last = last_successes(&rt).await.unwrap_or_default();
+    // A stream that reads what another collects (compliance reads the device list) waits,
+    // in a source's first cycle, until that one has run once.
+    let mut first_runs: BTreeMap<StreamName, watch::Sender<bool>> = BTreeMap::new();
+    let mut waits: BTreeMap<StreamName, watch::Receiver<bool>> = BTreeMap::new();
+    for stream in notifies.keys() {
+        if let Some(d) =
+            depends_on(*stream).filter(|d| notifies.contains_key(d) && !last.contains_key(d))
+        {
+            let tx = first_runs
+                .entry(d)
+                .or_insert_with(|| watch::channel(false).0);
+            waits.insert(*stream, tx.subscribe());
+        }
+    }
     let mut tasks = tokio::task::JoinSet::new();
     for (stream, notify) in notifies {
         let last_success = last.get(&stream).copied();
@@ -560,9 +582,19 @@ pub async fn source_loop(
             notify,
             last_success,
             stop.clone(),
+            waits.remove(&stream),
+            first_runs.remove(&stream),
         ));
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// The stream whose first run another must wait for in a source's first cycle.
+pub fn depends_on(stream: StreamName) -> Option<StreamName> {
+    match stream {
+        StreamName::Compliance => Some(StreamName::Devices),
+        _ => None,
+    }
 }
 
 /// One stream on its interval until `stop`. A restart does not re-run what ran recently (it
@@ -574,6 +606,8 @@ pub async fn stream_loop(
     notify: Arc<Notify>,
     last_success: Option<i64>,
     mut stop: watch::Receiver<bool>,
+    mut after: Option<watch::Receiver<bool>>,
+    first_run: Option<watch::Sender<bool>>,
 ) {
     let interval = rt
         .source
@@ -589,12 +623,24 @@ pub async fn stream_loop(
             _ = stop.changed() => {}
         }
     }
+    if let Some(rx) = after.as_mut() {
+        // The stream this one reads from has not run yet: its first run goes first.
+        tokio::select! {
+            _ = rx.wait_for(|done| *done) => {}
+            _ = stop.changed() => {}
+        }
+    }
     let mut failures = 0u32;
+    let mut first_run = first_run;
     loop {
         if *stop.borrow() {
             break;
         }
-        let wait = match rt.run_stream(stream).await {
+        let result = rt.run_stream(stream).await;
+        if let Some(tx) = first_run.take() {
+            let _ = tx.send(true);
+        }
+        let wait = match result {
             Ok(_) => {
                 failures = 0;
                 interval

@@ -63,6 +63,8 @@ impl StreamError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     Healthy,
+    /// Collected, but not all of it: the status names what is missing and why.
+    Degraded,
     Syncing,
     BackingOff,
     AuthError,
@@ -77,6 +79,7 @@ impl State {
     pub fn as_str(self) -> &'static str {
         match self {
             State::Healthy => "healthy",
+            State::Degraded => "degraded",
             State::Syncing => "syncing",
             State::BackingOff => "backing_off",
             State::AuthError => "auth_error",
@@ -132,6 +135,12 @@ pub fn hint(kind: &str, endpoint: Option<&str>) -> String {
              the next run resumes from its checkpoint. If it persists, report it with the log \
              line."
         ),
+        "category_unavailable" => "The tenant refused one or more Prism categories (the \
+            message names them and the API's answer); the stream's other categories are \
+            collected. A tenant without the feature behind a category answers so. The \
+            collector asks again every 24 hours; nothing else is needed unless the category \
+            should exist, in which case check the tenant's licence."
+            .to_string(),
         "export_failed" | "export_timeout" | "csv" => "A Prism export failed or took too long; \
             the next run starts a new export. Large fleets may need a longer export deadline."
             .to_string(),

@@ -11,6 +11,8 @@ pub enum StreamOutcome {
         records: i64,
         requests: i64,
         next_run_at: i64,
+        /// Collected, but not all of it (`degraded`): what is missing and why.
+        degraded: Option<String>,
     },
     Failure {
         state: &'static str,
@@ -111,6 +113,25 @@ impl Store {
                     records,
                     requests,
                     next_run_at,
+                    degraded: Some(message),
+                } => w.conn.execute(
+                    "INSERT INTO stream_status (source, stream, state, last_success_at,
+                        last_run_records, last_run_requests, next_run_at, last_error_at,
+                        last_error_kind, last_error_message, last_error_endpoint)
+                     VALUES (?1, ?2, 'degraded', ?3, ?4, ?5, ?6, ?3, 'category_unavailable', ?7,
+                        'POST /api/v1/prism/export')
+                     ON CONFLICT (source, stream) DO UPDATE SET state = 'degraded',
+                       last_success_at = ?3, last_run_records = ?4, last_run_requests = ?5,
+                       next_run_at = ?6, last_error_at = ?3,
+                       last_error_kind = 'category_unavailable', last_error_message = ?7,
+                       last_error_endpoint = 'POST /api/v1/prism/export'",
+                    params![source, stream, now, records, requests, next_run_at, message],
+                )?,
+                StreamOutcome::Success {
+                    records,
+                    requests,
+                    next_run_at,
+                    degraded: None,
                 } => w.conn.execute(
                     "INSERT INTO stream_status (source, stream, state, last_success_at,
                         last_run_records, last_run_requests, next_run_at)
@@ -149,7 +170,7 @@ impl Store {
             let mut st = c.prepare(
                 "SELECT stream, last_success_at FROM stream_status
                  WHERE source = ?1 AND last_success_at IS NOT NULL
-                   AND state IN ('healthy', 'syncing', 'pending', 'disabled')",
+                   AND state IN ('healthy', 'degraded', 'syncing', 'pending', 'disabled')",
             )?;
             let rows = st
                 .query_map([&source], |r| Ok((r.get(0)?, r.get(1)?)))?

@@ -142,19 +142,81 @@ pub(crate) async fn checkpoint_of(
         .unwrap_or(Value::Null))
 }
 
+/// A category the tenant refused is asked for again after this long.
+pub const REFUSED_RETRY_MS: i64 = 24 * 3_600_000;
+
+/// Whether an error is the tenant refusing the category itself (`400 Invalid category`).
+fn refused(e: &StreamError) -> Option<&str> {
+    match e {
+        StreamError::Api(kandji_api::KandjiError::BadRequest {
+            status: 400,
+            message,
+            ..
+        }) if message.to_ascii_lowercase().contains("category") => Some(message),
+        _ => None,
+    }
+}
+
+/// One category's run: skipped while the tenant refused it within [`REFUSED_RETRY_MS`];
+/// a refusal is recorded in its checkpoint and reported as what is missing.
+async fn one_category(
+    rt: &SourceRuntime,
+    scope: &Scope,
+    stream: StreamName,
+    cat: &'static str,
+) -> Result<(RunReport, Option<String>), StreamError> {
+    let cp = checkpoint_of(rt, stream, cat).await?;
+    let now = rt.now();
+    if let Some(since) = cp.get("unavailable_since_ms").and_then(Value::as_i64)
+        && now - since < REFUSED_RETRY_MS
+    {
+        let message = cp
+            .get("unavailable_message")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        return Ok((
+            RunReport::default(),
+            Some(format!(
+                "{cat} not collected: the tenant refused it ({message}); asked again after {}",
+                crate::engine::fetch::rfc3339(since + REFUSED_RETRY_MS)
+            )),
+        ));
+    }
+    match prism::category(rt, scope, stream, cat, &Details, &cp).await {
+        Ok(r) => Ok((r, None)),
+        Err(e) => {
+            let Some(message) = refused(&e) else {
+                return Err(e);
+            };
+            tracing::warn!(source = %rt.name(), category = cat, %message,
+                "the tenant refused a Prism category; the others go on");
+            let mut batch = rt.batch(stream);
+            batch.checkpoint_key = Some(cat.to_string());
+            batch.checkpoint = Some(serde_json::json!({
+                "unavailable_since_ms": now, "unavailable_message": message,
+            }));
+            rt.commit(batch).await?;
+            Ok((
+                RunReport::default(),
+                Some(format!(
+                    "{cat} not collected: the tenant refused it ({message})"
+                )),
+            ))
+        }
+    }
+}
+
 pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamError> {
     let stream = StreamName::DeviceDetails;
-    let runs = DETAIL_CATEGORIES.map(|cat| async move {
-        let cp = checkpoint_of(rt, stream, cat).await?;
-        prism::category(rt, scope, stream, cat, &Details, &cp).await
-    });
+    let runs = DETAIL_CATEGORIES.map(|cat| one_category(rt, scope, stream, cat));
     let mut report = RunReport::default();
     let mut first_error = None;
     for r in futures::future::join_all(runs).await {
         match r {
-            Ok(r) => {
+            Ok((r, missing)) => {
                 report.pages += r.pages;
                 report.records += r.records;
+                report.degraded.extend(missing);
             }
             Err(e) => {
                 // Shutdown wins over other errors: the run stopped, it did not fail.

@@ -248,6 +248,7 @@ pub async fn metrics(State(app): State<App>, _c: ApiCaller) -> Result<Response, 
             .absolute(r.get("records_total").and_then(Value::as_u64).unwrap_or(0));
         for st in [
             "healthy",
+            "degraded",
             "syncing",
             "backing_off",
             "auth_error",

@@ -218,11 +218,12 @@ pub fn overall(states: &[String], enabled: bool) -> String {
     if !enabled {
         return "disabled".into();
     }
-    const ORDER: [&str; 8] = [
+    const ORDER: [&str; 9] = [
         "auth_error",
         "failing",
         "missing_permission",
         "not_licensed",
+        "degraded",
         "backing_off",
         "syncing",
         "pending",

@@ -43,6 +43,9 @@ pub fn category(sh: &Shared, req: &Req) -> Reply {
     let Some((_, total_null)) = prism::CATEGORIES.iter().find(|(n, _)| *n == cat) else {
         return invalid_category(&cat);
     };
+    if sh.cfg.refused_prism_categories.contains(&cat) {
+        return invalid_category(&cat);
+    }
     let q = match query_of(req, &cat) {
         Ok(q) => q,
         Err(r) => return r,
@@ -145,7 +148,9 @@ pub fn export_post(sh: &Shared, req: &Req) -> Reply {
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
-    if !prism::is_category(&cat) && !prism::EXPORT_ONLY.contains(&cat.as_str()) {
+    if (!prism::is_category(&cat) && !prism::EXPORT_ONLY.contains(&cat.as_str()))
+        || sh.cfg.refused_prism_categories.contains(&cat)
+    {
         return invalid_category(&cat);
     }
     let filter = body.get("filter").cloned().unwrap_or(json!({}));
