@@ -173,7 +173,7 @@ async fn sync(cli: &Cli, only: Option<&str>, streams: &[String]) -> Result<()> {
         Err(e) => return Err(e.into()),
     };
     let (tx, rx) = watch::channel(false);
-    spawn_signal_handler(tx);
+    crate::shutdown::on_signals(tx);
     let mut failures = 0;
     // Progress bars on a terminal, plain lines otherwise (logs, CI, pipes).
     let tty = std::io::stdout().is_terminal();
@@ -327,34 +327,6 @@ async fn ask_daemon(
     Ok(())
 }
 
-/// SIGINT/SIGTERM flip the shutdown flag; streams commit the page in flight and stop.
-fn spawn_signal_handler(tx: watch::Sender<bool>) {
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(t) => t,
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot listen for SIGTERM");
-                        let _ = ctrl_c.await;
-                        let _ = tx.send(true);
-                        return;
-                    }
-                };
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
-        tracing::info!("shutting down: committing in-flight pages");
-        let _ = tx.send(true);
-    });
-}
-
 async fn run(cli: &Cli, web: &crate::cli::WebArgs) -> Result<()> {
     // With the console, sources can all live in the store: no config file is fine.
     let cfg = if !web.no_console && !cli.config.exists() {
@@ -382,7 +354,7 @@ async fn run(cli: &Cli, web: &crate::cli::WebArgs) -> Result<()> {
         return r;
     }
     let (tx, rx) = watch::channel(false);
-    spawn_signal_handler(tx);
+    crate::shutdown::on_signals(tx);
     let outputs = crate::outputs::start(&store, &cfg, &sources, rx.clone())?;
     let rts = runtimes(sources, &store, &rx)?;
     tracing::info!(sources = rts.len(), "collector running");
@@ -687,7 +659,7 @@ async fn demo(
     }
     let store = Store::open(&dir)?;
     let (tx, rx) = watch::channel(false);
-    spawn_signal_handler(tx);
+    crate::shutdown::on_signals(tx);
     println!(
         "simulated tenant: {} ({devices} devices, seed {seed})",
         sim.base_url()

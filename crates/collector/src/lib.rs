@@ -9,6 +9,7 @@ pub mod config;
 pub mod engine;
 pub mod outputs;
 pub mod planner;
+pub mod shutdown;
 pub mod store;
 pub mod streams;
 pub mod web;

@@ -266,3 +266,75 @@ async fn the_first_cycle_runs_compliance_after_devices() {
     stop.send(true).unwrap();
     task.await.unwrap();
 }
+
+/// Shutdown asked for while a stream waits: it returns at once as `Shutdown` (the page in
+/// flight committed or not started) and its state goes back to `pending`.
+async fn stops_within_5s(
+    env: &Env,
+    rt: &kandji_collector::engine::SourceRuntime,
+    stream: StreamName,
+) {
+    let run = rt.run_stream(stream);
+    tokio::pin!(run);
+    // Let it get into its wait.
+    let early = tokio::time::timeout(Duration::from_secs(2), &mut run).await;
+    assert!(early.is_err(), "{stream} did not wait: {early:?}");
+    let asked = std::time::Instant::now();
+    env.stop.send(true).unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .unwrap_or_else(|_| panic!("{stream} still running 5 s after shutdown"));
+    assert!(matches!(r, Err(StreamError::Shutdown)), "{stream}: {r:?}");
+    assert!(asked.elapsed() < Duration::from_secs(5));
+    let state: String = sql(&env.store)
+        .query_row(
+            "SELECT state FROM stream_status WHERE stream = ?1",
+            [stream.as_str()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(state, "pending", "{stream}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_interrupts_an_export_poll() {
+    let mut cfg = sim_config(10, 46);
+    cfg.export_polls = 1_000_000; // never ready
+    let mut env = env(cfg).await;
+    env.rt.export_poll = Duration::from_millis(200);
+    let rt = std::mem::replace(
+        &mut env.rt,
+        kandji_collector::engine::SourceRuntime::new(
+            source_for(&env.sim, "unused"),
+            env.store.clone(),
+            tokio::sync::watch::channel(false).1,
+        )
+        .unwrap(),
+    );
+    stops_within_5s(&env, &rt, StreamName::Apps).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_interrupts_a_retry_sleep() {
+    let mut cfg = sim_config(10, 47);
+    // Every request answers 429 with a long Retry-After: the client sleeps on it.
+    cfg.faults.storm_429 = 1_000_000;
+    let env = env(cfg).await;
+    stops_within_5s(&env, &env.rt, StreamName::Devices).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_interrupts_a_budget_wait() {
+    let env = env(sim_config(700, 48)).await;
+    let mut source = source_for(&env.sim, "acme");
+    // A share of 2 requests an hour: the devices walk (3 pages of 300) waits an hour for its
+    // third.
+    source.hourly_limit = 2;
+    let rt = kandji_collector::engine::SourceRuntime::new(
+        source,
+        env.store.clone(),
+        env.stop.subscribe(),
+    )
+    .unwrap();
+    stops_within_5s(&env, &rt, StreamName::Devices).await;
+}

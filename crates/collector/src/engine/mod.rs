@@ -222,6 +222,15 @@ impl SourceRuntime {
         }
     }
 
+    /// Resolves once shutdown is asked for (at once if it already was).
+    pub async fn stopped(&self) {
+        let mut rx = self.shutdown.clone();
+        if rx.wait_for(|stop| *stop).await.is_err() {
+            // The sender is gone: nobody can ask for shutdown any more.
+            std::future::pending::<()>().await;
+        }
+    }
+
     pub fn stopping(&self) -> bool {
         *self.shutdown.borrow()
     }
@@ -238,9 +247,18 @@ impl SourceRuntime {
                 StreamName::Blueprints | StreamName::Tags => Ok(Scope::default()),
                 _ => Scope::resolve(self).await,
             };
-            match scope {
-                Ok(scope) => streams::run(self, &scope, stream).await,
-                Err(e) => Err(e),
+            let work = async {
+                match scope {
+                    Ok(scope) => streams::run(self, &scope, stream).await,
+                    Err(e) => Err(e),
+                }
+            };
+            // Shutdown interrupts every wait (budget, retry sleeps, export polls, requests in
+            // flight) by dropping the run. A page commit is never cut in half: once handed
+            // to the writer it commits whole (with its checkpoint), or it was never sent.
+            tokio::select! {
+                r = work => r,
+                () = self.stopped() => Err(StreamError::Shutdown),
             }
         })
         .await;
@@ -543,7 +561,11 @@ pub async fn source_loop(
     notifies: BTreeMap<StreamName, Arc<Notify>>,
     stop: watch::Receiver<bool>,
 ) {
-    if let Err(e) = rt.preflight().await
+    let preflight = tokio::select! {
+        r = rt.preflight() => r,
+        () = rt.stopped() => return,
+    };
+    if let Err(e) = preflight
         && matches!(e, StreamError::Data(_))
     {
         tracing::error!(source = %rt.name(), error = %e, "source not started");

@@ -390,30 +390,6 @@ pub async fn serve(started: Started, shutdown: watch::Receiver<bool>) -> std::io
     r
 }
 
-fn spawn_signals(tx: watch::Sender<bool>) {
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut term) => {
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = term.recv() => {}
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot listen for SIGTERM");
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down: committing in-flight pages");
-        let _ = tx.send(true);
-    });
-}
-
 /// `run` and `demo`: serve the console first, then collect (the supervisor starts every
 /// source), until SIGINT/SIGTERM.
 pub async fn run_cmd(
@@ -455,7 +431,7 @@ pub async fn run_cmd(
     }
     println!("collecting on schedule; Ctrl-C to stop");
     let (tx, rx) = watch::channel(false);
-    spawn_signals(tx);
+    crate::shutdown::on_signals(tx);
     serve(started, rx).await?;
     Ok(())
 }
