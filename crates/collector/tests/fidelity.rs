@@ -97,6 +97,14 @@ async fn the_daemon_refuses_a_schedule_that_would_overspend_and_says_why() {
         msg.contains("planner refused") && msg.contains("requests/hour"),
         "{msg}"
     );
+    let kind: String = common::sql(&store)
+        .query_row(
+            "SELECT last_error_kind FROM stream_status WHERE source = 'greedy' AND stream = 'devices'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("status row");
+    assert_eq!(kind, "plan_refused");
     assert_eq!(
         count(&store, "SELECT count(*) FROM devices"),
         0,

@@ -100,6 +100,10 @@ async fn an_unknown_blueprint_name_fails_loudly_instead_of_collecting_everything
         .expect("devices ran");
     let err = devices.result.as_ref().expect_err("must fail").to_string();
     assert!(err.contains("Enginering Macs"), "{err}");
+    // Its own kind and hint, not "the API returned data the collector could not use".
+    let e = devices.result.as_ref().unwrap_err();
+    assert_eq!(e.kind(), "unknown_filter");
+    assert!(kandji_collector::engine::status::hint(e.kind(), None).contains("filters"));
     assert_eq!(
         count(
             &base.store,

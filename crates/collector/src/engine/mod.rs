@@ -150,9 +150,7 @@ impl SourceRuntime {
                 tracing::warn!(source = %self.name(), "{m}");
             }
             crate::planner::Verdict::Refuse(m) => {
-                return Err(StreamError::Data(format!(
-                    "the planner refused this source: {m}"
-                )));
+                return Err(StreamError::PlanRefused(m.clone()));
             }
         }
         Ok(plan)
@@ -566,7 +564,7 @@ pub async fn source_loop(
         () = rt.stopped() => return,
     };
     if let Err(e) = preflight
-        && matches!(e, StreamError::Data(_))
+        && matches!(e, StreamError::PlanRefused(_))
     {
         tracing::error!(source = %rt.name(), error = %e, "source not started");
         for s in &rt.source.streams {

@@ -30,11 +30,7 @@ impl Scope {
             return Ok(Scope::default());
         }
         let store = &rt.store;
-        let unknown = |what: &str, name: String| {
-            StreamError::Data(format!(
-                "filters: no {what} with id or name {name:?} in this tenant"
-            ))
-        };
+        let unknown = |what: &'static str, name: String| StreamError::UnknownFilter { what, name };
         let bp_ids = store
             .resolve_ids(rt.name(), Table::Blueprints, f.blueprints.clone())
             .await?

@@ -13,6 +13,12 @@ pub enum StreamError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Data(String),
+    /// A filter names a blueprint or tag this tenant does not have.
+    #[error("filters: no {what} with id or name {name:?} in this tenant")]
+    UnknownFilter { what: &'static str, name: String },
+    /// The planner refused the source's schedule: it would overspend the budget share.
+    #[error("the planner refused this source: {0}")]
+    PlanRefused(String),
     /// The API refused the walk's cursor again and again (it expires between pages).
     #[error(
         "{endpoint}: the cursor keeps expiring (refused {restarts} times in this run: {message}); \
@@ -34,6 +40,8 @@ impl StreamError {
             StreamError::Api(e) => e.kind(),
             StreamError::Store(e) => e.kind(),
             StreamError::Data(_) => "data",
+            StreamError::UnknownFilter { .. } => "unknown_filter",
+            StreamError::PlanRefused(_) => "plan_refused",
             StreamError::CursorExpiring { .. } => "cursor_expiring",
             StreamError::Shutdown => "shutdown",
         }
@@ -127,6 +135,15 @@ pub fn hint(kind: &str, endpoint: Option<&str>) -> String {
         "decode" | "pagination" | "data" => "The API returned data the collector could not use \
             (incomplete or inconsistent pages). The stream stopped rather than record a partial \
             result; it retries on its next run. If it persists, report it with the log line."
+            .to_string(),
+        "unknown_filter" => "A filter of this source names a blueprint or tag the tenant does \
+            not have (the error names it; names and ids are both accepted, and names must match \
+            exactly). Nothing is collected rather than everything: fix the name in the source's \
+            filters, or remove it."
+            .to_string(),
+        "plan_refused" => "This source's schedules would spend more requests per hour than its \
+            share of the tenant's 10,000 (the error gives the numbers). Lengthen the intervals of \
+            the busiest streams, disable some, or raise the source's budget share."
             .to_string(),
         "cursor_expiring" => format!(
             "The API refused {ep}'s page cursor on every restart in this run (a cursor that \
