@@ -1,7 +1,7 @@
 //! The HTTP core: authenticated requests with budget, retries and typed errors.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -204,6 +204,8 @@ pub(crate) struct Inner {
     pub(crate) http: reqwest::Client,
     /// For signed download URLs: no Authorization header, ever.
     pub(crate) download: reqwest::Client,
+    /// The server's clock minus ours (ms), from the last `Date` header; `i64::MIN` = unknown.
+    clock_offset_ms: AtomicI64,
 }
 
 /// The Kandji/Iru API client. Cheap to clone; clones share the connection pool and budget.
@@ -285,6 +287,7 @@ impl KandjiClient {
                 cfg,
                 http,
                 download,
+                clock_offset_ms: AtomicI64::new(i64::MIN),
             }),
         })
     }
@@ -443,6 +446,7 @@ impl KandjiClient {
         let status = resp.status();
         let headers = resp.headers().clone();
         self.inner.cfg.budget.observe(&headers);
+        self.observe_date(&headers);
         let body = resp.bytes().await.map_err(|e| Failure::Retry {
             error: transport_error(endpoint, &e),
             hint: None,
@@ -514,6 +518,31 @@ impl KandjiClient {
                 status: code,
                 message,
             }),
+        }
+    }
+
+    /// Notes the server's clock from a response's `Date` header (one-second resolution).
+    fn observe_date(&self, headers: &HeaderMap) {
+        let Some(server) = headers
+            .get(header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::retry::parse_http_date)
+        else {
+            return;
+        };
+        let offset = (server - time::OffsetDateTime::now_utc()).whole_milliseconds();
+        if let Ok(o) = i64::try_from(offset) {
+            self.inner.clock_offset_ms.store(o, Ordering::Relaxed);
+        }
+    }
+
+    /// The server's clock minus this host's (ms), from the last response's `Date` header:
+    /// windows and high-water marks follow the tenant's clock, whichever way it is off.
+    /// `None` before the first answer or when the server sends no `Date`.
+    pub fn server_clock_offset_ms(&self) -> Option<i64> {
+        match self.inner.clock_offset_ms.load(Ordering::Relaxed) {
+            i64::MIN => None,
+            o => Some(o),
         }
     }
 

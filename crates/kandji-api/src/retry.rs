@@ -120,7 +120,7 @@ pub fn parse_retry_after(value: &str, now: OffsetDateTime) -> Option<Duration> {
 }
 
 /// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) and RFC 850-ish variants.
-fn parse_http_date(v: &str) -> Option<OffsetDateTime> {
+pub fn parse_http_date(v: &str) -> Option<OffsetDateTime> {
     let parts: Vec<&str> = v.split([' ', ',', '-']).filter(|p| !p.is_empty()).collect();
     // [Sun, 06, Nov, 1994, 08:49:37, GMT]
     if parts.len() < 5 {

@@ -213,7 +213,33 @@ async fn api_h(
         );
     }
     let query = uri.query().unwrap_or("").to_owned();
-    server::handle_api(sh, method, path, query, headers, body).await
+    let now = sh.clock.now();
+    let mut r = server::handle_api(sh, method, path, query, headers, body).await;
+    // The tenant's clock, as the live API's `Date` header carries the server's (recorded in
+    // the HAR examples); hyper only adds its own when none is set.
+    if let Ok(v) = axum::http::HeaderValue::from_str(&http_date(now)) {
+        r.headers_mut().insert(axum::http::header::DATE, v);
+    }
+    r
+}
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+fn http_date(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[t.weekday().number_days_from_monday() as usize],
+        t.day(),
+        MONTHS[t.month() as usize - 1],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 async fn truth_h(

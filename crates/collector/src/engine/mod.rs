@@ -86,6 +86,9 @@ pub struct SourceRuntime {
     pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
     /// Told about every committed page (progress bars, metrics).
     pub on_commit: Option<OnCommit>,
+    /// Whether `now` follows the tenant's clock (the `Date` header). Off only where `clock`
+    /// is already the tenant's (tests that read the simulator's clock directly).
+    pub follow_server_clock: bool,
 }
 
 impl SourceRuntime {
@@ -116,6 +119,7 @@ impl SourceRuntime {
             export_poll: Duration::from_millis(200),
             clock: Arc::new(now_ms),
             on_commit: None,
+            follow_server_clock: true,
         })
     }
 
@@ -123,9 +127,21 @@ impl SourceRuntime {
         &self.source.name
     }
 
-    /// Now, on the engine's clock.
-    pub fn now(&self) -> i64 {
+    /// This host's clock (ms): what schedules, next runs and status times use (they are
+    /// compared with the store's own timestamps and the operator's clock).
+    pub fn host_now(&self) -> i64 {
         (self.clock)()
+    }
+
+    /// Now for data, on the tenant's clock: the tenant's (this host's clock plus the offset the last
+    /// `Date` header showed; offsets under 2 s are the header's resolution, not skew), unless
+    /// `follow_server_clock` is off.
+    pub fn now(&self) -> i64 {
+        let local = (self.clock)();
+        match self.client.server_clock_offset_ms() {
+            Some(o) if self.follow_server_clock && o.abs() >= 2_000 => local + o,
+            _ => local,
+        }
     }
 
     /// The planner's verdict for this source: sizes the fleet from `/settings/licensing` (one
@@ -171,7 +187,10 @@ impl SourceRuntime {
 
     /// An empty batch for `stream`, stamped now.
     pub fn batch(&self, stream: StreamName) -> crate::store::Batch {
-        crate::store::Batch::new(self.name(), stream.as_str(), self.now(), stream.category())
+        let mut b =
+            crate::store::Batch::new(self.name(), stream.as_str(), self.now(), stream.category());
+        b.collected_at = self.host_now();
+        b
     }
 
     /// The latest time a high-water mark may take now: the engine's now plus
@@ -237,7 +256,7 @@ impl SourceRuntime {
     pub async fn run_stream(&self, stream: StreamName) -> Result<RunReport, StreamError> {
         let source = self.name().to_string();
         set_state(&self.store, &source, stream, State::Syncing).await?;
-        let started = self.now();
+        let started = self.host_now();
         // This stream's requests, though other streams spend from the same budget meanwhile.
         let (result, requests) = kandji_api::client::tally(async {
             // Blueprints and tags are what filters resolve against: they are never filtered.
@@ -569,7 +588,7 @@ pub async fn source_loop(
         tracing::error!(source = %rt.name(), error = %e, "source not started");
         for s in &rt.source.streams {
             let _ = set_state(&rt.store, rt.name(), *s, State::Failing).await;
-            let _ = record_failure(&rt.store, rt.name(), *s, &e, rt.now()).await;
+            let _ = record_failure(&rt.store, rt.name(), *s, &e, rt.host_now()).await;
         }
         return;
     }
@@ -635,7 +654,7 @@ pub async fn stream_loop(
         .get(&stream)
         .copied()
         .unwrap_or_else(|| stream.default_interval());
-    let first = next_due(last_success, interval, rt.now()) - rt.now();
+    let first = next_due(last_success, interval, rt.host_now()) - rt.host_now();
     if first > 0 {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(first as u64)) => {}

@@ -120,6 +120,9 @@ pub struct Batch {
     /// When set, `checkpoint` is stored under this key of the stream's checkpoint object
     /// (the other keys stay), so parts of a stream running at once never overwrite each other.
     pub checkpoint_key: Option<String>,
+    /// When the batch was collected on this host's clock (ms): the per-hour record chart and
+    /// the checkpoint's `updated_at`. `now` is the tenant's clock. Equal unless they differ.
+    pub collected_at: i64,
     /// The category records are counted under in the per-hour chart.
     pub record_category: &'static str,
     /// Devices to re-fetch (device id, reason).
@@ -140,6 +143,7 @@ impl Batch {
             sweep_ends: Vec::new(),
             checkpoint: None,
             checkpoint_key: None,
+            collected_at: now,
             record_category,
             refresh: Vec::new(),
             refreshed: Vec::new(),
@@ -469,11 +473,11 @@ fn apply_in_tx(w: &mut WriterConn, batch: &Batch) -> Result<BatchOutcome, StoreE
             "INSERT INTO checkpoints (source, stream, value, updated_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (source, stream) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
         )?
-        .execute(params![batch.source, batch.stream, value.to_string(), batch.now])?;
+        .execute(params![batch.source, batch.stream, value.to_string(), batch.collected_at])?;
     }
     let records = out.records() as i64;
     if records > 0 {
-        let hour = batch.now.div_euclid(3_600_000) * 3_600_000;
+        let hour = batch.collected_at.div_euclid(3_600_000) * 3_600_000;
         tx.prepare_cached(
             "INSERT INTO record_samples (source, hour, category, records) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (source, hour, category) DO UPDATE SET records = records + excluded.records",

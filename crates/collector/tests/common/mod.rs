@@ -66,6 +66,7 @@ pub async fn env(config: SimConfig) -> Env {
     // simulated hours.
     let clock = sim.clone();
     rt.clock = Arc::new(move || (clock.now().unix_timestamp_nanos() / 1_000_000) as i64);
+    rt.follow_server_clock = false;
     Env {
         sim,
         dir,
