@@ -212,7 +212,7 @@ async fn sync(cli: &Cli, only: Option<&str>, streams: &[String]) -> Result<()> {
                     rep.pages,
                     rep.records,
                     rep.requests,
-                    rep.degraded.join("; ")
+                    rep.missing()
                 ),
                 Ok(rep) => format!(
                     "{} {:<26} ok     pages {:>5}  records {:>8}  requests {:>5}",

@@ -18,6 +18,14 @@ fn audit_in_store(env: &Env) -> i64 {
     )
 }
 
+async fn audit_checkpoint(env: &Env) -> serde_json::Value {
+    env.store
+        .checkpoint("acme", "audit_events")
+        .await
+        .unwrap()
+        .expect("an audit checkpoint")
+}
+
 fn audit_in_truth(env: &Env) -> usize {
     arr(env.sim.truth("audit_events")).len()
 }
@@ -36,12 +44,7 @@ async fn a_future_dated_record_is_flagged_and_does_not_blind_the_stream() {
         .inject_audit_event(time::macros::datetime!(2099-01-01 00:00:00 UTC));
     assert!(!far.is_empty() && !near.is_empty());
     cycle(&env, &[StreamName::AuditEvents]).await;
-    let cp = env
-        .store
-        .checkpoint("acme", "audit_events")
-        .await
-        .unwrap()
-        .unwrap();
+    let cp = audit_checkpoint(&env).await;
     let hwm = cp["hwm_ms"].as_i64().unwrap();
     assert!(hwm <= env.rt.now() + FUTURE_SKEW_MS, "{cp}");
     for id in [&far, &near] {
@@ -78,12 +81,7 @@ async fn a_mark_already_in_the_future_is_brought_back() {
     cycle(&env, &[StreamName::AuditEvents]).await;
     assert!(audit_in_store(&env) > before);
     assert_eq!(audit_in_store(&env) as usize, audit_in_truth(&env));
-    let cp = env
-        .store
-        .checkpoint("acme", "audit_events")
-        .await
-        .unwrap()
-        .unwrap();
+    let cp = audit_checkpoint(&env).await;
     assert!(cp["hwm_ms"].as_i64().unwrap() <= env.rt.now() + FUTURE_SKEW_MS);
 }
 

@@ -346,64 +346,58 @@ impl KandjiClient {
                     bump(&counters.ok);
                     return Ok(resp);
                 }
-                Err(Failure::Fatal(e)) => {
-                    bump(&counters.client_errors);
-                    tracing::warn!(endpoint = %endpoint, kind = e.kind(), error = %e, "request failed");
-                    return Err(e);
-                }
-                Err(Failure::Unreachable(error)) => {
-                    bump(&counters.transport_errors);
-                    unreachable += 1;
-                    let delay = full_jitter(
-                        policy
-                            .envelopes()
-                            .nth(unreachable as usize - 1)
-                            .unwrap_or(policy.max_delay),
-                    );
-                    if unreachable >= policy.unreachable_attempts
-                        || start.elapsed() + delay > policy.unreachable_max_elapsed
-                    {
-                        bump(&counters.gave_up);
-                        tracing::warn!(endpoint = %endpoint, attempt, error = %error, "host unreachable; giving up");
-                        return Err(error);
-                    }
-                    bump(&counters.retries);
-                    tracing::info!(
-                        endpoint = %endpoint,
-                        attempt,
-                        kind = error.kind(),
-                        wait_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                        "host unreachable; retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                }
-                Err(Failure::Retry {
-                    error,
-                    hint,
-                    not_json: nj,
-                }) => {
-                    bump(match &error {
-                        KandjiError::RateLimited { .. } => &counters.rate_limited,
-                        KandjiError::Server { .. } => &counters.server_errors,
-                        KandjiError::Decode { .. } => &counters.decode_errors,
-                        _ => &counters.transport_errors,
-                    });
-                    if nj {
-                        not_json += 1;
-                        if not_json > policy.decode_retries {
-                            bump(&counters.gave_up);
-                            tracing::warn!(endpoint = %endpoint, attempt, "body still not JSON; giving up");
-                            return Err(error);
+                Err(failure) => {
+                    // The retryable classes end the same way: give up when their own budget
+                    // is spent, else log and sleep.
+                    let (error, delay, exhausted, server_hinted) = match failure {
+                        Failure::Unreachable(error) => {
+                            bump(&counters.transport_errors);
+                            unreachable += 1;
+                            let delay = full_jitter(
+                                policy
+                                    .envelopes()
+                                    .nth(unreachable as usize - 1)
+                                    .unwrap_or(policy.max_delay),
+                            );
+                            let exhausted = unreachable >= policy.unreachable_attempts
+                                || start.elapsed() + delay > policy.unreachable_max_elapsed;
+                            (error, delay, exhausted, false)
                         }
-                    }
-                    let envelope = envelopes.next().unwrap_or(policy.max_delay);
-                    let delay = match hint {
-                        Some(h) => h.min(policy.max_hint),
-                        None => full_jitter(envelope),
+                        Failure::Retry {
+                            error,
+                            hint,
+                            not_json: nj,
+                        } => {
+                            bump(match &error {
+                                KandjiError::RateLimited { .. } => &counters.rate_limited,
+                                KandjiError::Server { .. } => &counters.server_errors,
+                                KandjiError::Decode { .. } => &counters.decode_errors,
+                                _ => &counters.transport_errors,
+                            });
+                            if nj {
+                                not_json += 1;
+                                if not_json > policy.decode_retries {
+                                    bump(&counters.gave_up);
+                                    tracing::warn!(endpoint = %endpoint, attempt, "body still not JSON; giving up");
+                                    return Err(error);
+                                }
+                            }
+                            let envelope = envelopes.next().unwrap_or(policy.max_delay);
+                            let delay = match hint {
+                                Some(h) => h.min(policy.max_hint),
+                                None => full_jitter(envelope),
+                            };
+                            let exhausted = attempt >= policy.max_attempts
+                                || start.elapsed() + delay > policy.max_elapsed;
+                            (error, delay, exhausted, hint.is_some())
+                        }
+                        Failure::Fatal(e) => {
+                            bump(&counters.client_errors);
+                            tracing::warn!(endpoint = %endpoint, kind = e.kind(), error = %e, "request failed");
+                            return Err(e);
+                        }
                     };
-                    if attempt >= policy.max_attempts
-                        || start.elapsed() + delay > policy.max_elapsed
-                    {
+                    if exhausted {
                         bump(&counters.gave_up);
                         tracing::warn!(endpoint = %endpoint, attempt, kind = error.kind(), error = %error, "giving up after retries");
                         return Err(error);
@@ -414,7 +408,7 @@ impl KandjiClient {
                         attempt,
                         kind = error.kind(),
                         wait_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                        server_hint = hint.is_some(),
+                        server_hint = server_hinted,
                         "retrying"
                     );
                     tokio::time::sleep(delay).await;

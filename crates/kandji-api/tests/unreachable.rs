@@ -16,8 +16,8 @@ fn closed_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connection_refused_fails_after_three_tries_naming_the_host() {
+/// A client with the default retry policy for a port nothing listens on.
+fn refusing_client() -> (u16, kandji_api::KandjiClient) {
     let port = closed_port();
     let c = client_with(
         &format!("http://127.0.0.1:{port}"),
@@ -25,6 +25,12 @@ async fn connection_refused_fails_after_three_tries_naming_the_host() {
         big_budget(),
         RetryPolicy::default(),
     );
+    (port, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_refused_fails_after_three_tries_naming_the_host() {
+    let (port, c) = refusing_client();
     let t = Instant::now();
     let err = c.device("d1").await.unwrap_err();
     let took = t.elapsed();
@@ -44,13 +50,7 @@ async fn connection_refused_fails_after_three_tries_naming_the_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_against_a_refusing_host_tries_one_probe_and_reports_every_row() {
-    let port = closed_port();
-    let c = client_with(
-        &format!("http://127.0.0.1:{port}"),
-        TOKEN,
-        big_budget(),
-        RetryPolicy::default(),
-    );
+    let (_, c) = refusing_client();
     let t = Instant::now();
     let report = c.check(&StreamKind::ALL).await;
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());

@@ -69,7 +69,18 @@ pub struct RunReport {
     pub records: u64,
     pub requests: u64,
     /// What the run could not collect, and why (the stream is then `degraded`).
-    pub degraded: Vec<String>,
+    pub degraded: Vec<crate::store::Missing>,
+}
+
+impl RunReport {
+    /// What the run could not collect, in one line.
+    pub fn missing(&self) -> String {
+        self.degraded
+            .iter()
+            .map(|m| m.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 /// One source's runtime: its client and budget, shared by all its streams.
@@ -291,7 +302,7 @@ impl SourceRuntime {
                     tracing::info!(source = %source, stream = %stream, pages = report.pages, records = report.records, requests, "stream run finished");
                 } else {
                     tracing::warn!(source = %source, stream = %stream, pages = report.pages, records = report.records, requests,
-                        missing = %report.degraded.join("; "), "stream run finished, degraded");
+                        missing = %report.missing(), "stream run finished, degraded");
                 }
                 record_success(&self.store, &source, stream, report, requests, next).await?;
             }
@@ -374,7 +385,11 @@ async fn record_success(
                 records: report.records as i64,
                 requests: requests as i64,
                 next_run_at: next,
-                degraded: (!report.degraded.is_empty()).then(|| report.degraded.join("; ")),
+                degraded: report.degraded.first().map(|first| crate::store::Missing {
+                    kind: first.kind,
+                    message: report.missing(),
+                    endpoint: first.endpoint.clone(),
+                }),
             },
         )
         .await

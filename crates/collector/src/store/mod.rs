@@ -59,7 +59,7 @@ pub use lookups::Menus;
 pub use outbox::{
     DEAD_LETTER_CAP, DeadLetter, OutboxBatch, OutboxItem, OutboxPos, StoredEvent, StoredRow,
 };
-pub use status::{StatusRow, StreamOutcome};
+pub use status::{Missing, StatusRow, StreamOutcome};
 pub use tables::{Table, TableSpec};
 pub use write::{
     AppUpsert, Batch, BatchOutcome, EventRow, InvRow, Scope, StatusUpdate, SweepEnd, Upsert,

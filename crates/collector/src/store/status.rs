@@ -12,7 +12,7 @@ pub enum StreamOutcome {
         requests: i64,
         next_run_at: i64,
         /// Collected, but not all of it (`degraded`): what is missing and why.
-        degraded: Option<String>,
+        degraded: Option<Missing>,
     },
     Failure {
         state: &'static str,
@@ -21,6 +21,15 @@ pub enum StreamOutcome {
         endpoint: Option<String>,
         next_run_at: i64,
     },
+}
+
+/// What a run that succeeded could not collect: shown as the stream's last error, with the
+/// state `degraded`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missing {
+    pub kind: &'static str,
+    pub message: String,
+    pub endpoint: Option<String>,
 }
 
 /// One row of `status`: a stream's state with its checkpoint.
@@ -113,34 +122,33 @@ impl Store {
                     records,
                     requests,
                     next_run_at,
-                    degraded: Some(message),
-                } => w.conn.execute(
-                    "INSERT INTO stream_status (source, stream, state, last_success_at,
-                        last_run_records, last_run_requests, next_run_at, last_error_at,
-                        last_error_kind, last_error_message, last_error_endpoint)
-                     VALUES (?1, ?2, 'degraded', ?3, ?4, ?5, ?6, ?3, 'category_unavailable', ?7,
-                        'POST /api/v1/prism/export')
-                     ON CONFLICT (source, stream) DO UPDATE SET state = 'degraded',
-                       last_success_at = ?3, last_run_records = ?4, last_run_requests = ?5,
-                       next_run_at = ?6, last_error_at = ?3,
-                       last_error_kind = 'category_unavailable', last_error_message = ?7,
-                       last_error_endpoint = 'POST /api/v1/prism/export'",
-                    params![source, stream, now, records, requests, next_run_at, message],
-                )?,
-                StreamOutcome::Success {
-                    records,
-                    requests,
-                    next_run_at,
-                    degraded: None,
-                } => w.conn.execute(
-                    "INSERT INTO stream_status (source, stream, state, last_success_at,
-                        last_run_records, last_run_requests, next_run_at)
-                     VALUES (?1, ?2, 'healthy', ?3, ?4, ?5, ?6)
-                     ON CONFLICT (source, stream) DO UPDATE SET state = 'healthy',
-                       last_success_at = ?3, last_run_records = ?4, last_run_requests = ?5,
-                       next_run_at = ?6",
-                    params![source, stream, now, records, requests, next_run_at],
-                )?,
+                    degraded,
+                } => {
+                    // A healthy run keeps the last error for the record; a degraded one sets it.
+                    let state = if degraded.is_some() { "degraded" } else { "healthy" };
+                    let (kind, message, endpoint) = match degraded {
+                        Some(m) => (Some(m.kind), Some(m.message), m.endpoint),
+                        None => (None, None, None),
+                    };
+                    w.conn.execute(
+                        "INSERT INTO stream_status (source, stream, state, last_success_at,
+                            last_run_records, last_run_requests, next_run_at, last_error_at,
+                            last_error_kind, last_error_message, last_error_endpoint)
+                         VALUES (?1, ?2, ?7, ?3, ?4, ?5, ?6, CASE WHEN ?8 IS NULL THEN NULL ELSE ?3 END,
+                            ?8, ?9, ?10)
+                         ON CONFLICT (source, stream) DO UPDATE SET state = ?7,
+                           last_success_at = ?3, last_run_records = ?4, last_run_requests = ?5,
+                           next_run_at = ?6,
+                           last_error_at = CASE WHEN ?8 IS NULL THEN last_error_at ELSE ?3 END,
+                           last_error_kind = coalesce(?8, last_error_kind),
+                           last_error_message = coalesce(?9, last_error_message),
+                           last_error_endpoint = CASE WHEN ?8 IS NULL THEN last_error_endpoint ELSE ?10 END",
+                        params![
+                            source, stream, now, records, requests, next_run_at, state, kind,
+                            message, endpoint
+                        ],
+                    )?
+                }
                 StreamOutcome::Failure {
                     state,
                     kind,

@@ -164,7 +164,12 @@ async fn one_category(
     scope: &Scope,
     stream: StreamName,
     cat: &'static str,
-) -> Result<(RunReport, Option<String>), StreamError> {
+) -> Result<(RunReport, Option<crate::store::Missing>), StreamError> {
+    let missing = |message: String| crate::store::Missing {
+        kind: "category_unavailable",
+        message,
+        endpoint: Some("POST /api/v1/prism/export".into()),
+    };
     let cp = checkpoint_of(rt, stream, cat).await?;
     let now = rt.now();
     if let Some(since) = cp.get("unavailable_since_ms").and_then(Value::as_i64)
@@ -176,10 +181,10 @@ async fn one_category(
             .unwrap_or_default();
         return Ok((
             RunReport::default(),
-            Some(format!(
+            Some(missing(format!(
                 "{cat} not collected: the tenant refused it ({message}); asked again after {}",
                 crate::engine::fetch::rfc3339(since + REFUSED_RETRY_MS)
-            )),
+            ))),
         ));
     }
     match prism::category(rt, scope, stream, cat, &Details, &cp).await {
@@ -198,9 +203,9 @@ async fn one_category(
             rt.commit(batch).await?;
             Ok((
                 RunReport::default(),
-                Some(format!(
+                Some(missing(format!(
                     "{cat} not collected: the tenant refused it ({message})"
-                )),
+                ))),
             ))
         }
     }
