@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use kandji_api::check::{CheckReport, ProbeResult, StreamKind};
+use kandji_api::check::{CheckReport, ProbeResult, ProbeSet};
 use tokio::sync::watch;
 
 use crate::config::Source;
@@ -42,28 +42,12 @@ pub struct Report {
     pub plan: Option<planner::Plan>,
 }
 
-pub fn kind_of(stream: StreamName) -> Option<StreamKind> {
-    StreamKind::from_name(stream.as_str())
-}
-
-/// The checkbox to tick in Kandji → Access → API token for an endpoint template
-/// (`"GET /api/v1/..."`), from the client's endpoint table.
-pub fn permission_name(endpoint: &str) -> String {
-    StreamName::ALL
-        .iter()
-        .filter_map(|s| kind_of(*s))
-        .flat_map(|k| k.endpoints().iter())
-        .find(|e| e.endpoint() == endpoint)
-        .map(|e| e.permission_name.to_string())
-        .unwrap_or_else(|| endpoint.to_string())
-}
-
 /// One stream's answer: its first endpoint that is not Ok decides.
-fn access(report: &CheckReport, kind: StreamKind) -> Access {
+fn access(report: &CheckReport, stream: StreamName) -> Access {
     for e in report
         .endpoints
         .iter()
-        .filter(|e| e.streams.contains(&kind))
+        .filter(|e| e.streams.iter().any(|s| s == stream.as_str()))
     {
         let endpoint = e.endpoint.clone();
         match &e.result {
@@ -159,18 +143,22 @@ pub fn fleet_size(l: &kandji_api::models::Licensing) -> FleetSize {
 
 /// Probes the source's streams with its runtime's client (spending from its budget).
 pub async fn run_with(rt: &SourceRuntime) -> Report {
-    let kinds: Vec<StreamKind> = rt
+    let wants: Vec<ProbeSet<'_>> = rt
         .source
         .streams
         .iter()
-        .filter_map(|s| kind_of(*s))
+        .map(|s| ProbeSet {
+            stream: s.as_str(),
+            priority: s.priority(),
+            endpoints: s.spec().probes,
+        })
         .collect();
-    let report = rt.client.check(&kinds).await;
+    let report = rt.client.check(&wants).await;
     let matrix = rt
         .source
         .streams
         .iter()
-        .filter_map(|s| kind_of(*s).map(|k| (*s, access(&report, k))))
+        .map(|s| (*s, access(&report, *s)))
         .collect();
     let fleet = report.licensing.as_ref().ok().map(fleet_size);
     let plan = fleet.map(|f| {

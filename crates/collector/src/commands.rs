@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::cli::{Cli, Command};
 use crate::config::{Config, Source};
 use crate::engine::{self, SourceRuntime, StreamError, status};
-use crate::store::{ExportItem, ExportKind, Store, StoreError, Table};
+use crate::store::{ExportItem, ExportKind, Store, StoreError};
 use crate::streams::StreamName;
 
 pub async fn dispatch(cli: Cli) -> Result<()> {
@@ -369,7 +369,7 @@ pub fn status_json(r: &crate::store::StatusRow) -> Value {
         .last_error_kind
         .as_deref()
         .map(|k| status::hint(k, r.last_error_endpoint.as_deref()));
-    let t = |v: Option<i64>| v.map(crate::engine::fetch::rfc3339);
+    let t = |v: Option<i64>| v.map(crate::streams::fetch::rfc3339);
     json!({
         "source": r.source,
         "stream": r.stream,
@@ -541,19 +541,9 @@ async fn backup(cli: &Cli, dest: &std::path::Path) -> Result<()> {
 
 /// The table or event stream a stream's records live in.
 pub fn export_kind(stream: StreamName) -> ExportKind {
-    match stream {
-        StreamName::AuditEvents
-        | StreamName::Threats
-        | StreamName::BehavioralDetections
-        | StreamName::VulnerabilityDetections => ExportKind::Events(stream.as_str()),
-        StreamName::Devices => ExportKind::Table(Table::Devices),
-        StreamName::DeviceDetails => ExportKind::Table(Table::DeviceDetails),
-        StreamName::Apps => ExportKind::Table(Table::Apps),
-        StreamName::Compliance => ExportKind::Table(Table::Compliance),
-        StreamName::Users => ExportKind::Table(Table::Users),
-        StreamName::Blueprints => ExportKind::Table(Table::Blueprints),
-        StreamName::Tags => ExportKind::Table(Table::Tags),
-        StreamName::AdeDevices => ExportKind::Table(Table::AdeDevices),
+    match stream.spec().output {
+        crate::streams::Output::Events => ExportKind::Events(stream.as_str()),
+        crate::streams::Output::Table(t) => ExportKind::Table(t),
     }
 }
 

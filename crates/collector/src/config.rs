@@ -103,41 +103,7 @@ fn default_per_second() -> u32 {
     10
 }
 
-/// What to collect: blueprints (id or name), tags ("device groups", id or name) and device
-/// types (platforms). Empty means everything.
-#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct FilterConfig {
-    #[serde(default)]
-    pub blueprints: Vec<String>,
-    #[serde(default)]
-    pub tags: Vec<String>,
-    #[serde(default)]
-    pub device_types: Vec<String>,
-}
-
-/// The device types `/devices` knows, and Prism's name for each.
-pub const DEVICE_TYPES: [(&str, &str); 4] = [
-    ("Mac", "Mac"),
-    ("iPhone", "iPhone"),
-    ("iPad", "iPad"),
-    ("AppleTV", "tvOS"),
-];
-
-/// A source, validated and resolved: the endpoint parsed, the token read, the schedules known.
-#[derive(Debug, Clone)]
-pub struct Source {
-    pub name: String,
-    pub base: ApiBase,
-    pub token: SecretString,
-    pub enabled: bool,
-    pub budget_share: f64,
-    pub hourly_limit: u32,
-    pub per_second: u32,
-    pub streams: Vec<StreamName>,
-    pub intervals: BTreeMap<StreamName, Duration>,
-    pub filters: FilterConfig,
-}
+pub use crate::streams::source::{DEVICE_TYPES, FilterConfig, Source};
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {

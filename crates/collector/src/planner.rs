@@ -6,50 +6,10 @@ use std::time::Duration;
 
 use crate::streams::StreamName;
 
-/// The fleet's size, from `/settings/licensing` or `/prism/count`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FleetSize {
-    pub devices: u64,
-    pub users: u64,
-}
-
-/// Assumptions behind the estimate, kept explicit so the numbers can be explained.
-#[derive(Debug, Clone, Copy)]
-pub struct Assumptions {
-    /// Audit events per hour (each page holds 500).
-    pub audit_events_per_hour: u64,
-    /// Fraction of devices that change per hour (drives compliance and Prism deltas).
-    pub change_rate_per_hour: f64,
-    /// Polls per Prism export before it is ready.
-    pub export_polls: u64,
-    /// Compliance: devices read per run at most (the stream's cap: changed devices first,
-    /// then a rotation fills the rest).
-    pub compliance_per_run: u64,
-}
-
-impl Default for Assumptions {
-    fn default() -> Self {
-        Assumptions {
-            audit_events_per_hour: 500,
-            change_rate_per_hour: 0.01,
-            export_polls: 3,
-            compliance_per_run: crate::streams::COMPLIANCE_MAX_PER_RUN as u64,
-        }
-    }
-}
-
-/// The Prism categories `device_details` snapshots (besides `apps`, which `apps` exports).
-pub const DETAIL_CATEGORIES: [&str; 6] = [
-    "device_information",
-    "filevault",
-    "application_firewall",
-    "gatekeeper_and_xprotect",
-    "startup_settings",
-    "installed_profiles",
-];
-
-/// How often the snapshot streams take a full export; between exports they read deltas.
-pub const FULL_EXPORT_EVERY: Duration = Duration::from_secs(6 * 3600);
+use crate::store::Table;
+use crate::streams::drivers::prism_snapshot::FULL_EXPORT_EVERY;
+pub use crate::streams::{Assumptions, FleetSize};
+use crate::streams::{Cost, Driver, Output};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -58,7 +18,8 @@ pub struct Plan {
     pub total_per_hour: f64,
     /// Our share of the tenant's hourly budget, in requests.
     pub share_per_hour: f64,
-    /// Requests for one full sweep (devices, details, apps, posture), as at first sync.
+    /// Requests for one full sweep (the device list, details, posture and apps), as at first
+    /// sync.
     pub full_sweep_requests: f64,
     pub verdict: Verdict,
 }
@@ -72,41 +33,17 @@ pub enum Verdict {
     Refuse(String),
 }
 
-fn pages(items: f64, per_page: f64) -> f64 {
-    (items / per_page).ceil().max(1.0)
-}
-
 fn runs_per_hour(interval: Duration) -> f64 {
     3600.0 / interval.as_secs_f64().max(1.0)
 }
 
-/// Requests one run of the stream costs.
+/// Requests one run of the stream costs (its declaration's cost function).
 fn per_run(stream: StreamName, fleet: FleetSize, interval: Duration, a: &Assumptions) -> f64 {
-    let n = fleet.devices as f64;
-    let export = 2.0 + a.export_polls as f64; // create + polls + the final poll that succeeds
-    let hours = interval.as_secs_f64() / 3600.0;
-    let changed = (n * a.change_rate_per_hour * hours).ceil();
-    match stream {
-        StreamName::Devices => pages(n, 300.0),
-        // A full export every FULL_EXPORT_EVERY, amortised per run, plus one delta page per
-        // category otherwise.
-        StreamName::DeviceDetails => {
-            let cats = DETAIL_CATEGORIES.len() as f64;
-            let full_share = (interval.as_secs_f64() / FULL_EXPORT_EVERY.as_secs_f64()).min(1.0);
-            cats * (full_share * export + (1.0 - full_share) * pages(changed, 300.0))
-        }
-        StreamName::Apps => {
-            let full_share = (interval.as_secs_f64() / FULL_EXPORT_EVERY.as_secs_f64()).min(1.0);
-            full_share * export + (1.0 - full_share) * pages(changed * 3.0, 300.0)
-        }
-        StreamName::Compliance => (a.compliance_per_run as f64).min(n),
-        StreamName::AuditEvents => pages(a.audit_events_per_hour as f64 * hours, 500.0),
-        StreamName::Threats | StreamName::BehavioralDetections => 1.0,
-        StreamName::VulnerabilityDetections => pages(changed * 2.0, 300.0),
-        StreamName::Users => pages(fleet.users as f64, 300.0),
-        StreamName::Blueprints | StreamName::Tags => 1.0,
-        StreamName::AdeDevices => pages(n, 300.0),
-    }
+    (stream.spec().cost)(&Cost {
+        fleet,
+        interval,
+        assumptions: a,
+    })
 }
 
 /// Estimates the source's spend and judges it against its share.
@@ -128,9 +65,15 @@ pub fn plan(
     }
     let total: f64 = per_stream.values().sum();
     let share = f64::from(hourly_limit) * budget_share;
-    let n = fleet.devices as f64;
-    let export = 2.0 + a.export_polls as f64;
-    let full_sweep = pages(n, 300.0) + export * (DETAIL_CATEGORIES.len() as f64 + 1.0);
+    // The bulk of a first sync: the device list, and each Prism snapshot's full export.
+    let full_sweep: f64 = StreamName::ALL
+        .iter()
+        .filter(|s| {
+            let spec = s.spec();
+            spec.driver == Driver::PrismSnapshot || spec.output == Output::Table(Table::Devices)
+        })
+        .map(|&s| per_run(s, fleet, FULL_EXPORT_EVERY, a))
+        .sum();
     let biggest = per_stream
         .iter()
         .max_by(|a, b| a.1.total_cmp(b.1))

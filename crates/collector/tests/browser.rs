@@ -282,8 +282,7 @@ impl Driver {
 fn all_but_threats() -> Vec<String> {
     let mut out: Vec<String> = kandji_collector::streams::StreamName::ALL
         .iter()
-        .filter_map(|s| kandji_collector::check::kind_of(*s))
-        .flat_map(|k| k.endpoints().iter().map(|e| e.endpoint()))
+        .flat_map(|s| s.spec().probes.iter().map(|e| e.endpoint()))
         .filter(|e| !e.contains("threat"))
         .collect();
     out.push("GET /api/v1/settings/licensing".into());

@@ -20,7 +20,7 @@ async fn steady_hour_requests(devices: usize) -> u64 {
     env.sim.reset_stats();
     for _minute in 0..60 {
         env.sim.advance(Duration::from_secs(60));
-        for stream in kandji_collector::engine::CYCLE_ORDER {
+        for stream in kandji_collector::engine::cycle_order() {
             let now = env.rt.now();
             if now >= next_due(last.get(&stream).copied(), stream.default_interval(), now) {
                 env.rt.run_stream(stream).await.expect("stream run");

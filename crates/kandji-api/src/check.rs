@@ -7,38 +7,6 @@ use crate::client::KandjiClient;
 use crate::error::KandjiError;
 use crate::models::Licensing;
 
-/// The collector's streams.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum StreamKind {
-    /// `devices`.
-    Devices,
-    /// `device_details` (Prism `device_information` export/GET).
-    DeviceDetails,
-    /// `apps` (Prism `apps`).
-    Apps,
-    /// `compliance` (`/devices/{id}/status`).
-    Compliance,
-    /// `audit_events`.
-    AuditEvents,
-    /// `threats`.
-    Threats,
-    /// `behavioral_detections`.
-    BehavioralDetections,
-    /// `vulnerability_detections`.
-    VulnerabilityDetections,
-    /// `users`.
-    Users,
-    /// `blueprints`.
-    Blueprints,
-    /// `tags`.
-    Tags,
-    /// `ade_devices`.
-    AdeDevices,
-}
-
 /// One endpoint a stream needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EndpointSpec {
@@ -73,119 +41,73 @@ const fn spec(
     }
 }
 
-const DEVICES: EndpointSpec = spec(paths::DEVICES, "Device list", &[("limit", "1")]);
-const DEVICE_STATUS: EndpointSpec = spec(paths::DEVICE_STATUS, "Device Status", &[]);
-const PRISM_DEVICE_INFO: EndpointSpec = spec(
-    "/api/v1/prism/device_information",
-    "GET /api/v1/prism/device_information",
-    &[("limit", "1")],
-);
-const PRISM_APPS: EndpointSpec = spec(
-    "/api/v1/prism/apps",
-    "GET /api/v1/prism/apps",
-    &[("limit", "1")],
-);
-const AUDIT: EndpointSpec = spec(
-    paths::AUDIT_EVENTS,
-    "GET /api/v1/audit/events",
-    &[("limit", "1")],
-);
-const THREATS: EndpointSpec = spec(
-    paths::THREATS,
-    "GET /api/v1/threat-details",
-    &[("limit", "1")],
-);
-const BEHAVIORAL: EndpointSpec = spec(
-    paths::BEHAVIORAL,
-    "GET /api/v1/behavioral-detections",
-    &[("limit", "1")],
-);
-const VULNS: EndpointSpec = spec(
-    paths::VULN_DETECTIONS,
-    "GET /api/v1/vulnerability-management/detections",
-    &[("size", "1")],
-);
-const USERS: EndpointSpec = spec(paths::USERS, "List users", &[]);
-const BLUEPRINTS: EndpointSpec = spec(paths::BLUEPRINTS, "List Blueprints", &[("limit", "1")]);
-const TAGS: EndpointSpec = spec(paths::TAGS, "GET /api/v1/tags", &[]);
-const ADE: EndpointSpec = spec(paths::ADE_DEVICES, "List ADE devices", &[("page", "1")]);
+/// The endpoints the collector's streams probe, named by endpoint. A stream lists the ones it
+/// needs in its declaration; [`KandjiClient::check`] probes each distinct one once.
+pub mod probes {
+    use super::{EndpointSpec, spec};
+    use crate::api::paths;
 
-impl StreamKind {
-    /// All streams.
-    pub const ALL: [StreamKind; 12] = [
-        Self::Devices,
-        Self::DeviceDetails,
-        Self::Apps,
-        Self::Compliance,
-        Self::AuditEvents,
-        Self::Threats,
-        Self::BehavioralDetections,
-        Self::VulnerabilityDetections,
-        Self::Users,
-        Self::Blueprints,
-        Self::Tags,
-        Self::AdeDevices,
-    ];
-
-    /// The collector's name for the stream (`"vulnerability_detections"`, …).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Devices => "devices",
-            Self::DeviceDetails => "device_details",
-            Self::Apps => "apps",
-            Self::Compliance => "compliance",
-            Self::AuditEvents => "audit_events",
-            Self::Threats => "threats",
-            Self::BehavioralDetections => "behavioral_detections",
-            Self::VulnerabilityDetections => "vulnerability_detections",
-            Self::Users => "users",
-            Self::Blueprints => "blueprints",
-            Self::Tags => "tags",
-            Self::AdeDevices => "ade_devices",
-        }
-    }
-
-    /// Parse a stream name.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == name.trim())
-    }
-
-    /// The budget priority its requests should use.
-    pub fn priority(self) -> Priority {
-        match self {
-            Self::Threats | Self::BehavioralDetections | Self::VulnerabilityDetections => {
-                Priority::Security
-            }
-            Self::AuditEvents => Priority::Audit,
-            Self::DeviceDetails | Self::Apps => Priority::Bulk,
-            _ => Priority::Inventory,
-        }
-    }
-
-    /// The endpoints the stream needs. `compliance` also needs `/devices` to find device ids.
-    /// Prism-based streams also use `POST /api/v1/prism/export` (not probed: it creates an export).
-    pub fn endpoints(self) -> &'static [EndpointSpec] {
-        match self {
-            Self::Devices => &[DEVICES],
-            Self::DeviceDetails => &[PRISM_DEVICE_INFO],
-            Self::Apps => &[PRISM_APPS],
-            Self::Compliance => &[DEVICES, DEVICE_STATUS],
-            Self::AuditEvents => &[AUDIT],
-            Self::Threats => &[THREATS],
-            Self::BehavioralDetections => &[BEHAVIORAL],
-            Self::VulnerabilityDetections => &[VULNS],
-            Self::Users => &[USERS],
-            Self::Blueprints => &[BLUEPRINTS],
-            Self::Tags => &[TAGS],
-            Self::AdeDevices => &[ADE],
-        }
-    }
+    /// The device list (also how `{device_id}` probes find a device).
+    pub const DEVICES: EndpointSpec = spec(paths::DEVICES, "Device list", &[("limit", "1")]);
+    /// One device's library items and parameters.
+    pub const DEVICE_STATUS: EndpointSpec = spec(paths::DEVICE_STATUS, "Device Status", &[]);
+    /// Prism `device_information` (Prism exports, `POST /prism/export`, are not probed: a probe would create one).
+    pub const PRISM_DEVICE_INFO: EndpointSpec = spec(
+        "/api/v1/prism/device_information",
+        "GET /api/v1/prism/device_information",
+        &[("limit", "1")],
+    );
+    /// Prism `apps`.
+    pub const PRISM_APPS: EndpointSpec = spec(
+        "/api/v1/prism/apps",
+        "GET /api/v1/prism/apps",
+        &[("limit", "1")],
+    );
+    /// The audit log.
+    pub const AUDIT: EndpointSpec = spec(
+        paths::AUDIT_EVENTS,
+        "GET /api/v1/audit/events",
+        &[("limit", "1")],
+    );
+    /// EDR threat details (licensed feature).
+    pub const THREATS: EndpointSpec = spec(
+        paths::THREATS,
+        "GET /api/v1/threat-details",
+        &[("limit", "1")],
+    );
+    /// EDR behavioral detections (licensed feature).
+    pub const BEHAVIORAL: EndpointSpec = spec(
+        paths::BEHAVIORAL,
+        "GET /api/v1/behavioral-detections",
+        &[("limit", "1")],
+    );
+    /// Vulnerability Management detections (licensed feature).
+    pub const VULNS: EndpointSpec = spec(
+        paths::VULN_DETECTIONS,
+        "GET /api/v1/vulnerability-management/detections",
+        &[("size", "1")],
+    );
+    /// Directory users.
+    pub const USERS: EndpointSpec = spec(paths::USERS, "List users", &[]);
+    /// Blueprints.
+    pub const BLUEPRINTS: EndpointSpec =
+        spec(paths::BLUEPRINTS, "List Blueprints", &[("limit", "1")]);
+    /// Tags.
+    pub const TAGS: EndpointSpec = spec(paths::TAGS, "GET /api/v1/tags", &[]);
+    /// Automated Device Enrollment devices.
+    pub const ADE: EndpointSpec = spec(paths::ADE_DEVICES, "List ADE devices", &[("page", "1")]);
 }
 
-impl std::fmt::Display for StreamKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
+/// What one stream needs probed: its name (as the caller knows it), the budget priority its
+/// probes spend at, and its endpoints.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeSet<'a> {
+    /// The caller's name for the stream.
+    pub stream: &'a str,
+    /// The budget priority of its probes.
+    pub priority: Priority,
+    /// The endpoints it needs.
+    pub endpoints: &'a [EndpointSpec],
 }
 
 /// The outcome of one probe.
@@ -229,8 +151,8 @@ pub struct EndpointCheck {
     pub endpoint: String,
     /// The permission name to show the user.
     pub permission_name: String,
-    /// Streams that need it.
-    pub streams: Vec<StreamKind>,
+    /// The streams (as the caller named them) that need it.
+    pub streams: Vec<String>,
     /// Outcome.
     pub result: ProbeResult,
 }
@@ -253,8 +175,8 @@ impl CheckReport {
     }
 
     /// Streams that can run (every endpoint they need is Ok).
-    pub fn runnable(&self) -> Vec<StreamKind> {
-        let mut kinds: Vec<StreamKind> = self
+    pub fn runnable(&self) -> Vec<String> {
+        let mut kinds: Vec<String> = self
             .endpoints
             .iter()
             .flat_map(|e| e.streams.clone())
@@ -298,17 +220,21 @@ impl KandjiClient {
     /// 403 → `MissingPermission` (or `NotLicensed` when the body says the feature is not
     /// enabled). 401 → `MissingPermission` too when the token works on another probe or on
     /// licensing; otherwise the token itself is invalid and every row is `Other(Unauthorized)`.
-    pub async fn check(&self, streams: &[StreamKind]) -> CheckReport {
-        let mut rows: Vec<(EndpointSpec, Vec<StreamKind>)> = Vec::new();
-        for &k in streams {
-            for spec in k.endpoints() {
-                match rows.iter_mut().find(|(s, _)| s.template == spec.template) {
-                    Some((_, ks)) => {
-                        if !ks.contains(&k) {
-                            ks.push(k);
+    pub async fn check(&self, wants: &[ProbeSet<'_>]) -> CheckReport {
+        let mut rows: Vec<(EndpointSpec, Vec<String>, Priority)> = Vec::new();
+        for want in wants {
+            for spec in want.endpoints {
+                match rows
+                    .iter_mut()
+                    .find(|(s, _, _)| s.template == spec.template)
+                {
+                    Some((_, ks, p)) => {
+                        if !ks.iter().any(|k| k == want.stream) {
+                            ks.push(want.stream.to_string());
                         }
+                        *p = (*p).min(want.priority);
                     }
-                    None => rows.push((*spec, vec![k])),
+                    None => rows.push((*spec, vec![want.stream.to_string()], want.priority)),
                 }
             }
         }
@@ -319,7 +245,7 @@ impl KandjiClient {
         let deadline = tokio::time::Instant::now() + CHECK_REACH_DEADLINE;
         let mut answered = false;
         let mut unreachable: Option<(String, String)> = None;
-        for (spec, kinds) in rows {
+        for (spec, kinds, priority) in rows {
             if let Some((host, message)) = &unreachable {
                 endpoints.push(EndpointCheck {
                     endpoint: spec.endpoint(),
@@ -333,11 +259,6 @@ impl KandjiClient {
                 });
                 continue;
             }
-            let priority = kinds
-                .iter()
-                .map(|k| k.priority())
-                .min()
-                .unwrap_or(Priority::Inventory);
             let query = spec
                 .probe_query
                 .iter()
@@ -457,15 +378,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_round_trip_and_table_is_complete() {
-        for k in StreamKind::ALL {
-            assert_eq!(StreamKind::from_name(k.name()), Some(k));
-            assert!(!k.endpoints().is_empty());
-        }
-        assert_eq!(
-            StreamKind::Compliance.endpoints()[1].permission_name,
-            "Device Status"
-        );
-        assert_eq!(StreamKind::from_name("nope"), None);
+    fn probes_name_their_endpoint_and_permission() {
+        assert_eq!(probes::DEVICE_STATUS.permission_name, "Device Status");
+        assert_eq!(probes::DEVICES.endpoint(), "GET /api/v1/devices");
+        assert_eq!(probes::VULNS.probe_query, &[("size", "1")]);
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use futures::TryStreamExt;
-use kandji_api::check::{ProbeResult, StreamKind};
+use kandji_api::check::ProbeResult;
 use kandji_api::export::{ExportOptions, ExportRequest};
 use kandji_api::{ApiBase, ClientConfig, KandjiClient, KandjiError, Region};
 use serde_json::json;
@@ -269,21 +269,21 @@ async fn check_reports_a_permission_matrix() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"counts": {"computers_count": 10, "macos_count": "7"}, "limits": {"plan_type": "Enterprise", "max_devices": 100}}))).mount(&s).await;
     let c = client(&s.uri());
     let report = c
-        .check(&[
-            StreamKind::Devices,
-            StreamKind::Compliance,
-            StreamKind::Users,
-            StreamKind::Threats,
-            StreamKind::AuditEvents,
-            StreamKind::Apps,
-            StreamKind::Tags,
-        ])
+        .check(&probe_sets(&[
+            "devices",
+            "compliance",
+            "users",
+            "threats",
+            "audit_events",
+            "apps",
+            "tags",
+        ]))
         .await;
     let row = |e: &str| report.get(e).unwrap_or_else(|| panic!("{e}"));
     assert!(matches!(row("GET /api/v1/devices").result, ProbeResult::Ok));
     assert_eq!(
         row("GET /api/v1/devices").streams,
-        [StreamKind::Devices, StreamKind::Compliance]
+        ["devices", "compliance"]
     );
     assert!(
         matches!(&row("GET /api/v1/devices/{device_id}/status").result, ProbeResult::MissingPermission { permission_name } if permission_name == "Device Status")
@@ -307,14 +307,7 @@ async fn check_reports_a_permission_matrix() {
     assert_eq!(row("GET /api/v1/tags").result.status(), "not_found");
     assert_eq!(report.endpoints.len(), 7);
     assert!(!report.all_ok());
-    assert_eq!(
-        report.runnable(),
-        [
-            StreamKind::Devices,
-            StreamKind::Apps,
-            StreamKind::AuditEvents
-        ]
-    );
+    assert_eq!(report.runnable(), ["apps", "audit_events", "devices"]);
     let lic = report.licensing.as_ref().unwrap();
     assert_eq!(lic.counts.as_ref().unwrap().macos_count, Some(7));
 }

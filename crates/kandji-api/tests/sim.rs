@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use futures::{StreamExt, TryStreamExt};
-use kandji_api::check::{ProbeResult, StreamKind};
+use kandji_api::check::ProbeResult;
 use kandji_api::export::{ExportOptions, ExportRequest};
 use kandji_api::retry::RetryPolicy;
 use kandji_api::{Budget, BudgetConfig, KandjiClient, KandjiError, Position};
@@ -424,7 +424,7 @@ async fn permission_matrix_licensing_and_revocation() {
     })
     .await;
     let c = client_with(&s.base_url(), &limited, big_budget(), fast_retry());
-    let report = c.check(&StreamKind::ALL).await;
+    let report = c.check(&probe_sets(&[])).await;
     let row = |e: &str| &report.get(e).unwrap_or_else(|| panic!("{e}")).result;
     assert!(matches!(row("GET /api/v1/devices"), ProbeResult::Ok));
     assert!(
@@ -449,14 +449,16 @@ async fn permission_matrix_licensing_and_revocation() {
     );
     assert!(matches!(row("GET /api/v1/prism/apps"), ProbeResult::Ok));
     assert!(report.licensing.is_ok());
-    assert!(report.runnable().contains(&StreamKind::Devices));
-    assert!(!report.runnable().contains(&StreamKind::Compliance));
+    assert!(report.runnable().iter().any(|s| s == "devices"));
+    assert!(!report.runnable().iter().any(|s| s == "compliance"));
 
     // Full token: everything but EDR is Ok.
-    let full = sim_client(&s).check(&StreamKind::ALL).await;
+    let full = sim_client(&s).check(&probe_sets(&[])).await;
     for e in &full.endpoints {
-        let edr = e.streams.contains(&StreamKind::Threats)
-            || e.streams.contains(&StreamKind::BehavioralDetections);
+        let edr = e
+            .streams
+            .iter()
+            .any(|s| s == "threats" || s == "behavioral_detections");
         assert_eq!(
             e.result.status(),
             if edr { "not_licensed" } else { "ok" },

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use kandji_api::KandjiError;
-use kandji_api::check::{ProbeResult, StreamKind};
+use kandji_api::check::ProbeResult;
 use kandji_api::retry::RetryPolicy;
 
 /// A loopback port nothing listens on (bound, then closed).
@@ -52,7 +52,7 @@ async fn connection_refused_fails_after_three_tries_naming_the_host() {
 async fn check_against_a_refusing_host_tries_one_probe_and_reports_every_row() {
     let (_, c) = refusing_client();
     let t = Instant::now();
-    let report = c.check(&StreamKind::ALL).await;
+    let report = c.check(&probe_sets(&[])).await;
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
     assert_eq!(c.stats().attempts, 3, "only the first probe is tried");
     assert!(report.endpoints.len() > 5);
@@ -92,7 +92,7 @@ async fn check_against_a_silent_host_ends_at_its_deadline() {
         RetryPolicy::default(),
     );
     let t = tokio::time::Instant::now();
-    let report = c.check(&[StreamKind::Devices, StreamKind::Users]).await;
+    let report = c.check(&probe_sets(&["devices", "users"])).await;
     assert!(
         t.elapsed() <= kandji_api::check::CHECK_REACH_DEADLINE + Duration::from_secs(1),
         "{:?}",

@@ -5,14 +5,18 @@
 use serde_json::Value;
 
 use super::{StreamName, text, typed};
-use crate::engine::fetch::{q, s, s2};
+use crate::streams::fetch::{q, s, s2};
 use std::sync::Arc;
 
 use kandji_api::paginate::PageNumber;
 
-use crate::engine::sweep::{self, SweepSpec};
-use crate::engine::{RunReport, Scope, SourceRuntime, StreamError};
+use crate::streams::drivers::offset_sweep::{self as sweep, SweepSpec};
+use crate::streams::runtime::{RunReport, Scope, SourceRuntime, StreamError};
 use crate::store::{InvRow, Table};
+use kandji_api::Priority;
+use kandji_api::check::probes;
+use super::spec::{Cost, Driver, Output, Stage, StreamSpec};
+use std::time::Duration;
 
 pub fn map(v: &Value) -> Option<InvRow> {
     let id = s(v, "id")?;
@@ -70,3 +74,19 @@ pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamE
     )
     .await
 }
+
+/// The declaration.
+pub static SPEC: StreamSpec = StreamSpec {
+    name: "ade_devices",
+    interval: Duration::from_secs(60 * 720),
+    priority: Priority::Inventory,
+    category: "inventory",
+    rank: 8,
+    stage: Stage::Collect,
+    needs: None,
+    output: Output::Table(Table::AdeDevices),
+    probes: &[probes::ADE],
+    cost: |c| Cost::pages(c.devices(), 300.0),
+    driver: Driver::OffsetSweep,
+    run: |rt, scope| Box::pin(run(rt, scope)),
+};

@@ -10,9 +10,14 @@ use serde_json::Value;
 
 use super::StreamName;
 use super::device_details::checkpoint_of;
-use super::prism::{self, PrismTable};
-use crate::engine::{RunReport, Scope, SourceRuntime, StreamError};
+use super::drivers::prism_snapshot::FULL_EXPORT_EVERY;
+use super::drivers::prism_snapshot::{self as prism, PrismTable};
+use crate::streams::runtime::{RunReport, Scope, SourceRuntime, StreamError};
 use crate::store::{AppInstall, AppRowMapper, AppUpsert, Batch, Table};
+use kandji_api::Priority;
+use kandji_api::check::probes;
+use super::spec::{Cost, Driver, Output, Stage, StreamSpec};
+use std::time::Duration;
 
 /// Apps as a Prism table: normalized installs.
 pub struct Apps;
@@ -51,3 +56,22 @@ pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamE
     let cp = checkpoint_of(rt, stream, "apps").await?;
     prism::category(rt, scope, stream, "apps", &Apps, &cp).await
 }
+
+/// The declaration.
+pub static SPEC: StreamSpec = StreamSpec {
+    name: "apps",
+    interval: Duration::from_secs(60 * 60),
+    priority: Priority::Bulk,
+    category: "apps",
+    rank: 10,
+    stage: Stage::Collect,
+    needs: None,
+    output: Output::Table(Table::Apps),
+    probes: &[probes::PRISM_APPS],
+    cost: |c| {
+        let full = c.full_share(FULL_EXPORT_EVERY);
+        full * c.export() + (1.0 - full) * Cost::pages(c.changed() * 3.0, 300.0)
+    },
+    driver: Driver::PrismSnapshot,
+    run: |rt, scope| Box::pin(run(rt, scope)),
+};

@@ -9,17 +9,19 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use kandji_api::api::{caps, paths};
-use kandji_api::paginate::{self, NextCursor};
-use kandji_api::{ApiRequest, KandjiError, Position};
-use serde_json::{Value, json};
+use kandji_api::paginate::NextCursor;
+use serde_json::Value;
 
 use super::StreamName;
-use crate::engine::fetch::{self, api_priority, q, s, s2, ts};
-use crate::engine::sweep::load_checkpoint;
-use crate::engine::{CursorRestarts, RunReport, Scope, SourceRuntime, StreamError};
+use super::drivers::cursor_events::{self, CursorFeed};
+use crate::streams::fetch::{self, q, s, s2, ts};
+use crate::streams::runtime::{RunReport, Scope, SourceRuntime, StreamError};
 use crate::store::EventRow;
+use kandji_api::Priority;
+use kandji_api::check::probes;
+use super::spec::{Cost, Driver, Output, Stage, StreamSpec};
+use std::time::Duration;
 
 /// Events re-read behind the high-water mark when restarting by date.
 pub const OVERLAP_MS: i64 = 10 * 60 * 1000;
@@ -95,91 +97,46 @@ pub fn map(v: &Value) -> Option<EventRow> {
 }
 
 pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamError> {
-    let source = rt.name().to_string();
-    let stream = StreamName::AuditEvents;
-    let cp = load_checkpoint(&rt.store, &source, stream).await?;
-    let get = |k: &str| cp.as_ref().and_then(|c| c.get(k)).cloned();
-    let mut cursor: Option<String> = get("cursor").and_then(|v| v.as_str().map(str::to_string));
-    let mut start_ms: Option<i64> = get("start_ms").and_then(|v| v.as_i64());
-    let stored_hwm = get("hwm_ms").and_then(|v| v.as_i64());
-    let sane = rt.sane_hwm(stream, stored_hwm).await?;
-    let mut hwm_ms = sane.unwrap_or(0);
-    let mut hwm_id = get("hwm_id")
-        .and_then(|v| v.as_str().map(str::to_string))
-        .filter(|_| sane == stored_hwm)
-        .unwrap_or_default();
-    if sane != stored_hwm {
-        // The cursor belongs to the blinded walk.
-        cursor = None;
-    }
-    let mut restarts = CursorRestarts::default();
-    let mut report = RunReport::default();
-    'walk: loop {
-        // A cursor resumes the exact query it came from; without one, restart by date (the
-        // first run reads the whole retained log, about a year).
-        if cursor.is_none() {
-            start_ms = (hwm_ms > 0).then(|| hwm_ms - OVERLAP_MS);
-        }
-        let mut query = vec![q("sort_by", "occurred_at")];
-        if let Some(start) = start_ms {
-            query.push(q("start_date", fetch::rfc3339(start)));
-        }
-        let req =
-            ApiRequest::get(paths::AUDIT_EVENTS, api_priority(stream.priority())).with_query(query);
-        let style = Arc::new(NextCursor::with_limit(caps::AUDIT, caps::AUDIT));
-        let mut pages =
-            paginate::walk(&rt.client, req, style, cursor.clone().map(Position::Cursor));
-        while let Some(page) = pages.next().await {
-            let page = match page {
-                Ok(p) => p,
-                Err(e @ KandjiError::BadRequest { .. }) if cursor.is_some() => {
-                    // Restart from the high-water mark, a few times per run at most.
-                    restarts.restart(rt, stream, &e)?;
-                    cursor = None;
-                    continue 'walk;
+    cursor_events::run(
+        rt,
+        scope,
+        CursorFeed {
+            stream: StreamName::AuditEvents,
+            template: paths::AUDIT_EVENTS,
+            style: Arc::new(NextCursor::with_limit(caps::AUDIT, caps::AUDIT)),
+            overlap_ms: OVERLAP_MS,
+            sorted: true,
+            query: |from| {
+                let mut query = vec![q("sort_by", "occurred_at")];
+                if let Some(start) = from {
+                    query.push(q("start_date", fetch::rfc3339(start)));
                 }
-                Err(e) => return Err(e.into()),
-            };
-            report.pages += 1;
-            let empty = page.items.is_empty();
-            let mut batch = rt.batch(stream);
-            for item in &page.items {
-                let Some(mut ev) = map(item) else {
-                    tracing::warn!(source = %source, "audit event without id or occurred_at skipped");
-                    continue;
-                };
-                let future = rt.flag_if_future(stream, &mut ev);
-                if !future && (ev.occurred_at, ev.uid.as_str()) > (hwm_ms, hwm_id.as_str()) {
-                    hwm_ms = ev.occurred_at;
-                    hwm_id = ev.uid.clone();
-                }
-                if !scope.has_device(ev.device_id.as_deref()) {
-                    continue;
-                }
-                if let Some(d) = &ev.device_id {
-                    batch
-                        .refresh
-                        .push((d.clone(), format!("audit:{}", ev.event_type)));
-                }
-                batch.events.push(ev);
-            }
-            cursor = match page.next {
-                Some(Position::Cursor(c)) => Some(c),
-                _ => None,
-            };
-            batch.checkpoint = Some(json!({
-                "cursor": cursor, "start_ms": start_ms, "hwm_ms": hwm_ms, "hwm_id": hwm_id
-            }));
-            let out = rt.commit(batch).await?;
-            report.records += out.records();
-            // Caught up: no cursor, or an empty page (a cursor may stay valid to poll later).
-            if cursor.is_none() || empty {
-                return Ok(report);
-            }
-            if rt.stopping() {
-                return Err(StreamError::Shutdown);
-            }
-        }
-        return Ok(report);
-    }
+                query
+            },
+            map,
+            // Every event naming a device queues it for a compliance (and details) re-read.
+            refresh: Some(|ev| {
+                ev.device_id
+                    .clone()
+                    .map(|d| (d, format!("audit:{}", ev.event_type)))
+            }),
+        },
+    )
+    .await
 }
+
+/// The declaration.
+pub static SPEC: StreamSpec = StreamSpec {
+    name: "audit_events",
+    interval: Duration::from_secs(60),
+    priority: Priority::Audit,
+    category: "audit",
+    rank: 3,
+    stage: Stage::Collect,
+    needs: None,
+    output: Output::Events,
+    probes: &[probes::AUDIT],
+    cost: |c| Cost::pages(c.assumptions.audit_events_per_hour as f64 * c.hours(), 500.0),
+    driver: Driver::CursorEvents,
+    run: |rt, scope| Box::pin(run(rt, scope)),
+};

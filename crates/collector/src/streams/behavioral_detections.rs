@@ -8,10 +8,14 @@ use serde_json::{Value, json};
 use super::StreamName;
 use kandji_api::api::paths;
 
-use crate::engine::fetch::{self, q, s, s2, ts};
-use crate::engine::sweep::load_checkpoint;
-use crate::engine::{RunReport, Scope, SourceRuntime, StreamError};
+use crate::streams::fetch::{self, q, s, s2, ts};
+use crate::streams::drivers::offset_sweep::load_checkpoint;
+use crate::streams::runtime::{RunReport, Scope, SourceRuntime, StreamError};
 use crate::store::EventRow;
+use kandji_api::Priority;
+use kandji_api::check::probes;
+use super::spec::{Driver, Output, Stage, StreamSpec};
+use std::time::Duration;
 
 pub fn map(v: &Value) -> Option<EventRow> {
     let id = s(v, "id")?;
@@ -65,7 +69,7 @@ pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamE
     if let Some(ms) = hwm {
         query.push(q("detection_date_from", date(ms - 86_400_000)));
     }
-    super::envelope_events(rt, stream, paths::BEHAVIORAL, query, |batch, items| {
+    super::drivers::envelope_events::run(rt, stream, paths::BEHAVIORAL, query, |batch, items| {
         for item in items {
             if let Some(mut ev) = map(item) {
                 if !rt.flag_if_future(stream, &mut ev) {
@@ -80,3 +84,19 @@ pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamE
     })
     .await
 }
+
+/// The declaration.
+pub static SPEC: StreamSpec = StreamSpec {
+    name: "behavioral_detections",
+    interval: Duration::from_secs(60 * 5),
+    priority: Priority::Security,
+    category: "security",
+    rank: 5,
+    stage: Stage::Collect,
+    needs: None,
+    output: Output::Events,
+    probes: &[probes::BEHAVIORAL],
+    cost: |_| 1.0,
+    driver: Driver::EnvelopeEvents,
+    run: |rt, scope| Box::pin(run(rt, scope)),
+};

@@ -4,13 +4,17 @@
 //! least-recently read devices, all within a per-run cap so the spend stays proportional to
 //! change, not to fleet size.
 
-use kandji_api::KandjiError;
 use serde_json::Value;
 
 use super::{StreamName, int, text, typed};
-use crate::engine::fetch::{self, s, ts};
-use crate::engine::{RunReport, Scope, SourceRuntime, StreamError};
-use crate::store::{Batch, InvRow, Scope as StoreScope, SweepEnd, Table, Upsert};
+use crate::streams::fetch::{s, ts};
+use crate::streams::runtime::{RunReport, Scope, SourceRuntime, StreamError};
+use super::drivers::per_device::{self, PerDevice};
+use crate::store::{InvRow, Table};
+use kandji_api::Priority;
+use kandji_api::check::probes;
+use super::spec::{Driver, Output, Stage, StreamSpec};
+use std::time::Duration;
 
 pub const TEMPLATE: &str = "/api/v1/devices/{device_id}/status";
 /// Devices read per run at most.
@@ -51,48 +55,33 @@ pub fn rows(device_id: &str, body: &Value) -> Vec<InvRow> {
     out
 }
 
-/// The devices to read this run, most urgent first: queued, then check-in moved, then the
-/// least recently read.
-async fn pick(rt: &SourceRuntime, cap: usize) -> Result<Vec<(String, bool)>, StreamError> {
-    Ok(rt.store.compliance_candidates(rt.name(), cap).await?)
+pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamError> {
+    per_device::run(
+        rt,
+        scope,
+        PerDevice {
+            stream: StreamName::Compliance,
+            template: TEMPLATE,
+            table: Table::Compliance,
+            max_per_run: MAX_PER_RUN,
+            rows,
+        },
+    )
+    .await
 }
 
-pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamError> {
-    let source = rt.name().to_string();
-    let stream = StreamName::Compliance;
-    let mut report = RunReport::default();
-    for (device_id, _queued) in pick(rt, MAX_PER_RUN).await? {
-        if !scope.has_device(Some(&device_id)) {
-            continue;
-        }
-        let path = format!("/api/v1/devices/{device_id}/status");
-        let now = rt.now();
-        let mut batch = Batch::new(&source, stream.as_str(), now, stream.category());
-        batch.refreshed.push(device_id.clone());
-        match fetch::get(rt, TEMPLATE, path, vec![], stream.priority()).await {
-            Ok(body) => {
-                report.pages += 1;
-                batch.upserts.push(Upsert {
-                    table: Table::Compliance,
-                    sweep: now,
-                    started_at: now,
-                    rows: rows(&device_id, &body),
-                });
-                batch.sweep_ends.push(SweepEnd {
-                    table: Table::Compliance,
-                    sweep: now,
-                    scope: StoreScope::Device(device_id.clone()),
-                });
-            }
-            // The device went away between the list and this read: the devices sweep marks it.
-            Err(KandjiError::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let out = rt.commit(batch).await?;
-        report.records += out.records();
-        if rt.stopping() {
-            return Err(StreamError::Shutdown);
-        }
-    }
-    Ok(report)
-}
+/// The declaration.
+pub static SPEC: StreamSpec = StreamSpec {
+    name: "compliance",
+    interval: Duration::from_secs(60 * 15),
+    priority: Priority::Inventory,
+    category: "compliance",
+    rank: 11,
+    stage: Stage::Collect,
+    needs: Some(Table::Devices),
+    output: Output::Table(Table::Compliance),
+    probes: &[probes::DEVICES, probes::DEVICE_STATUS],
+    cost: |c| (MAX_PER_RUN as f64).min(c.devices()),
+    driver: Driver::PerDevice,
+    run: |rt, scope| Box::pin(run(rt, scope)),
+};

@@ -1,7 +1,7 @@
 //! `device_details`: device details and security posture from Prism — `device_information`
 //! plus the posture categories `filevault`, `application_firewall`, `gatekeeper_and_xprotect`,
 //! `startup_settings` and `installed_profiles`. A full export of each category every
-//! [`FULL_EXPORT_EVERY`](crate::planner::FULL_EXPORT_EVERY) (which also finds rows that went
+//! [`FULL_EXPORT_EVERY`] (which also finds rows that went
 //! away), and cursor pages filtered on `last_changed_at` in between; the categories run at
 //! once (their exports are prepared by Kandji side by side). A posture value that changes
 //! (FileVault, firewall, Gatekeeper, SIP) becomes a change event, and a device that changed
@@ -11,13 +11,27 @@ use kandji_api::export::{CsvHeaders, CsvMapper};
 use kandji_api::models::lenient;
 use serde_json::Value;
 
-use super::prism::{self, PrismTable, RawJson};
+use super::drivers::prism_snapshot::{self as prism, PrismTable, RawJson};
 use super::{StreamName, int, text, typed};
-use crate::engine::fetch::s;
-use crate::engine::sweep::load_checkpoint;
-use crate::engine::{RunReport, Scope, SourceRuntime, StreamError};
-use crate::planner::DETAIL_CATEGORIES;
+use crate::streams::fetch::s;
+use crate::streams::drivers::offset_sweep::load_checkpoint;
+use crate::streams::runtime::{RunReport, Scope, SourceRuntime, StreamError};
+use super::drivers::prism_snapshot::FULL_EXPORT_EVERY;
 use crate::store::{Batch, InvRow, Table, Upsert};
+use kandji_api::Priority;
+use kandji_api::check::probes;
+use super::spec::{Cost, Driver, Output, Stage, StreamSpec};
+use std::time::Duration;
+
+/// The Prism categories this stream snapshots (`apps` has its own stream).
+pub const CATEGORIES: [&str; 6] = [
+    "device_information",
+    "filevault",
+    "application_firewall",
+    "gatekeeper_and_xprotect",
+    "startup_settings",
+    "installed_profiles",
+];
 
 /// The field a category's posture (and its change events) follows.
 fn posture_field(category: &str) -> Option<&'static str> {
@@ -183,7 +197,7 @@ async fn one_category(
             RunReport::default(),
             Some(missing(format!(
                 "{cat} not collected: the tenant refused it ({message}); asked again after {}",
-                crate::engine::fetch::rfc3339(since + REFUSED_RETRY_MS)
+                crate::streams::fetch::rfc3339(since + REFUSED_RETRY_MS)
             ))),
         ));
     }
@@ -213,7 +227,7 @@ async fn one_category(
 
 pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamError> {
     let stream = StreamName::DeviceDetails;
-    let runs = DETAIL_CATEGORIES.map(|cat| one_category(rt, scope, stream, cat));
+    let runs = CATEGORIES.map(|cat| one_category(rt, scope, stream, cat));
     let mut report = RunReport::default();
     let mut first_error = None;
     for r in futures::future::join_all(runs).await {
@@ -236,3 +250,23 @@ pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamE
         None => Ok(report),
     }
 }
+
+/// The declaration.
+pub static SPEC: StreamSpec = StreamSpec {
+    name: "device_details",
+    interval: Duration::from_secs(60 * 60),
+    priority: Priority::Bulk,
+    category: "inventory",
+    rank: 9,
+    stage: Stage::Collect,
+    needs: None,
+    output: Output::Table(Table::DeviceDetails),
+    probes: &[probes::PRISM_DEVICE_INFO],
+    cost: |c| {
+        let full = c.full_share(FULL_EXPORT_EVERY);
+        CATEGORIES.len() as f64
+            * (full * c.export() + (1.0 - full) * Cost::pages(c.changed(), 300.0))
+    },
+    driver: Driver::PrismSnapshot,
+    run: |rt, scope| Box::pin(run(rt, scope)),
+};

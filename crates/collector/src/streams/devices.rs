@@ -6,15 +6,19 @@
 use serde_json::Value;
 
 use super::{StreamName, flag, int, text, typed};
-use crate::engine::fetch::{b, q, s, ts};
+use crate::streams::fetch::{b, q, s, ts};
 use std::sync::Arc;
 
 use kandji_api::api::{caps, paths};
 use kandji_api::paginate::OffsetArray;
 
-use crate::engine::sweep::{self, OverlappingOffset, SweepSpec};
-use crate::engine::{RunReport, Scope, SourceRuntime, StreamError};
+use crate::streams::drivers::offset_sweep::{self as sweep, OverlappingOffset, SweepSpec};
+use crate::streams::runtime::{RunReport, Scope, SourceRuntime, StreamError};
 use crate::store::{InvRow, Table};
+use kandji_api::Priority;
+use kandji_api::check::probes;
+use super::spec::{Cost, Driver, Output, Stage, StreamSpec};
+use std::time::Duration;
 
 pub fn map(v: &Value) -> Option<InvRow> {
     let id = s(v, "device_id")?;
@@ -99,3 +103,19 @@ pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamE
     )
     .await
 }
+
+/// The declaration.
+pub static SPEC: StreamSpec = StreamSpec {
+    name: "devices",
+    interval: Duration::from_secs(60 * 15),
+    priority: Priority::Inventory,
+    category: "inventory",
+    rank: 2,
+    stage: Stage::DeviceList,
+    needs: None,
+    output: Output::Table(Table::Devices),
+    probes: &[probes::DEVICES],
+    cost: |c| Cost::pages(c.devices(), 300.0),
+    driver: Driver::OffsetSweep,
+    run: |rt, scope| Box::pin(run(rt, scope)),
+};

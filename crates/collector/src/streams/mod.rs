@@ -1,65 +1,71 @@
-//! The streams: one file each, declaring its endpoint, pagination, checkpoint, schedule,
-//! filters and mapping to rows. This module holds the names and the shared declarations.
+//! The streams. Each `streams/<name>.rs` declares one [`StreamSpec`] (its name, schedule,
+//! priority, permissions, cost and driver) and its mapping to rows; this module is only the
+//! registry and the name parser. Adding a stream is one file plus one line in [`registry!`].
+//!
+//! Below the streams: the runtime they run in ([`runtime`]), the five shared loops
+//! ([`drivers`]), the filters ([`scope`]), lenient field access ([`fetch`]) and what a source
+//! is ([`source`]).
+
+pub mod drivers;
+pub mod error;
+pub mod fetch;
+pub mod runtime;
+pub mod scope;
+pub mod source;
+pub mod spec;
+
+pub use spec::{Assumptions, Cost, Driver, FleetSize, Output, Stage, StreamSpec};
 
 use std::time::Duration;
 
-/// A stream's name. The names are part of the CLI and the config: never rename one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum StreamName {
-    Devices,
-    DeviceDetails,
-    Apps,
-    Compliance,
-    AuditEvents,
-    Threats,
-    BehavioralDetections,
-    VulnerabilityDetections,
-    Users,
-    Blueprints,
-    Tags,
-    AdeDevices,
+/// Declares the streams: one line each, `Variant => module`. The order is the enum's (and so
+/// the order of `ALL`); a cycle's run order is each spec's `rank`.
+macro_rules! registry {
+    ($($variant:ident => $module:ident),* $(,)?) => {
+        $(mod $module;)*
+
+        /// A stream's name. The names are part of the CLI and the config: never rename one.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum StreamName {
+            $($variant),*
+        }
+
+        impl StreamName {
+            pub const ALL: [StreamName; [$(stringify!($variant)),*].len()] =
+                [$(StreamName::$variant),*];
+
+            /// The stream's declaration.
+            pub fn spec(self) -> &'static StreamSpec {
+                match self {
+                    $(StreamName::$variant => &$module::SPEC),*
+                }
+            }
+        }
+
+        /// Each stream's module name (its file), for the registry's own test.
+        #[cfg(test)]
+        const MODULES: &[(StreamName, &str)] = &[$((StreamName::$variant, stringify!($module))),*];
+    };
 }
 
-/// Who goes first when the budget is tight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Priority {
-    Security,
-    Audit,
-    Inventory,
-    Bulk,
+registry! {
+    Devices => devices,
+    DeviceDetails => device_details,
+    Apps => apps,
+    Compliance => compliance,
+    AuditEvents => audit_events,
+    Threats => threats,
+    BehavioralDetections => behavioral_detections,
+    VulnerabilityDetections => vulnerability_detections,
+    Users => users,
+    Blueprints => blueprints,
+    Tags => tags,
+    AdeDevices => ade_devices,
 }
 
 impl StreamName {
-    pub const ALL: [StreamName; 12] = [
-        StreamName::Devices,
-        StreamName::DeviceDetails,
-        StreamName::Apps,
-        StreamName::Compliance,
-        StreamName::AuditEvents,
-        StreamName::Threats,
-        StreamName::BehavioralDetections,
-        StreamName::VulnerabilityDetections,
-        StreamName::Users,
-        StreamName::Blueprints,
-        StreamName::Tags,
-        StreamName::AdeDevices,
-    ];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            StreamName::Devices => "devices",
-            StreamName::DeviceDetails => "device_details",
-            StreamName::Apps => "apps",
-            StreamName::Compliance => "compliance",
-            StreamName::AuditEvents => "audit_events",
-            StreamName::Threats => "threats",
-            StreamName::BehavioralDetections => "behavioral_detections",
-            StreamName::VulnerabilityDetections => "vulnerability_detections",
-            StreamName::Users => "users",
-            StreamName::Blueprints => "blueprints",
-            StreamName::Tags => "tags",
-            StreamName::AdeDevices => "ade_devices",
-        }
+        self.spec().name
     }
 
     pub fn parse(s: &str) -> Option<StreamName> {
@@ -67,46 +73,23 @@ impl StreamName {
         StreamName::ALL.into_iter().find(|n| n.as_str() == s)
     }
 
-    /// Defaults that fit the budget share: audit about a minute, security five minutes,
-    /// inventory 15–60 minutes, bulk exports 6–24 hours.
     pub fn default_interval(self) -> Duration {
-        let mins = |m: u64| Duration::from_secs(m * 60);
-        match self {
-            StreamName::AuditEvents => Duration::from_secs(60),
-            StreamName::Threats | StreamName::BehavioralDetections => mins(5),
-            StreamName::VulnerabilityDetections => mins(60),
-            StreamName::Devices => mins(15),
-            StreamName::Compliance => mins(15),
-            StreamName::Apps => mins(60),
-            StreamName::DeviceDetails => mins(60),
-            StreamName::Users | StreamName::Blueprints | StreamName::Tags => mins(360),
-            StreamName::AdeDevices => mins(720),
-        }
+        self.spec().interval
     }
 
-    pub fn priority(self) -> Priority {
-        match self {
-            StreamName::Threats
-            | StreamName::BehavioralDetections
-            | StreamName::VulnerabilityDetections => Priority::Security,
-            StreamName::AuditEvents => Priority::Audit,
-            StreamName::Apps | StreamName::DeviceDetails => Priority::Bulk,
-            _ => Priority::Inventory,
-        }
+    pub fn priority(self) -> kandji_api::Priority {
+        self.spec().priority
     }
 
-    /// The category its records are counted under.
     pub fn category(self) -> &'static str {
-        match self {
-            StreamName::AuditEvents => "audit",
-            StreamName::Threats
-            | StreamName::BehavioralDetections
-            | StreamName::VulnerabilityDetections => "security",
-            StreamName::Apps => "apps",
-            StreamName::Compliance => "compliance",
-            StreamName::Users => "users",
-            _ => "inventory",
-        }
+        self.spec().category
+    }
+
+    /// The streams in a cycle's run order (by rank).
+    pub fn by_rank() -> Vec<StreamName> {
+        let mut all = StreamName::ALL.to_vec();
+        all.sort_by_key(|s| s.spec().rank);
+        all
     }
 }
 
@@ -120,46 +103,34 @@ pub fn names() -> Vec<&'static str> {
     StreamName::ALL.iter().map(|s| s.as_str()).collect()
 }
 
-mod ade_devices;
-mod apps;
-mod audit_events;
-mod behavioral_detections;
-mod blueprints;
-mod compliance;
-pub use compliance::MAX_PER_RUN as COMPLIANCE_MAX_PER_RUN;
-mod device_details;
-mod devices;
-mod prism;
-mod tags;
-mod threats;
-mod users;
-mod vulnerability_detections;
+/// The stream that fills `table`, if one does.
+pub fn filling(table: crate::store::Table) -> Option<StreamName> {
+    StreamName::ALL
+        .into_iter()
+        .find(|s| s.spec().output == Output::Table(table))
+}
 
-use crate::engine::{RunReport, Scope, SourceRuntime, StreamError};
+/// The checkbox to tick in Kandji → Access → API token for an endpoint (`"GET /api/v1/..."`),
+/// from the streams' probes; the endpoint itself when no stream probes it.
+pub fn permission_name(endpoint: &str) -> String {
+    StreamName::ALL
+        .iter()
+        .flat_map(|s| s.spec().probes.iter())
+        .find(|e| e.endpoint() == endpoint)
+        .map(|e| e.permission_name.to_string())
+        .unwrap_or_else(|| endpoint.to_string())
+}
 
 /// The device an audit event names, if any (the rule the filters and the refresh queue use).
 pub use audit_events::device_of as audit_device_of;
 
 /// Runs one stream once.
 pub async fn run(
-    rt: &SourceRuntime,
-    scope: &Scope,
+    rt: &runtime::SourceRuntime,
+    scope: &scope::Scope,
     stream: StreamName,
-) -> Result<RunReport, StreamError> {
-    match stream {
-        StreamName::Devices => devices::run(rt, scope).await,
-        StreamName::DeviceDetails => device_details::run(rt, scope).await,
-        StreamName::Apps => apps::run(rt, scope).await,
-        StreamName::Compliance => compliance::run(rt, scope).await,
-        StreamName::AuditEvents => audit_events::run(rt, scope).await,
-        StreamName::Threats => threats::run(rt, scope).await,
-        StreamName::BehavioralDetections => behavioral_detections::run(rt, scope).await,
-        StreamName::VulnerabilityDetections => vulnerability_detections::run(rt, scope).await,
-        StreamName::Users => users::run(rt).await,
-        StreamName::Blueprints => blueprints::run(rt).await,
-        StreamName::Tags => tags::run(rt).await,
-        StreamName::AdeDevices => ade_devices::run(rt, scope).await,
-    }
+) -> Result<runtime::RunReport, error::StreamError> {
+    (stream.spec().run)(rt, scope).await
 }
 
 /// Builds a row's typed values in the table's column order from (column, value) pairs;
@@ -193,48 +164,22 @@ pub(crate) fn flag(v: Option<bool>) -> rusqlite::types::Value {
     int(v.map(i64::from))
 }
 
-/// Walks a DRF-envelope event endpoint (threats, behavioral detections) with `limit` ≤ 1000
-/// and `offset`. `each` maps a page's items into the batch and returns the checkpoint that
-/// holds once the walk completes; pages before the last commit with no checkpoint change,
-/// so a crash re-reads the window and the event uids dedup it.
-pub(crate) async fn envelope_events<F>(
-    rt: &SourceRuntime,
-    stream: StreamName,
-    template: &'static str,
-    query: Vec<(String, String)>,
-    mut each: F,
-) -> Result<RunReport, StreamError>
-where
-    F: FnMut(&mut crate::store::Batch, &[serde_json::Value]) -> serde_json::Value,
-{
-    use futures::StreamExt;
-    use kandji_api::api::caps;
-    use kandji_api::paginate::{self, DrfEnvelope};
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    let req = kandji_api::ApiRequest::get(
-        template,
-        crate::engine::fetch::api_priority(stream.priority()),
-    )
-    .with_query(query);
-    let style = std::sync::Arc::new(DrfEnvelope::new(caps::EDR, caps::EDR));
-    let mut pages = paginate::walk(&rt.client, req, style, None);
-    let mut report = RunReport::default();
-    while let Some(page) = pages.next().await {
-        let page = page?;
-        report.pages += 1;
-        let mut batch = rt.batch(stream);
-        let cp = each(&mut batch, &page.items);
-        if page.next.is_none() {
-            batch.checkpoint = Some(cp);
+    #[test]
+    fn every_stream_is_declared_once_under_its_file_name() {
+        let mut names = std::collections::BTreeSet::new();
+        let mut ranks = std::collections::BTreeSet::new();
+        for (s, module) in MODULES {
+            assert_eq!(s.spec().name, *module, "{s:?}");
+            assert_eq!(StreamName::parse(module), Some(*s));
+            assert!(names.insert(s.spec().name), "{module} twice");
+            assert!(ranks.insert(s.spec().rank), "{module}: rank taken");
+            assert!(!s.spec().probes.is_empty(), "{module}: no probes");
         }
-        let out = rt.commit(batch).await?;
-        report.records += out.records();
-        if page.next.is_none() {
-            return Ok(report);
-        }
-        if rt.stopping() {
-            return Err(StreamError::Shutdown);
-        }
+        assert_eq!(MODULES.len(), StreamName::ALL.len());
+        assert_eq!(StreamName::parse("nope"), None);
     }
-    Ok(report)
 }

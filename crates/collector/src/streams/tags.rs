@@ -4,15 +4,19 @@
 use serde_json::Value;
 
 use super::{StreamName, text, typed};
-use crate::engine::fetch::s;
+use crate::streams::fetch::s;
 use std::sync::Arc;
 
 use kandji_api::api::paths;
 use kandji_api::paginate::PageNumber;
 
-use crate::engine::sweep::{self, SweepSpec};
-use crate::engine::{RunReport, SourceRuntime, StreamError};
+use crate::streams::drivers::offset_sweep::{self as sweep, SweepSpec};
+use crate::streams::runtime::{RunReport, SourceRuntime, StreamError};
 use crate::store::{InvRow, Table};
+use kandji_api::Priority;
+use kandji_api::check::probes;
+use super::spec::{Driver, Output, Stage, StreamSpec};
+use std::time::Duration;
 
 pub fn map(v: &Value) -> Option<InvRow> {
     let id = s(v, "id")?;
@@ -39,3 +43,19 @@ pub async fn run(rt: &SourceRuntime) -> Result<RunReport, StreamError> {
     )
     .await
 }
+
+/// The declaration.
+pub static SPEC: StreamSpec = StreamSpec {
+    name: "tags",
+    interval: Duration::from_secs(60 * 360),
+    priority: Priority::Inventory,
+    category: "inventory",
+    rank: 1,
+    stage: Stage::Dimension,
+    needs: None,
+    output: Output::Table(Table::Tags),
+    probes: &[probes::TAGS],
+    cost: |_| 1.0,
+    driver: Driver::OffsetSweep,
+    run: |rt, _| Box::pin(run(rt)),
+};

@@ -10,10 +10,14 @@ use serde_json::{Value, json};
 use super::StreamName;
 use kandji_api::api::paths;
 
-use crate::engine::fetch::{self, q, s, ts};
-use crate::engine::sweep::load_checkpoint;
-use crate::engine::{RunReport, Scope, SourceRuntime, StreamError};
+use crate::streams::fetch::{self, q, s, ts};
+use crate::streams::drivers::offset_sweep::load_checkpoint;
+use crate::streams::runtime::{RunReport, Scope, SourceRuntime, StreamError};
 use crate::store::EventRow;
+use kandji_api::Priority;
+use kandji_api::check::probes;
+use super::spec::{Driver, Output, Stage, StreamSpec};
+use std::time::Duration;
 
 /// Days the first run reads back (EDR keeps about a year).
 pub const BACKFILL_DAYS: i64 = 365;
@@ -76,7 +80,7 @@ pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamE
         None => BACKFILL_DAYS,
     };
     let query = vec![q("date_range", days), q("sort_by", "-detection_date")];
-    super::envelope_events(rt, stream, paths::THREATS, query, |batch, items| {
+    super::drivers::envelope_events::run(rt, stream, paths::THREATS, query, |batch, items| {
         for item in items {
             match map(item) {
                 Some(ev) if scope.has_device(ev.device_id.as_deref()) => batch.events.push(ev),
@@ -90,3 +94,19 @@ pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamE
     })
     .await
 }
+
+/// The declaration.
+pub static SPEC: StreamSpec = StreamSpec {
+    name: "threats",
+    interval: Duration::from_secs(60 * 5),
+    priority: Priority::Security,
+    category: "security",
+    rank: 4,
+    stage: Stage::Collect,
+    needs: None,
+    output: Output::Events,
+    probes: &[probes::THREATS],
+    cost: |_| 1.0,
+    driver: Driver::EnvelopeEvents,
+    run: |rt, scope| Box::pin(run(rt, scope)),
+};

@@ -5,15 +5,19 @@
 use serde_json::Value;
 
 use super::{StreamName, flag, int, text, typed};
-use crate::engine::fetch::{b, s};
+use crate::streams::fetch::{b, s};
 use std::sync::Arc;
 
 use kandji_api::api::paths;
 use kandji_api::paginate::NextCursor;
 
-use crate::engine::sweep::{self, SweepSpec};
-use crate::engine::{RunReport, SourceRuntime, StreamError};
+use crate::streams::drivers::offset_sweep::{self as sweep, SweepSpec};
+use crate::streams::runtime::{RunReport, SourceRuntime, StreamError};
 use crate::store::{InvRow, Table};
+use kandji_api::Priority;
+use kandji_api::check::probes;
+use super::spec::{Cost, Driver, Output, Stage, StreamSpec};
+use std::time::Duration;
 
 pub fn map(v: &Value) -> Option<InvRow> {
     let id = s(v, "id")?;
@@ -54,3 +58,19 @@ pub async fn run(rt: &SourceRuntime) -> Result<RunReport, StreamError> {
     )
     .await
 }
+
+/// The declaration.
+pub static SPEC: StreamSpec = StreamSpec {
+    name: "users",
+    interval: Duration::from_secs(60 * 360),
+    priority: Priority::Inventory,
+    category: "users",
+    rank: 7,
+    stage: Stage::Collect,
+    needs: None,
+    output: Output::Table(Table::Users),
+    probes: &[probes::USERS],
+    cost: |c| Cost::pages(c.users(), 300.0),
+    driver: Driver::OffsetSweep,
+    run: |rt, _| Box::pin(run(rt)),
+};

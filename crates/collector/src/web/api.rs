@@ -91,8 +91,8 @@ pub async fn source(
         "settings": console,
         "streams": status,
         "budget": budget,
-        "budget_samples": bs.iter().map(|(h, r, l, s)| json!({"hour": crate::engine::fetch::rfc3339(*h), "requests": r, "limit": l, "share": s})).collect::<Vec<_>>(),
-        "record_samples": rs.iter().map(|(h, c, n)| json!({"hour": crate::engine::fetch::rfc3339(*h), "category": c, "records": n})).collect::<Vec<_>>(),
+        "budget_samples": bs.iter().map(|(h, r, l, s)| json!({"hour": crate::streams::fetch::rfc3339(*h), "requests": r, "limit": l, "share": s})).collect::<Vec<_>>(),
+        "record_samples": rs.iter().map(|(h, c, n)| json!({"hour": crate::streams::fetch::rfc3339(*h), "category": c, "records": n})).collect::<Vec<_>>(),
     })))
 }
 

@@ -790,7 +790,7 @@ fn next_run(
     if at <= now_ms() {
         "due".into()
     } else {
-        crate::engine::fetch::rfc3339(at)
+        crate::streams::fetch::rfc3339(at)
     }
 }
 

@@ -66,3 +66,50 @@ pub async fn collect_items<T>(s: PageStream<T>) -> Result<Vec<T>, KandjiError> {
         .flat_map(|p| p.items)
         .collect())
 }
+
+/// The collector's streams as the permission check sees them (name, priority, probes): a
+/// fixture mirroring the stream declarations in `kandji-collector`, which this crate does not
+/// know.
+#[allow(dead_code)]
+pub fn probe_sets(names: &[&'static str]) -> Vec<kandji_api::check::ProbeSet<'static>> {
+    use kandji_api::Priority;
+    use kandji_api::check::{ProbeSet, probes};
+    let all: [(&str, Priority, &'static [kandji_api::check::EndpointSpec]); 12] = [
+        ("devices", Priority::Inventory, &[probes::DEVICES]),
+        (
+            "device_details",
+            Priority::Bulk,
+            &[probes::PRISM_DEVICE_INFO],
+        ),
+        ("apps", Priority::Bulk, &[probes::PRISM_APPS]),
+        (
+            "compliance",
+            Priority::Inventory,
+            &[probes::DEVICES, probes::DEVICE_STATUS],
+        ),
+        ("audit_events", Priority::Audit, &[probes::AUDIT]),
+        ("threats", Priority::Security, &[probes::THREATS]),
+        (
+            "behavioral_detections",
+            Priority::Security,
+            &[probes::BEHAVIORAL],
+        ),
+        (
+            "vulnerability_detections",
+            Priority::Security,
+            &[probes::VULNS],
+        ),
+        ("users", Priority::Inventory, &[probes::USERS]),
+        ("blueprints", Priority::Inventory, &[probes::BLUEPRINTS]),
+        ("tags", Priority::Inventory, &[probes::TAGS]),
+        ("ade_devices", Priority::Inventory, &[probes::ADE]),
+    ];
+    all.iter()
+        .filter(|(n, _, _)| names.is_empty() || names.contains(n))
+        .map(|&(stream, priority, endpoints)| ProbeSet {
+            stream,
+            priority,
+            endpoints,
+        })
+        .collect()
+}

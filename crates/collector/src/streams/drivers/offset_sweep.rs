@@ -13,10 +13,9 @@ use kandji_api::paginate::{self, PageStyle, Parsed};
 use kandji_api::{ApiRequest, KandjiError, Position, Query};
 use serde_json::{Value, json};
 
-use super::fetch::api_priority;
-use super::{RunReport, SourceRuntime, StreamError};
 use crate::store::{self, InvRow, Store, SweepEnd, Table, Upsert};
 use crate::streams::StreamName;
+use crate::streams::runtime::{CursorRestarts, RunReport, SourceRuntime, StreamError};
 
 /// `limit`/`offset` over a bare array, re-reading `overlap` items at each page boundary: when a
 /// device unenrols mid-walk every later device shifts one place left, and without the overlap
@@ -112,12 +111,11 @@ pub async fn run(rt: &SourceRuntime, spec: SweepSpec) -> Result<RunReport, Strea
         };
     }
     let mut report = RunReport::default();
-    let mut restarts = super::CursorRestarts::default();
+    let mut restarts = CursorRestarts::default();
     let nseg = spec.segments.len().max(1);
     'segments: loop {
         let query = spec.segments.get(cp.segment).cloned().unwrap_or_default();
-        let req =
-            ApiRequest::get(spec.template, api_priority(spec.stream.priority())).with_query(query);
+        let req = ApiRequest::get(spec.template, spec.stream.priority()).with_query(query);
         let mut pages = paginate::walk(&rt.client, req, spec.style.clone(), cp.pos.clone());
         while let Some(page) = pages.next().await {
             let page = match page {

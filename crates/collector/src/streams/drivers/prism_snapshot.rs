@@ -15,11 +15,13 @@ use futures::StreamExt;
 use kandji_api::export::{CsvHeaders, CsvMapper, ExportOptions, ExportRequest, MappedBatches};
 use serde_json::{Value, json};
 
-use super::StreamName;
-use crate::engine::fetch::{self, q};
-use crate::engine::{RunReport, Scope, SourceRuntime, StreamError};
-use crate::planner::FULL_EXPORT_EVERY;
 use crate::store::{Batch, Scope as StoreScope, SweepEnd, Table};
+use crate::streams::StreamName;
+use crate::streams::fetch::{self, q};
+use crate::streams::runtime::{RunReport, Scope, SourceRuntime, StreamError};
+
+/// How often the snapshot streams take a full export; between exports they read deltas.
+pub const FULL_EXPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
 /// Rows per batch handed to the store, for tables of ~1 KB rows (several exports run at
 /// once, each with a few batches in flight: memory stays bounded by this).

@@ -5,17 +5,7 @@ use kandji_api::models::lenient;
 use kandji_api::{KandjiError, Priority};
 use serde_json::Value;
 
-use super::SourceRuntime;
-use crate::streams::Priority as StreamPriority;
-
-pub fn api_priority(p: StreamPriority) -> Priority {
-    match p {
-        StreamPriority::Security => Priority::Security,
-        StreamPriority::Audit => Priority::Audit,
-        StreamPriority::Inventory => Priority::Inventory,
-        StreamPriority::Bulk => Priority::Bulk,
-    }
-}
+use super::runtime::SourceRuntime;
 
 /// GET `path` (a concrete path for `template`) with `query`, and return the JSON body.
 pub async fn get(
@@ -23,11 +13,9 @@ pub async fn get(
     template: &'static str,
     path: String,
     query: Vec<(String, String)>,
-    priority: StreamPriority,
+    priority: Priority,
 ) -> Result<Value, KandjiError> {
-    rt.client
-        .get_raw(template, path, query, api_priority(priority))
-        .await
+    rt.client.get_raw(template, path, query, priority).await
 }
 
 /// A query pair.

@@ -111,7 +111,7 @@ pub fn hint(kind: &str, endpoint: Option<&str>) -> String {
         "permission_denied" => format!(
             "The token lacks the permission for {ep}. In Kandji → Access → API token, tick \
              '{}' for this token, or this stream stays empty.",
-            crate::check::permission_name(ep)
+            super::permission_name(ep)
         ),
         "not_licensed" => "This tenant does not have the feature (EDR or Vulnerability \
             Management) this stream reads. Disable the stream, or enable the feature in Kandji."

@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 
-use super::{SourceRuntime, StreamError};
-use crate::config::DEVICE_TYPES;
+use super::runtime::{SourceRuntime, StreamError};
+use super::source::DEVICE_TYPES;
 use crate::store::Table;
 
 /// The resolved filters of a source. `active == false` means "everything".

@@ -1,0 +1,232 @@
+//! One source's runtime, shared by all its streams: the client and the budget, the store,
+//! the stop signal and the clocks; and what a run reports.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kandji_api::{Budget, BudgetConfig, ClientConfig, KandjiClient};
+use tokio::sync::watch;
+
+use super::StreamName;
+pub use super::error::{State, StreamError};
+use super::fetch;
+pub use super::scope::Scope;
+use super::source::Source;
+use crate::store::{Store, StoreError, now_ms};
+
+/// A walk whose cursor the API refuses restarts at most this many times per run.
+pub const MAX_CURSOR_RESTARTS: u32 = 3;
+
+/// A record dated more than this ahead of now is future-dated (a device's clock, a bad
+/// value): stored and flagged, but it never moves a high-water mark.
+pub const FUTURE_SKEW_MS: i64 = 5 * 60 * 1000;
+
+/// Counts the restarts of one run's walk after the API refused its cursor.
+#[derive(Debug, Default)]
+pub struct CursorRestarts {
+    n: u32,
+}
+
+impl CursorRestarts {
+    /// One more restart after `error`; past [`MAX_CURSOR_RESTARTS`], the stream fails with
+    /// [`StreamError::CursorExpiring`].
+    pub fn restart(
+        &mut self,
+        rt: &SourceRuntime,
+        stream: StreamName,
+        error: &kandji_api::KandjiError,
+    ) -> Result<(), StreamError> {
+        self.n += 1;
+        let endpoint = error.endpoint().unwrap_or("GET /api/v1/*").to_string();
+        if self.n > MAX_CURSOR_RESTARTS {
+            return Err(StreamError::CursorExpiring {
+                endpoint,
+                restarts: self.n,
+                message: error.to_string(),
+            });
+        }
+        tracing::warn!(source = %rt.name(), stream = %stream, restart = self.n,
+            max = MAX_CURSOR_RESTARTS, error = %error, "cursor refused (expired?); restarting the walk");
+        metrics::counter!("kandji_cursor_restarts_total", "source" => rt.name().to_string(),
+            "stream" => stream.as_str())
+        .increment(1);
+        Ok(())
+    }
+}
+
+/// A hook called with the stream name and outcome of every committed page.
+pub type OnCommit = Arc<dyn Fn(&str, &crate::store::BatchOutcome) + Send + Sync>;
+
+/// What one run of a stream did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunReport {
+    pub pages: u64,
+    pub records: u64,
+    pub requests: u64,
+    /// What the run could not collect, and why (the stream is then `degraded`).
+    pub degraded: Vec<crate::store::Missing>,
+}
+
+impl RunReport {
+    /// What the run could not collect, in one line.
+    pub fn missing(&self) -> String {
+        self.degraded
+            .iter()
+            .map(|m| m.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// One source's runtime: its client and budget, shared by all its streams.
+pub struct SourceRuntime {
+    pub source: Source,
+    pub client: KandjiClient,
+    pub budget: Arc<Budget>,
+    pub store: Store,
+    pub shutdown: watch::Receiver<bool>,
+    /// The first wait between Prism export polls (it grows x1.5, to 30 s).
+    pub export_poll: Duration,
+    /// The engine's clock (ms since the epoch). Wall time in production; tests follow the
+    /// simulated tenant's clock with it.
+    pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// Told about every committed page (progress bars, metrics).
+    pub on_commit: Option<OnCommit>,
+    /// Whether `now` follows the tenant's clock (the `Date` header). Off only where `clock`
+    /// is already the tenant's (tests that read the simulator's clock directly).
+    pub follow_server_clock: bool,
+}
+
+impl SourceRuntime {
+    pub fn new(
+        source: Source,
+        store: Store,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<SourceRuntime, kandji_api::KandjiError> {
+        let budget = Arc::new(Budget::new(BudgetConfig {
+            hourly_limit: source.hourly_limit,
+            share: source.budget_share,
+            per_second: source.per_second,
+            ..BudgetConfig::default()
+        }));
+        let client = KandjiClient::new(ClientConfig::new(
+            source.base.clone(),
+            source.token.clone(),
+            budget.clone(),
+        ))?;
+        Ok(SourceRuntime {
+            source,
+            client,
+            budget,
+            store,
+            shutdown,
+            // Small exports are ready in well under a second; the wait grows x1.5 (to 30 s)
+            // for big ones, a few extra polls per export every six hours.
+            export_poll: Duration::from_millis(200),
+            clock: Arc::new(now_ms),
+            on_commit: None,
+            follow_server_clock: true,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.source.name
+    }
+
+    /// This host's clock (ms): what schedules, next runs and status times use (they are
+    /// compared with the store's own timestamps and the operator's clock).
+    pub fn host_now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// Now for data, on the tenant's clock: the tenant's (this host's clock plus the offset the last
+    /// `Date` header showed; offsets under 2 s are the header's resolution, not skew), unless
+    /// `follow_server_clock` is off.
+    pub fn now(&self) -> i64 {
+        let local = (self.clock)();
+        match self.client.server_clock_offset_ms() {
+            Some(o) if self.follow_server_clock && o.abs() >= 2_000 => local + o,
+            _ => local,
+        }
+    }
+
+    /// Commits one page (its rows, events and checkpoint in one transaction) and reports it.
+    pub async fn commit(
+        &self,
+        batch: crate::store::Batch,
+    ) -> Result<crate::store::BatchOutcome, StoreError> {
+        let stream = batch.stream.clone();
+        let out = self.store.commit_page(batch).await?;
+        if let Some(f) = &self.on_commit {
+            f(&stream, &out);
+        }
+        Ok(out)
+    }
+
+    /// An empty batch for `stream`, stamped now.
+    pub fn batch(&self, stream: StreamName) -> crate::store::Batch {
+        let mut b =
+            crate::store::Batch::new(self.name(), stream.as_str(), self.now(), stream.category());
+        b.collected_at = self.host_now();
+        b
+    }
+
+    /// The latest time a high-water mark may take now: the engine's now plus
+    /// [`FUTURE_SKEW_MS`].
+    pub fn hwm_cap(&self) -> i64 {
+        self.now() + FUTURE_SKEW_MS
+    }
+
+    /// Flags an event dated past [`Self::hwm_cap`]: its summary says so, it is counted and
+    /// logged, and the caller keeps it out of its high-water mark. Returns whether it was.
+    pub fn flag_if_future(&self, stream: StreamName, ev: &mut crate::store::EventRow) -> bool {
+        if ev.occurred_at <= self.hwm_cap() {
+            return false;
+        }
+        let at = fetch::rfc3339(ev.occurred_at);
+        tracing::warn!(source = %self.name(), stream = %stream, uid = %ev.uid, occurred_at = %at,
+            "record dated in the future: stored, flagged, not used as the high-water mark");
+        metrics::counter!("kandji_future_dated_total", "source" => self.name().to_string(),
+            "stream" => stream.as_str())
+        .increment(1);
+        ev.summary = format!("[future-dated {at}] {}", ev.summary);
+        true
+    }
+
+    /// A high-water mark read from a checkpoint, brought back if a future-dated record had
+    /// moved it past now (before the cap existed): to the newest stored event that is not in
+    /// the future, or none (a full re-read, deduplicated by uid).
+    pub async fn sane_hwm(
+        &self,
+        stream: StreamName,
+        hwm: Option<i64>,
+    ) -> Result<Option<i64>, StreamError> {
+        let cap = self.hwm_cap();
+        match hwm {
+            Some(h) if h > cap => {
+                let back = self
+                    .store
+                    .latest_event_at(self.name(), stream.as_str(), cap)
+                    .await?;
+                tracing::warn!(source = %self.name(), stream = %stream, hwm = %fetch::rfc3339(h),
+                    reset_to = ?back.map(fetch::rfc3339),
+                    "high-water mark in the future; resetting it to the newest stored event");
+                Ok(back)
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Resolves once shutdown is asked for (at once if it already was).
+    pub async fn stopped(&self) {
+        let mut rx = self.shutdown.clone();
+        if rx.wait_for(|stop| *stop).await.is_err() {
+            // The sender is gone: nobody can ask for shutdown any more.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    pub fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}

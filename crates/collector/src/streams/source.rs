@@ -1,0 +1,47 @@
+//! What a source is once configured: its endpoint, token, budget, streams, schedules and
+//! filters. The config file and the console both build one; the streams run against it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kandji_api::ApiBase;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::StreamName;
+
+/// What to collect: blueprints (id or name), tags ("device groups", id or name) and device
+/// types (platforms). Empty means everything.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    #[serde(default)]
+    pub blueprints: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub device_types: Vec<String>,
+}
+
+/// The device types `/devices` knows, and Prism's name for each.
+pub const DEVICE_TYPES: [(&str, &str); 4] = [
+    ("Mac", "Mac"),
+    ("iPhone", "iPhone"),
+    ("iPad", "iPad"),
+    ("AppleTV", "tvOS"),
+];
+
+/// A source, validated and resolved: the endpoint parsed, the token read, the schedules known.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub base: ApiBase,
+    pub token: SecretString,
+    pub enabled: bool,
+    pub budget_share: f64,
+    pub hourly_limit: u32,
+    pub per_second: u32,
+    pub streams: Vec<StreamName>,
+    pub intervals: BTreeMap<StreamName, Duration>,
+    pub filters: FilterConfig,
+}
