@@ -11,10 +11,11 @@ use kandji_api::check::{CheckReport, ProbeResult, ProbeSet};
 use tokio::sync::watch;
 
 use crate::config::Source;
-use crate::engine::SourceRuntime;
+use crate::planner::fleet_size;
 use crate::planner::{self, FleetSize};
 use crate::store::Store;
 use crate::streams::StreamName;
+use crate::streams::runtime::SourceRuntime;
 
 /// One stream's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,19 +126,6 @@ impl Report {
             }
         }
         s
-    }
-}
-
-/// The fleet size from the licence counts: Macs plus iOS, iPadOS and tvOS devices (users are
-/// assumed one per device for the plan).
-pub fn fleet_size(l: &kandji_api::models::Licensing) -> FleetSize {
-    let c = l.counts.clone().unwrap_or_default();
-    let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
-    let macs = n(c.macos_count).max(n(c.computers_count));
-    let devices = macs + n(c.ios_count) + n(c.ipados_count) + n(c.tvos_count);
-    FleetSize {
-        devices,
-        users: devices,
     }
 }
 

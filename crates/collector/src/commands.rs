@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::cli::{Cli, Command};
 use crate::config::{Config, Source};
-use crate::engine::{self, SourceRuntime, StreamError, status};
+use crate::engine::{self, SourceRuntime, StreamError, status_rows};
 use crate::store::{ExportItem, ExportKind, Store, StoreError};
 use crate::streams::StreamName;
 
@@ -361,41 +361,6 @@ async fn run(cli: &Cli, web: &crate::cli::WebArgs) -> Result<()> {
     engine::run_forever(rts, rx).await;
     crate::outputs::join(outputs).await;
     Ok(())
-}
-
-/// One row of `status` as JSON.
-pub fn status_json(r: &crate::store::StatusRow) -> Value {
-    let hint = r
-        .last_error_kind
-        .as_deref()
-        .map(|k| status::hint(k, r.last_error_endpoint.as_deref()));
-    let t = |v: Option<i64>| v.map(crate::streams::fetch::rfc3339);
-    json!({
-        "source": r.source,
-        "stream": r.stream,
-        "state": r.state,
-        "last_success_at": t(r.last_success_at),
-        "last_error_at": t(r.last_error_at),
-        "last_error_kind": r.last_error_kind,
-        "last_error": r.last_error_message,
-        "last_error_endpoint": r.last_error_endpoint,
-        "hint": hint,
-        "records_total": r.records_total,
-        "last_run_records": r.last_run_records,
-        "last_run_requests": r.last_run_requests,
-        "next_run_at": t(r.next_run_at),
-        "checkpoint": r.checkpoint.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()),
-    })
-}
-
-/// The rows of `status` (and the console's and API's status).
-pub async fn status_rows(store: &Store, only: Option<&str>) -> Result<Vec<Value>> {
-    Ok(store
-        .stream_status(only)
-        .await?
-        .iter()
-        .map(status_json)
-        .collect())
 }
 
 /// What `status` says of the store itself: who holds it, and whether it can be written.

@@ -11,6 +11,19 @@ use crate::streams::drivers::prism_snapshot::FULL_EXPORT_EVERY;
 pub use crate::streams::{Assumptions, FleetSize};
 use crate::streams::{Cost, Driver, Output};
 
+/// The fleet size from the licence counts: Macs plus iOS, iPadOS and tvOS devices (users are
+/// assumed one per device for the plan).
+pub fn fleet_size(l: &kandji_api::models::Licensing) -> FleetSize {
+    let c = l.counts.clone().unwrap_or_default();
+    let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
+    let macs = n(c.macos_count).max(n(c.computers_count));
+    let devices = macs + n(c.ios_count) + n(c.ipados_count) + n(c.tvos_count);
+    FleetSize {
+        devices,
+        users: devices,
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// Estimated requests per hour per stream.

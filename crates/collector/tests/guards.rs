@@ -212,7 +212,7 @@ async fn a_refused_prism_category_degrades_the_stream_and_the_others_go_on() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(
-        kandji_collector::web::pages::overall(&states, true),
+        kandji_collector::web::model::overall(&states, true),
         "degraded"
     );
 }

@@ -10,11 +10,13 @@ use tokio::sync::{Notify, watch};
 
 use crate::store::{Store, StoreError, now_ms};
 pub use crate::streams::error as status;
+pub mod view;
 pub use crate::streams::runtime::{
     CursorRestarts, FUTURE_SKEW_MS, MAX_CURSOR_RESTARTS, OnCommit, RunReport, Scope, SourceRuntime,
     State, StreamError,
 };
 use crate::streams::{self, Stage, StreamName};
+pub use view::{status_json, status_rows};
 
 impl SourceRuntime {
     /// The planner's verdict for this source: sizes the fleet from `/settings/licensing` (one
@@ -23,7 +25,7 @@ impl SourceRuntime {
     pub async fn preflight(&self) -> Result<crate::planner::Plan, StreamError> {
         let licensing = self.client.licensing().await?;
         let plan = crate::planner::plan(
-            crate::check::fleet_size(&licensing),
+            crate::planner::fleet_size(&licensing),
             &self.source.streams,
             &self.source.intervals,
             self.source.hourly_limit,

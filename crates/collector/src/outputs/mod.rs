@@ -14,7 +14,6 @@
 //! `kandji.event_id` in OTLP) that changes only when the record does, so receivers can drop
 //! repeats.
 
-pub mod config;
 pub mod ndjson;
 pub mod otlp;
 pub mod outbox;
@@ -27,7 +26,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use tokio::sync::watch;
 
-pub use config::{Format, SinkKind, SinkSpec};
+pub use crate::config::sinks::{self as config, Format, SinkKind, SinkSpec};
 pub use outbox::{OutRecord, SourceInfo, ocsf_of_export};
 
 use crate::store::{Store, StoreError, now_ms};

@@ -14,9 +14,9 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::config::OtlpEncoding;
 use super::outbox::{OutRecord, SourceInfo};
 use super::{SinkError, classify, gzip, http_client};
+use crate::config::sinks::OtlpEncoding;
 
 pub struct OtlpSink {
     client: reqwest::Client,

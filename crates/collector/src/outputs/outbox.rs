@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::config::Format;
+use crate::config::sinks::Format;
 use crate::store::{ExportItem, OutboxItem, OutboxPos, Store, StoreError, StoredEvent, StoredRow};
 
 pub use crate::store::DEAD_LETTER_CAP;

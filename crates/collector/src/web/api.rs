@@ -6,7 +6,7 @@ use axum::http::{StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Json, Response};
 use serde_json::{Value, json};
 
-use super::pages::{ListQuery, source_rows};
+use super::model::{ListQuery, source_rows};
 use super::{App, WebError};
 use crate::store::now_ms;
 use crate::store::{
@@ -69,7 +69,7 @@ pub async fn source(
         .ok_or(WebError::NotFound)?;
     let store = app.store.clone();
     let n = name.clone();
-    let status = crate::commands::status_rows(&store, Some(&n))
+    let status = crate::engine::status_rows(&store, Some(&n))
         .await
         .map_err(|e| WebError::Internal(e.to_string()))?;
     let budget = app.supervisor.runtime(&name).map(|rt| {
@@ -132,7 +132,7 @@ pub async fn sync(
 
 pub async fn status(State(app): State<App>, _c: ApiCaller) -> Result<Json<Value>, WebError> {
     let store = app.store.clone();
-    let rows = crate::commands::status_rows(&store, None)
+    let rows = crate::engine::status_rows(&store, None)
         .await
         .map_err(|e| WebError::Internal(e.to_string()))?;
     Ok(Json(Value::Array(rows)))
@@ -237,7 +237,7 @@ pub async fn metrics(State(app): State<App>, _c: ApiCaller) -> Result<Response, 
             .set(f64::from(b.share_limit));
     }
     let store = app.store.clone();
-    let rows = crate::commands::status_rows(&store, None)
+    let rows = crate::engine::status_rows(&store, None)
         .await
         .map_err(|e| WebError::Internal(e.to_string()))?;
     let now = time::OffsetDateTime::now_utc();

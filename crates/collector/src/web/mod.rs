@@ -6,6 +6,7 @@
 pub mod api;
 pub mod auth;
 pub mod crypto;
+pub mod model;
 pub mod pages;
 pub mod sources;
 pub mod supervisor;

@@ -9,9 +9,9 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::SecretString;
-use serde::Deserialize;
 use serde_json::Value;
 
+use super::model::{ListQuery, SourceRow, overall, source_rows};
 use super::sources::{self, Filters, NewSource, Settings};
 use super::{Admin, App, FormData, Pending, Posted, WebError, auth, crypto, render};
 use crate::check::Access;
@@ -201,101 +201,6 @@ pub async fn logout(State(app): State<App>, p: Posted) -> Response {
 }
 
 // ---------- sources ----------
-
-pub struct SourceRow {
-    pub name: String,
-    pub endpoint: String,
-    pub state: String,
-    pub read_only: bool,
-    pub enabled: bool,
-    pub token_last4: String,
-    pub streams: usize,
-    pub problem: String,
-}
-
-/// The worst state among a source's streams, for its badge.
-pub fn overall(states: &[String], enabled: bool) -> String {
-    if !enabled {
-        return "disabled".into();
-    }
-    const ORDER: [&str; 9] = [
-        "auth_error",
-        "failing",
-        "missing_permission",
-        "not_licensed",
-        "degraded",
-        "backing_off",
-        "syncing",
-        "pending",
-        "healthy",
-    ];
-    ORDER
-        .iter()
-        .find(|o| states.iter().any(|s| s == *o))
-        .map_or("pending", |s| s)
-        .to_string()
-}
-
-pub async fn source_rows(app: &App) -> Result<Vec<SourceRow>, WebError> {
-    let status = {
-        let store = app.store.clone();
-        crate::commands::status_rows(&store, None)
-            .await
-            .map_err(|e| WebError::Internal(e.to_string()))?
-    };
-    let states_of = |name: &str, streams: &[String]| -> Vec<String> {
-        status
-            .iter()
-            .filter(|r| r.get("source").and_then(Value::as_str) == Some(name))
-            .filter(|r| {
-                r.get("stream")
-                    .and_then(Value::as_str)
-                    .is_some_and(|s| streams.iter().any(|x| x == s))
-            })
-            .filter_map(|r| r.get("state").and_then(Value::as_str).map(str::to_string))
-            .collect()
-    };
-    let mut out = Vec::new();
-    for s in &app.supervisor.config_sources {
-        let streams: Vec<String> = s.streams.iter().map(|x| x.as_str().to_string()).collect();
-        out.push(SourceRow {
-            name: s.name.clone(),
-            endpoint: s.base.as_str().to_string(),
-            state: overall(&states_of(&s.name, &streams), s.enabled),
-            read_only: true,
-            enabled: s.enabled,
-            token_last4: String::new(),
-            streams: streams.len(),
-            problem: String::new(),
-        });
-    }
-    let broken = app.supervisor.broken();
-    for s in sources::list(&app.store).await? {
-        if app.supervisor.is_config_source(&s.name) {
-            continue;
-        }
-        let problem = broken
-            .iter()
-            .find(|b| b.name == s.name)
-            .map(|b| b.message.clone())
-            .unwrap_or_default();
-        out.push(SourceRow {
-            state: if problem.is_empty() {
-                overall(&states_of(&s.name, &s.streams), s.enabled)
-            } else {
-                "failing".into()
-            },
-            name: s.name,
-            endpoint: s.endpoint,
-            read_only: false,
-            enabled: s.enabled,
-            token_last4: s.token_last4,
-            streams: s.streams.len(),
-            problem,
-        });
-    }
-    Ok(out)
-}
 
 #[derive(Template)]
 #[template(path = "sources.html")]
@@ -613,7 +518,7 @@ pub async fn source_page(
     };
     let store = app.store.clone();
     let n2 = name.clone();
-    let status = crate::commands::status_rows(&store, Some(&n2))
+    let status = crate::engine::status_rows(&store, Some(&n2))
         .await
         .map_err(|e| WebError::Internal(e.to_string()))?;
     let fleet = app.store.fleet_size(&name).await?;
@@ -1241,14 +1146,6 @@ pub async fn device_page(
         csrf: s.csrf,
         d,
     })
-}
-
-#[derive(Deserialize, serde::Serialize, Default, Clone)]
-pub struct ListQuery {
-    pub q: Option<String>,
-    pub version: Option<String>,
-    pub bundle: Option<String>,
-    pub page: Option<usize>,
 }
 
 #[derive(Template)]

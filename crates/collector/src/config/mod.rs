@@ -13,6 +13,8 @@
 //!
 //! Everything else has defaults. Validation errors name the field and the value.
 
+pub mod sinks;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -85,7 +87,7 @@ pub struct SourceConfig {
     pub schedules: BTreeMap<String, String>,
     #[serde(default)]
     pub filters: FilterConfig,
-    /// Outputs (`[[sources.sinks]]`), typed and validated by `outputs::config`.
+    /// Outputs (`[[sources.sinks]]`), typed and validated by [`sinks`].
     #[serde(default)]
     pub sinks: Vec<toml::Value>,
 }
@@ -241,7 +243,7 @@ impl SourceConfig {
                 )),
             }
         }
-        out.extend(crate::outputs::config::problems(i, &self.sinks));
+        out.extend(sinks::problems(i, &self.sinks));
         for (j, t) in self.filters.device_types.iter().enumerate() {
             if !DEVICE_TYPES.iter().any(|(d, _)| d.eq_ignore_ascii_case(t)) {
                 out.push(invalid(
