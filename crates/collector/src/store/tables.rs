@@ -60,6 +60,9 @@ pub struct TableSpec {
     pub remove_after_missed: i64,
     /// What a new, changed, removed or returning row means, as a change event.
     pub noun: &'static str,
+    /// Rows belong to one device each (keyed by `device_id`): a device's first snapshot is a
+    /// baseline, and a removed device takes its rows with it.
+    pub per_device: bool,
     /// How full snapshots of the table arrive: [`Snapshots::Restart`] tables (Prism exports)
     /// are compared set-wise when the snapshot ends, because an interrupted export starts
     /// over; the others walk pages that resume, and count misses row by row.
@@ -111,6 +114,7 @@ pub static TABLES: [TableSpec; 9] = [
         ],
         remove_after_missed: 2,
         noun: "device",
+        per_device: false,
         snapshots: Snapshots::Resume,
     },
     TableSpec {
@@ -122,6 +126,7 @@ pub static TABLES: [TableSpec; 9] = [
         ],
         remove_after_missed: 1,
         noun: "device_detail",
+        per_device: true,
         snapshots: Snapshots::Restart("category"),
     },
     TableSpec {
@@ -134,6 +139,7 @@ pub static TABLES: [TableSpec; 9] = [
         ],
         remove_after_missed: 1,
         noun: "app",
+        per_device: true,
         snapshots: Snapshots::Restart(""),
     },
     TableSpec {
@@ -147,6 +153,7 @@ pub static TABLES: [TableSpec; 9] = [
         ],
         remove_after_missed: 1,
         noun: "compliance_item",
+        per_device: true,
         snapshots: Snapshots::Resume,
     },
     TableSpec {
@@ -162,6 +169,7 @@ pub static TABLES: [TableSpec; 9] = [
         ],
         remove_after_missed: 1,
         noun: "user",
+        per_device: false,
         snapshots: Snapshots::Resume,
     },
     TableSpec {
@@ -169,6 +177,7 @@ pub static TABLES: [TableSpec; 9] = [
         columns: &[col("name", "TEXT"), col("computers_count", "INTEGER")],
         remove_after_missed: 1,
         noun: "blueprint",
+        per_device: false,
         snapshots: Snapshots::Resume,
     },
     TableSpec {
@@ -176,6 +185,7 @@ pub static TABLES: [TableSpec; 9] = [
         columns: &[col("name", "TEXT")],
         remove_after_missed: 1,
         noun: "tag",
+        per_device: false,
         snapshots: Snapshots::Resume,
     },
     TableSpec {
@@ -191,6 +201,7 @@ pub static TABLES: [TableSpec; 9] = [
         ],
         remove_after_missed: 1,
         noun: "ade_device",
+        per_device: false,
         snapshots: Snapshots::Resume,
     },
     TableSpec {
@@ -206,6 +217,7 @@ pub static TABLES: [TableSpec; 9] = [
         ],
         remove_after_missed: 1,
         noun: "vulnerability_detection",
+        per_device: true,
         snapshots: Snapshots::Resume,
     },
 ];

@@ -617,10 +617,7 @@ fn upsert_rows(
     // The first snapshot is a baseline, not news: no "created" events for a table the source
     // has no rows in yet, nor, in per-device tables, for a device with no rows yet (a newly
     // enrolled device's apps are not 150 installs).
-    let per_device = matches!(
-        table,
-        Table::Apps | Table::Compliance | Table::DeviceDetails | Table::VulnDetections
-    );
+    let per_device = spec.per_device;
     // Per-device tables only ask per device (indexed); the table-wide question would scan the
     // whole table on every batch of a first snapshot.
     let table_known: bool = !per_device
@@ -1043,11 +1040,11 @@ fn end_sweep(
     // A removed device takes its per-device rows with it (they would never be re-read).
     let mut cascade = Vec::new();
     if end.table == Table::Devices {
-        for t in [
-            Table::DeviceDetails,
-            Table::Compliance,
-            Table::VulnDetections,
-        ] {
+        // The normalized app tables remove a device's installs themselves (below).
+        for t in tables::ALL
+            .into_iter()
+            .filter(|t| t.spec().per_device && *t != Table::Apps)
+        {
             cascade.push(tx.prepare_cached(&format!(
                 "UPDATE {} SET removed_at = ?3 WHERE source = ?1 AND device_id = ?2 AND removed_at IS NULL",
                 t.name()

@@ -9,7 +9,6 @@
 use serde_json::Value;
 
 use super::StreamName;
-use super::device_details::checkpoint_of;
 use super::drivers::prism_snapshot::FULL_EXPORT_EVERY;
 use super::drivers::prism_snapshot::{self as prism, PrismTable};
 use crate::streams::runtime::{RunReport, Scope, SourceRuntime, StreamError};
@@ -53,7 +52,7 @@ impl PrismTable for Apps {
 
 pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamError> {
     let stream = StreamName::Apps;
-    let cp = checkpoint_of(rt, stream, "apps").await?;
+    let cp = prism::checkpoint(rt, stream, "apps").await?;
     prism::category(rt, scope, stream, "apps", &Apps, &cp).await
 }
 

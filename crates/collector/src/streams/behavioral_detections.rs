@@ -3,13 +3,13 @@
 //! `detection_date_from` (a date): the day before the newest detection seen, so the window
 //! overlaps, and the detection `id` dedups.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::StreamName;
 use kandji_api::api::paths;
 
 use crate::streams::fetch::{self, q, s, s2, ts};
-use crate::streams::drivers::offset_sweep::load_checkpoint;
+use super::drivers::envelope_events;
 use crate::streams::runtime::{RunReport, Scope, SourceRuntime, StreamError};
 use crate::store::EventRow;
 use kandji_api::Priority;
@@ -56,20 +56,15 @@ fn date(ms: i64) -> String {
 }
 
 pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamError> {
-    let source = rt.name().to_string();
     let stream = StreamName::BehavioralDetections;
-    let cp = load_checkpoint(&rt.store, &source, stream).await?;
-    let stored = cp
-        .as_ref()
-        .and_then(|c| c.get("hwm_ms"))
-        .and_then(Value::as_i64);
+    let stored = envelope_events::checkpoint(rt, stream).await?.hwm_ms;
     let mut hwm = rt.sane_hwm(stream, stored).await?;
     // The first run reads everything; later runs from the day before the newest detection.
     let mut query = vec![q("sort_by", "detection_date")];
     if let Some(ms) = hwm {
         query.push(q("detection_date_from", date(ms - 86_400_000)));
     }
-    super::drivers::envelope_events::run(rt, stream, paths::BEHAVIORAL, query, |batch, items| {
+    envelope_events::run(rt, stream, paths::BEHAVIORAL, query, |batch, items| {
         for item in items {
             if let Some(mut ev) = map(item) {
                 if !rt.flag_if_future(stream, &mut ev) {
@@ -80,7 +75,10 @@ pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamE
                 }
             }
         }
-        json!({"hwm_ms": hwm})
+        envelope_events::Checkpoint {
+            hwm_ms: hwm,
+            ..Default::default()
+        }
     })
     .await
 }

@@ -14,7 +14,6 @@ use serde_json::Value;
 use super::drivers::prism_snapshot::{self as prism, PrismTable, RawJson};
 use super::{StreamName, int, text, typed};
 use crate::streams::fetch::s;
-use crate::streams::drivers::offset_sweep::load_checkpoint;
 use crate::streams::runtime::{RunReport, Scope, SourceRuntime, StreamError};
 use super::drivers::prism_snapshot::FULL_EXPORT_EVERY;
 use crate::store::{Batch, InvRow, Table, Upsert};
@@ -145,17 +144,6 @@ impl PrismTable for Details {
 }
 
 /// The stream's whole checkpoint (one entry per category).
-pub(crate) async fn checkpoint_of(
-    rt: &SourceRuntime,
-    stream: StreamName,
-    category: &str,
-) -> Result<Value, StreamError> {
-    Ok(load_checkpoint(&rt.store, rt.name(), stream)
-        .await?
-        .and_then(|cp| cp.get(category).cloned())
-        .unwrap_or(Value::Null))
-}
-
 /// A category the tenant refused is asked for again after this long.
 pub const REFUSED_RETRY_MS: i64 = 24 * 3_600_000;
 
@@ -184,15 +172,12 @@ async fn one_category(
         message,
         endpoint: Some("POST /api/v1/prism/export".into()),
     };
-    let cp = checkpoint_of(rt, stream, cat).await?;
+    let cp = prism::checkpoint(rt, stream, cat).await?;
     let now = rt.now();
-    if let Some(since) = cp.get("unavailable_since_ms").and_then(Value::as_i64)
+    if let Some(since) = cp.unavailable_since_ms
         && now - since < REFUSED_RETRY_MS
     {
-        let message = cp
-            .get("unavailable_message")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let message = cp.unavailable_message.as_deref().unwrap_or_default();
         return Ok((
             RunReport::default(),
             Some(missing(format!(
@@ -211,8 +196,10 @@ async fn one_category(
                 "the tenant refused a Prism category; the others go on");
             let mut batch = rt.batch(stream);
             batch.checkpoint_key = Some(cat.to_string());
-            batch.checkpoint = Some(serde_json::json!({
-                "unavailable_since_ms": now, "unavailable_message": message,
+            batch.checkpoint = Some(super::drivers::save(&prism::Checkpoint {
+                unavailable_since_ms: Some(now),
+                unavailable_message: Some(message.to_string()),
+                ..prism::Checkpoint::default()
             }));
             rt.commit(batch).await?;
             Ok((

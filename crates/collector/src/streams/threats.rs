@@ -5,13 +5,13 @@
 //! (device_id, file_hash, file_path, detection_date). A row seen again with a new status
 //! (quarantined → released) updates the stored event.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::StreamName;
 use kandji_api::api::paths;
 
 use crate::streams::fetch::{self, q, s, ts};
-use crate::streams::drivers::offset_sweep::load_checkpoint;
+use super::drivers::envelope_events;
 use crate::streams::runtime::{RunReport, Scope, SourceRuntime, StreamError};
 use crate::store::EventRow;
 use kandji_api::Priority;
@@ -69,18 +69,15 @@ pub fn map(v: &Value) -> Option<EventRow> {
 pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamError> {
     let source = rt.name().to_string();
     let stream = StreamName::Threats;
-    let cp = load_checkpoint(&rt.store, &source, stream).await?;
+    let cp = envelope_events::checkpoint(rt, stream).await?;
     let started = rt.now();
-    let last = cp
-        .as_ref()
-        .and_then(|c| c.get("last_success_ms"))
-        .and_then(Value::as_i64);
+    let last = cp.last_success_ms;
     let days = match last {
         Some(ms) => ((started - ms) / 86_400_000 + 2).clamp(1, 365),
         None => BACKFILL_DAYS,
     };
     let query = vec![q("date_range", days), q("sort_by", "-detection_date")];
-    super::drivers::envelope_events::run(rt, stream, paths::THREATS, query, |batch, items| {
+    envelope_events::run(rt, stream, paths::THREATS, query, |batch, items| {
         for item in items {
             match map(item) {
                 Some(ev) if scope.has_device(ev.device_id.as_deref()) => batch.events.push(ev),
@@ -90,7 +87,10 @@ pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamE
                 }
             }
         }
-        json!({"last_success_ms": started})
+        envelope_events::Checkpoint {
+            last_success_ms: Some(started),
+            ..Default::default()
+        }
     })
     .await
 }

@@ -5,9 +5,26 @@ use futures::StreamExt;
 use kandji_api::api::caps;
 use kandji_api::paginate::{self, DrfEnvelope};
 
+use serde::{Deserialize, Serialize};
+
 use crate::store::Batch;
 use crate::streams::StreamName;
 use crate::streams::runtime::{RunReport, SourceRuntime, StreamError};
+
+/// The checkpoint: a feed read by date keeps the newest event's time (`hwm_ms`); one read by a
+/// day range (threats: `date_range` days back) keeps when the last walk completed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hwm_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_ms: Option<i64>,
+}
+
+/// The stream's checkpoint, typed (see [`super::load`]).
+pub async fn checkpoint(rt: &SourceRuntime, stream: StreamName) -> Result<Checkpoint, StreamError> {
+    super::load(rt, stream, None).await
+}
 
 /// Walks a DRF-envelope event endpoint (threats, behavioral detections) with `limit` ≤ 1000
 /// and `offset`. `each` maps a page's items into the batch and returns the checkpoint that
@@ -21,7 +38,7 @@ pub async fn run<F>(
     mut each: F,
 ) -> Result<RunReport, StreamError>
 where
-    F: FnMut(&mut Batch, &[serde_json::Value]) -> serde_json::Value,
+    F: FnMut(&mut Batch, &[serde_json::Value]) -> Checkpoint,
 {
     let req = kandji_api::ApiRequest::get(template, stream.priority()).with_query(query);
     let style = std::sync::Arc::new(DrfEnvelope::new(caps::EDR, caps::EDR));
@@ -33,7 +50,7 @@ where
         let mut batch = rt.batch(stream);
         let cp = each(&mut batch, &page.items);
         if page.next.is_none() {
-            batch.checkpoint = Some(cp);
+            batch.checkpoint = Some(super::save(&cp));
         }
         let out = rt.commit(batch).await?;
         report.records += out.records();

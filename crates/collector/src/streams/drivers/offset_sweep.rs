@@ -11,9 +11,10 @@ use std::sync::Arc;
 use futures::StreamExt;
 use kandji_api::paginate::{self, PageStyle, Parsed};
 use kandji_api::{ApiRequest, KandjiError, Position, Query};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::store::{self, InvRow, Store, SweepEnd, Table, Upsert};
+use crate::store::{self, InvRow, SweepEnd, Table, Upsert};
 use crate::streams::StreamName;
 use crate::streams::runtime::{CursorRestarts, RunReport, SourceRuntime, StreamError};
 
@@ -52,57 +53,51 @@ pub struct SweepSpec {
     pub keep: Box<dyn Fn(&InvRow) -> bool + Send + Sync>,
 }
 
-/// The checkpoint a sweep keeps.
-#[derive(Debug, Clone, PartialEq)]
-struct Pos {
-    sweep: i64,
-    started_at: i64,
-    segment: usize,
-    pos: Option<Position>,
-    done: bool,
+/// The checkpoint a sweep keeps: which sweep, where it is, whether it is done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The sweep's id; rows seen in it carry it, and its end marks the rest missed.
+    #[serde(default)]
+    pub sweep: i64,
+    #[serde(default)]
+    pub started_at: i64,
+    /// The segment (one filtered walk) in progress.
+    #[serde(default)]
+    pub segment: usize,
+    /// The page position in the segment; one the walker no longer understands restarts the
+    /// segment (the sweep id is kept, so rows already seen stay seen).
+    #[serde(default, deserialize_with = "lenient_position")]
+    pub pos: Option<Position>,
+    #[serde(default = "yes")]
+    pub done: bool,
 }
 
-impl Pos {
-    fn from_json(v: Option<Value>) -> Pos {
-        match v {
-            Some(v) => Pos {
-                sweep: v.get("sweep").and_then(Value::as_i64).unwrap_or(0),
-                started_at: v.get("started_at").and_then(Value::as_i64).unwrap_or(0),
-                segment: v.get("segment").and_then(Value::as_u64).unwrap_or(0) as usize,
-                pos: v
-                    .get("pos")
-                    .cloned()
-                    .and_then(|p| serde_json::from_value(p).ok()),
-                done: v.get("done").and_then(Value::as_bool).unwrap_or(true),
-            },
-            None => Pos {
-                sweep: 0,
-                started_at: 0,
-                segment: 0,
-                pos: None,
-                done: true,
-            },
+impl Default for Checkpoint {
+    /// No sweep yet: the next run starts sweep 1.
+    fn default() -> Self {
+        Checkpoint {
+            sweep: 0,
+            started_at: 0,
+            segment: 0,
+            pos: None,
+            done: true,
         }
     }
-    fn to_json(&self) -> Value {
-        json!({"sweep": self.sweep, "started_at": self.started_at, "segment": self.segment,
-               "pos": self.pos, "done": self.done})
-    }
 }
 
-pub async fn load_checkpoint(
-    store: &Store,
-    source: &str,
-    stream: StreamName,
-) -> Result<Option<Value>, StreamError> {
-    Ok(store.checkpoint(source, stream.as_str()).await?)
+fn yes() -> bool {
+    true
+}
+
+fn lenient_position<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Position>, D::Error> {
+    let v = Option::<Value>::deserialize(d)?;
+    Ok(v.and_then(|p| serde_json::from_value(p).ok()))
 }
 
 pub async fn run(rt: &SourceRuntime, spec: SweepSpec) -> Result<RunReport, StreamError> {
-    let source = rt.name().to_string();
-    let mut cp = Pos::from_json(load_checkpoint(&rt.store, &source, spec.stream).await?);
+    let mut cp: Checkpoint = super::load(rt, spec.stream, None).await?;
     if cp.done {
-        cp = Pos {
+        cp = Checkpoint {
             sweep: cp.sweep + 1,
             started_at: rt.now(),
             segment: 0,
@@ -165,7 +160,7 @@ pub async fn run(rt: &SourceRuntime, spec: SweepSpec) -> Result<RunReport, Strea
                     true
                 }
             };
-            batch.checkpoint = Some(cp.to_json());
+            batch.checkpoint = Some(super::save(&cp));
             let out = rt.commit(batch).await?;
             report.records += out.records();
             if finished {
@@ -184,5 +179,35 @@ pub async fn run(rt: &SourceRuntime, spec: SweepSpec) -> Result<RunReport, Strea
             "{}: the page walk ended early",
             spec.template
         )));
+    }
+}
+
+#[cfg(test)]
+mod checkpoint_tests {
+    use super::*;
+
+    #[test]
+    fn the_first_checkpoints_read_as_the_typed_one() {
+        let cp: Checkpoint = serde_json::from_value(serde_json::json!({
+            "sweep": 7, "started_at": 11, "segment": 1, "pos": {"kind": "offset", "value": 600}, "done": false
+        }))
+        .unwrap();
+        assert_eq!(cp.sweep, 7);
+        assert_eq!(cp.segment, 1);
+        assert!(!cp.done);
+        assert_eq!(
+            serde_json::to_value(&cp.pos).unwrap(),
+            serde_json::json!({"kind": "offset", "value": 600})
+        );
+        // A position the walker no longer knows restarts the segment, in the same sweep.
+        let odd: Checkpoint = serde_json::from_value(
+            serde_json::json!({"sweep": 7, "pos": {"page_token": [1]}, "done": false}),
+        )
+        .unwrap();
+        assert_eq!((odd.sweep, odd.pos.clone(), odd.done), (7, None, false));
+        // Missing: done, so the next run starts a new sweep.
+        assert!(Checkpoint::default().done);
+        let empty: Checkpoint = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(empty, Checkpoint::default());
     }
 }

@@ -192,6 +192,40 @@ impl RawJson {
     }
 }
 
+/// One category's checkpoint (stored under the category's key): when its last full export
+/// ended and its deltas' mark; or, for a category the tenant refused, since when and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    #[serde(default)]
+    pub last_full_ms: Option<i64>,
+    #[serde(default)]
+    pub hwm_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable_since_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable_message: Option<String>,
+}
+
+impl Checkpoint {
+    /// After a collected snapshot or delta walk.
+    pub fn collected(last_full_ms: Option<i64>, hwm_ms: i64) -> Checkpoint {
+        Checkpoint {
+            last_full_ms,
+            hwm_ms: Some(hwm_ms),
+            ..Checkpoint::default()
+        }
+    }
+}
+
+/// A category's checkpoint, typed (see [`super::load`]).
+pub async fn checkpoint(
+    rt: &SourceRuntime,
+    stream: StreamName,
+    category: &str,
+) -> Result<Checkpoint, StreamError> {
+    super::load(rt, stream, Some(category)).await
+}
+
 /// Streams one category: a full export or deltas, resuming from `cp` (the category's part of
 /// the checkpoint, stored under the category's key).
 pub async fn category<T: PrismTable>(
@@ -200,13 +234,12 @@ pub async fn category<T: PrismTable>(
     stream: StreamName,
     category: &str,
     t: &T,
-    cp: &Value,
+    cp: &Checkpoint,
 ) -> Result<RunReport, StreamError> {
     let table = t.table();
     let mut report = RunReport::default();
     let started = rt.now();
-    let last_full = cp.get("last_full_ms").and_then(Value::as_i64);
-    let hwm = cp.get("hwm_ms").and_then(Value::as_i64);
+    let (last_full, hwm) = (cp.last_full_ms, cp.hwm_ms);
     let full_due = match (last_full, hwm) {
         (Some(f), Some(_)) => started - f >= FULL_EXPORT_EVERY.as_millis() as i64,
         _ => true,
@@ -238,7 +271,7 @@ pub async fn category<T: PrismTable>(
             sweep,
             scope: scope_of_sweep,
         });
-        batch.checkpoint = Some(json!({"last_full_ms": started, "hwm_ms": started}));
+        batch.checkpoint = Some(super::save(&Checkpoint::collected(Some(started), started)));
         batch.checkpoint_key = Some(category.to_string());
         let out = rt.commit(batch).await?;
         report.records += out.records();
@@ -263,7 +296,7 @@ pub async fn category<T: PrismTable>(
         }
         T::push(&mut batch, table, 0, started, rows);
         if page.done {
-            batch.checkpoint = Some(json!({"last_full_ms": last_full, "hwm_ms": started}));
+            batch.checkpoint = Some(super::save(&Checkpoint::collected(last_full, started)));
             batch.checkpoint_key = Some(category.to_string());
         }
         let records = &records;
@@ -277,4 +310,26 @@ pub async fn category<T: PrismTable>(
     report.pages += pages;
     report.records += records.into_inner();
     Ok(report)
+}
+
+#[cfg(test)]
+mod checkpoint_tests {
+    use super::*;
+
+    #[test]
+    fn collected_and_refused_categories_round_trip() {
+        let old: Checkpoint =
+            serde_json::from_value(serde_json::json!({"last_full_ms": null, "hwm_ms": 5})).unwrap();
+        assert_eq!(old, Checkpoint::collected(None, 5));
+        let refused: Checkpoint = serde_json::from_value(serde_json::json!({
+            "unavailable_since_ms": 9, "unavailable_message": "Invalid category: filevault"
+        }))
+        .unwrap();
+        assert_eq!(refused.unavailable_since_ms, Some(9));
+        assert_eq!(refused.hwm_ms, None);
+        assert_eq!(
+            serde_json::to_value(Checkpoint::collected(Some(1), 2)).unwrap(),
+            serde_json::json!({"last_full_ms": 1, "hwm_ms": 2})
+        );
+    }
 }
