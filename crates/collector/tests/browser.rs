@@ -374,11 +374,23 @@ async fn console_flows_in_headless_chromium() {
     d.screenshot("02-check-matrix").await;
     d.click_nav("#save").await;
 
-    // Watch it turn healthy.
-    let state = d
-        .wait_text(&format!("{url}/sources/lab"), "#state", |t| t == "healthy")
+    // Watch its streams turn healthy. Threats, which the token may not read, stays in the
+    // table with what to tick, and the badge (the worst state) says so, not healthy.
+    let table = d
+        .wait_text(&format!("{url}/sources/lab"), "#streams", |t| {
+            t.contains("healthy")
+                && !t.contains("pending")
+                && !t.contains("syncing")
+                && !t.contains("failing")
+        })
         .await;
-    assert_eq!(state, "healthy");
+    assert!(
+        table.contains("missing permission: tick 'GET /api/v1/threat-details'"),
+        "{table}"
+    );
+    let state = d.text("#state").await;
+    assert_eq!(state, "missing_permission");
+    assert!(d.source().await.contains("Re-check permissions"));
     d.screenshot("03-source-healthy").await;
 
     // Find an audit event by search.

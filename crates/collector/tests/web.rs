@@ -373,20 +373,40 @@ async fn add_source_matrix_encryption_pickup_xss_and_revocation() {
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
 
-    // The engine picks it up without a restart and turns healthy.
+    // The engine picks it up without a restart and its five streams turn healthy. Threats,
+    // which the token may not read, stays in the table as a missing permission, so the
+    // badge (the worst state of the source's streams) does not say healthy over it.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
         let v = source_state(&c, "lab").await;
         let healthy = v["streams"]
             .as_array()
             .is_some_and(|a| a.iter().filter(|s| s["state"] == "healthy").count() >= 5);
-        if v["state"] == "healthy" && healthy {
+        if v["state"] == "missing_permission" && healthy {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "not healthy: {v:#}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let v = source_state(&c, "lab").await;
+    let threats = v["streams"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["stream"] == "threats"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(threats["state"], "missing_permission", "{v:#}");
+    assert!(
+        threats["last_error"]
+            .as_str()
+            .is_some_and(|m| m.contains("missing permission: tick 'GET /api/v1/threat-details'")),
+        "{threats}"
+    );
+    let page = c.get("/sources/lab").await.text().await.unwrap();
+    assert!(
+        page.contains("missing permission: tick"),
+        "the source page lists it"
+    );
+    assert!(page.contains("Re-check permissions"));
     assert_eq!(v["token_last4"], "e2b4", "only the last 4 characters: {v}");
 
     // The token is nowhere: DB file (and WAL), API responses, pages, logs.
@@ -567,11 +587,18 @@ async fn add_source_matrix_encryption_pickup_xss_and_revocation() {
             .rev()
             .collect::<String>()
     );
+    // The rotation re-checked the permissions: the full token reads threats, which is not
+    // chosen, so it leaves the table, and the source recovers to healthy.
     let _ = c.post("/sources/lab/sync", &[("csrf", &csrf)]).await;
     wait_for("recovered", || async {
         source_state(&c, "lab").await["state"] == "healthy"
     })
     .await;
+    let page = c.get("/sources/lab").await.text().await.unwrap();
+    assert!(
+        !page.contains("missing permission: tick"),
+        "re-checked after the rotation"
+    );
 
     // Disable, then delete: the engine stops it; the data stays.
     let r = c
@@ -695,4 +722,29 @@ async fn bearer_api_key_and_first_run_setup() {
     assert_eq!(r.headers()[LOCATION], "/login");
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+}
+
+/// The console's request timeout answers a handler that hangs with 408, in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_request_is_answered_408_by_the_timeout() {
+    let app = axum::Router::new()
+        .route(
+            "/slow",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_secs(600)).await;
+                "late"
+            }),
+        )
+        .layer(kandji_collector::web::request_timeout(
+            Duration::from_millis(100),
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    kandji_api::client::install_crypto_provider();
+    let t = std::time::Instant::now();
+    let r = reqwest::get(format!("http://{addr}/slow")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(kandji_collector::web::REQUEST_TIMEOUT >= Duration::from_secs(15));
 }

@@ -3,6 +3,7 @@
 //! CLI uses. Pages are server-rendered askama templates (auto-escaped: every Kandji value is
 //! untrusted), with no JavaScript; the one stylesheet is vendored in `static/`.
 
+pub mod access;
 pub mod api;
 pub mod auth;
 pub mod crypto;
@@ -16,7 +17,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -46,6 +47,8 @@ pub struct Pending {
     pub token: SecretString,
     pub created: Instant,
     pub ok_streams: Vec<crate::streams::StreamName>,
+    /// The check's answers, recorded in the status table when the source is saved.
+    pub report: crate::check::Report,
 }
 
 /// The console's shared state.
@@ -226,6 +229,7 @@ pub fn router(app: App) -> Router {
         .route("/sources/{name}", get(pages::source_page))
         .route("/sources/{name}/edit", post(pages::source_edit))
         .route("/sources/{name}/token", post(pages::source_token))
+        .route("/sources/{name}/recheck", post(pages::source_recheck))
         .route("/sources/{name}/enable", post(pages::source_enable))
         .route("/sources/{name}/delete", post(pages::source_delete))
         .route("/sources/{name}/sync", post(pages::source_sync))
@@ -252,7 +256,19 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(api::readyz))
         .layer(axum::middleware::from_fn(security_headers))
+        .layer(request_timeout(REQUEST_TIMEOUT))
         .with_state(app)
+}
+
+/// How long a console request may take before it is answered 408: longer than the slowest
+/// honest handler (a permission check gives up on an unreachable host within 15 s), so a
+/// stuck one cannot hold a connection (or shutdown) forever. Streamed bodies (CSV export)
+/// are not cut: the limit is on the response's start.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The timeout layer for the console's routes.
+pub fn request_timeout(limit: Duration) -> tower_http::timeout::TimeoutLayer {
+    tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limit)
 }
 
 /// The process-wide Prometheus recorder (installed once).

@@ -61,9 +61,13 @@ pub async fn source_rows(app: &App) -> Result<Vec<SourceRow>, WebError> {
             .iter()
             .filter(|r| r.get("source").and_then(Value::as_str) == Some(name))
             .filter(|r| {
+                // Chosen streams, and those the token may not read (chosen or not).
                 r.get("stream")
                     .and_then(Value::as_str)
                     .is_some_and(|s| streams.iter().any(|x| x == s))
+                    || r.get("state")
+                        .and_then(Value::as_str)
+                        .is_some_and(super::access::is_access_state)
             })
             .filter_map(|r| r.get("state").and_then(Value::as_str).map(str::to_string))
             .collect()

@@ -349,6 +349,7 @@ pub async fn source_check(State(app): State<App>, p: Posted) -> Result<Response,
                 token,
                 created: Instant::now(),
                 ok_streams: report.runnable(),
+                report: report.clone(),
             },
         );
     }
@@ -406,12 +407,16 @@ pub async fn source_save(State(app): State<App>, p: Posted) -> Result<Response, 
     )
     .await
     .map_err(|e| WebError::BadRequest(e.to_string()))?;
+    let chosen = sources::parse_streams(&p.form.all("stream")).unwrap_or_default();
+    super::access::record(&app.store, &name, &pending.report, &chosen).await?;
     tracing::info!(source = %name, "console source added");
     app.supervisor.poke();
     Ok(Redirect::to(&format!("/sources/{name}")).into_response())
 }
 
 pub struct StreamRow {
+    /// Listed in the table: chosen, or not readable with this token.
+    pub shown: bool,
     pub stream: String,
     pub state: String,
     pub selected: bool,
@@ -547,7 +552,12 @@ pub async fn source_page(
             .iter()
             .find(|r| r.get("stream").and_then(Value::as_str) == Some(st.as_str()));
         let sel = selected.iter().any(|x| x == st.as_str());
-        let state = if !sel {
+        let refused = row
+            .map(|r| s_of(r, "state"))
+            .filter(|s| super::access::is_access_state(s));
+        let state = if let Some(r) = refused.clone().filter(|_| enabled) {
+            r
+        } else if !sel {
             "not collected".to_string()
         } else if !enabled {
             "disabled".to_string()
@@ -555,7 +565,7 @@ pub async fn source_page(
             row.map(|r| s_of(r, "state"))
                 .unwrap_or_else(|| "pending".into())
         };
-        if sel {
+        if sel || refused.is_some() {
             states.push(state.clone());
         }
         let (last_error, hint_s) = match row {
@@ -573,6 +583,7 @@ pub async fn source_page(
             stream: st.as_str().into(),
             state,
             selected: sel,
+            shown: sel || refused.is_some(),
             last_success: row.map(|r| s_of(r, "last_success_at")).unwrap_or_default(),
             last_error,
             hint: hint_s,
@@ -784,8 +795,33 @@ pub async fn source_token(
     .await
     .map_err(|e| WebError::BadRequest(e.to_string()))?;
     tracing::info!(source = %name, "console source token rotated");
+    // A new token may have other permissions: probe again before the engine restarts.
+    recheck(&app, &name).await?;
     app.supervisor.poke();
     Ok(back(&name))
+}
+
+/// "Re-check permissions": probes every stream with the source's token and updates the table.
+pub async fn source_recheck(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    _p: Posted,
+) -> Result<Response, WebError> {
+    editable(&app, &name).await?;
+    recheck(&app, &name).await?;
+    app.supervisor.poke();
+    Ok(back(&name))
+}
+
+async fn recheck(app: &App, name: &str) -> Result<(), WebError> {
+    let source = editable(app, name)
+        .await?
+        .resolve(&app.supervisor.cipher)
+        .map_err(|e| WebError::BadRequest(e.to_string()))?;
+    super::access::recheck(&app.store, &source)
+        .await
+        .map_err(WebError::Internal)?;
+    Ok(())
 }
 
 pub async fn source_enable(
