@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod engine;
+pub mod internal_events;
 pub mod outputs;
 pub mod planner;
 pub mod shutdown;

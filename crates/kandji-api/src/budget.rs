@@ -310,11 +310,7 @@ impl Budget {
                     return;
                 }
                 Err(d) => {
-                    tracing::trace!(
-                        ?priority,
-                        wait_ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
-                        "budget wait"
-                    );
+                    crate::events::emit(crate::events::BudgetWaited { priority, wait: d });
                     tokio::time::sleep(d.max(Duration::from_millis(1))).await;
                 }
             }
@@ -477,11 +473,11 @@ impl Budget {
                 true
             }
         };
-        if first {
-            tracing::warn!(header = name, value = %value, "ignoring an absurd rate-limit header");
-        } else {
-            tracing::debug!(header = name, value = %value, "ignoring an absurd rate-limit header");
-        }
+        crate::events::emit(crate::events::RateLimitHeaderIgnored {
+            header: name,
+            value: &value,
+            first,
+        });
     }
 
     /// Time until the current hourly window ends (the top of the clock hour).

@@ -316,7 +316,7 @@ impl KandjiClient {
                 ProbeResult::Untested { .. } => {}
                 _ => answered = true,
             }
-            tracing::info!(endpoint = %spec.endpoint(), status = result.status(), "permission probe");
+            tracing::debug!(endpoint = %spec.endpoint(), status = result.status(), "permission probe");
             endpoints.push(EndpointCheck {
                 endpoint: spec.endpoint(),
                 permission_name: spec.permission_name.to_string(),

@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::budget::{Budget, Priority};
+use crate::events;
 
 tokio::task_local! {
     static TALLY: Arc<AtomicU64>;
@@ -378,7 +379,13 @@ impl KandjiClient {
                                 not_json += 1;
                                 if not_json > policy.decode_retries {
                                     bump(&counters.gave_up);
-                                    tracing::warn!(endpoint = %endpoint, attempt, "body still not JSON; giving up");
+                                    events::emit(events::RequestFailed {
+                                        endpoint: &endpoint,
+                                        attempt,
+                                        kind: error.kind(),
+                                        error: &error,
+                                        gave_up: true,
+                                    });
                                     return Err(error);
                                 }
                             }
@@ -393,24 +400,35 @@ impl KandjiClient {
                         }
                         Failure::Fatal(e) => {
                             bump(&counters.client_errors);
-                            tracing::warn!(endpoint = %endpoint, kind = e.kind(), error = %e, "request failed");
+                            events::emit(events::RequestFailed {
+                                endpoint: &endpoint,
+                                attempt,
+                                kind: e.kind(),
+                                error: &e,
+                                gave_up: false,
+                            });
                             return Err(e);
                         }
                     };
                     if exhausted {
                         bump(&counters.gave_up);
-                        tracing::warn!(endpoint = %endpoint, attempt, kind = error.kind(), error = %error, "giving up after retries");
+                        events::emit(events::RequestFailed {
+                            endpoint: &endpoint,
+                            attempt,
+                            kind: error.kind(),
+                            error: &error,
+                            gave_up: true,
+                        });
                         return Err(error);
                     }
                     bump(&counters.retries);
-                    tracing::info!(
-                        endpoint = %endpoint,
+                    events::emit(events::RequestRetried {
+                        endpoint: &endpoint,
                         attempt,
-                        kind = error.kind(),
-                        wait_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                        server_hint = server_hinted,
-                        "retrying"
-                    );
+                        kind: error.kind(),
+                        wait: delay,
+                        server_hint: server_hinted,
+                    });
                     tokio::time::sleep(delay).await;
                 }
             }

@@ -257,7 +257,7 @@ impl KandjiClient {
         let fut = async move {
             let created = client.create_export(&req).await?;
             let id = created.id.clone().unwrap_or_default();
-            tracing::info!(export_id = %id, category = %req.category, "prism export created");
+            tracing::debug!(export_id = %id, category = %req.category, "prism export created");
             let done = client.wait_export(&id, &opts).await?;
             let url = done.signed_url.unwrap_or_default();
             client.download_export_mapped(&url, &opts, mapper).await

@@ -15,6 +15,7 @@ pub mod check;
 pub mod client;
 pub mod endpoint;
 pub mod error;
+pub mod events;
 pub mod export;
 pub mod models;
 pub mod paginate;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
+use crate::internal_events::{StreamRunFailed, StreamRunFinished, emit};
 use crate::store::{Store, StoreError, now_ms};
 pub use crate::streams::error as status;
 pub mod view;
@@ -82,36 +83,27 @@ impl SourceRuntime {
                 .map_or(0, |d| d.as_millis() as i64);
         match &result {
             Ok(report) => {
-                if report.degraded.is_empty() {
-                    tracing::info!(source = %source, stream = %stream, pages = report.pages, records = report.records, requests, "stream run finished");
-                } else {
-                    tracing::warn!(source = %source, stream = %stream, pages = report.pages, records = report.records, requests,
-                        missing = %report.missing(), "stream run finished, degraded");
-                }
+                emit(StreamRunFinished {
+                    source: &source,
+                    stream: stream.as_str(),
+                    pages: report.pages,
+                    records: report.records,
+                    requests,
+                    missing: (!report.degraded.is_empty()).then(|| report.missing()),
+                });
                 record_success(&self.store, &source, stream, report, requests, next).await?;
             }
             Err(StreamError::Shutdown) => {
                 set_state(&self.store, &source, stream, State::Pending).await?;
             }
             Err(error) => {
-                tracing::warn!(source = %source, stream = %stream, kind = error.kind(), %error, "stream run failed");
+                emit(StreamRunFailed {
+                    source: &source,
+                    stream: stream.as_str(),
+                    kind: error.kind(),
+                    error,
+                });
                 record_failure(&self.store, &source, stream, error, next).await?;
-            }
-        }
-        let labels = [
-            ("source", source.clone()),
-            ("stream", stream.as_str().to_string()),
-        ];
-        match &result {
-            Ok(_) => {
-                metrics::counter!("kandji_stream_runs_total", &labels).increment(1);
-                metrics::counter!("kandji_stream_requests_total", &labels).increment(requests);
-            }
-            Err(StreamError::Shutdown) => {}
-            Err(e) => {
-                metrics::counter!("kandji_errors_total", "source" => source.clone(),
-                    "stream" => stream.as_str(), "type" => e.kind())
-                .increment(1);
             }
         }
         if requests > 0

@@ -556,7 +556,7 @@ pub fn migrate(conn: &mut Connection) -> Result<u32, StoreError> {
         tx.execute_batch(sql).map_err(failed)?;
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
-        tracing::info!(
+        tracing::debug!(
             version,
             ms = started.elapsed().as_millis() as u64,
             "store migrated"

@@ -12,6 +12,7 @@ pub use super::error::{State, StreamError};
 use super::fetch;
 pub use super::scope::Scope;
 use super::source::Source;
+use crate::internal_events::{CursorRestarted, FutureDatedRecord, HighWaterMarkReset, emit};
 use crate::store::{Store, StoreError, now_ms};
 
 /// A walk whose cursor the API refuses restarts at most this many times per run.
@@ -45,11 +46,13 @@ impl CursorRestarts {
                 message: error.to_string(),
             });
         }
-        tracing::warn!(source = %rt.name(), stream = %stream, restart = self.n,
-            max = MAX_CURSOR_RESTARTS, error = %error, "cursor refused (expired?); restarting the walk");
-        metrics::counter!("kandji_cursor_restarts_total", "source" => rt.name().to_string(),
-            "stream" => stream.as_str())
-        .increment(1);
+        emit(CursorRestarted {
+            source: rt.name(),
+            stream: stream.as_str(),
+            restart: self.n,
+            max: MAX_CURSOR_RESTARTS,
+            error,
+        });
         Ok(())
     }
 }
@@ -184,11 +187,12 @@ impl SourceRuntime {
             return false;
         }
         let at = fetch::rfc3339(ev.occurred_at);
-        tracing::warn!(source = %self.name(), stream = %stream, uid = %ev.uid, occurred_at = %at,
-            "record dated in the future: stored, flagged, not used as the high-water mark");
-        metrics::counter!("kandji_future_dated_total", "source" => self.name().to_string(),
-            "stream" => stream.as_str())
-        .increment(1);
+        emit(FutureDatedRecord {
+            source: self.name(),
+            stream: stream.as_str(),
+            uid: &ev.uid,
+            occurred_at: &at,
+        });
         ev.summary = format!("[future-dated {at}] {}", ev.summary);
         true
     }
@@ -208,9 +212,12 @@ impl SourceRuntime {
                     .store
                     .latest_event_at(self.name(), stream.as_str(), cap)
                     .await?;
-                tracing::warn!(source = %self.name(), stream = %stream, hwm = %fetch::rfc3339(h),
-                    reset_to = ?back.map(fetch::rfc3339),
-                    "high-water mark in the future; resetting it to the newest stored event");
+                emit(HighWaterMarkReset {
+                    source: self.name(),
+                    stream: stream.as_str(),
+                    hwm: &fetch::rfc3339(h),
+                    reset_to: back.map(fetch::rfc3339),
+                });
                 Ok(back)
             }
             other => Ok(other),

@@ -47,11 +47,12 @@ pub fn parse<T: DeserializeOwned + Default>(
         Some(v) => match serde_json::from_value(v) {
             Ok(cp) => cp,
             Err(e) => {
-                tracing::warn!(source = %source, stream = %stream, key = key.unwrap_or(""),
-                    reason = %e, "checkpoint unreadable; starting this stream over");
-                metrics::counter!("kandji_checkpoint_resets_total", "source" => source.to_string(),
-                    "stream" => stream.as_str())
-                .increment(1);
+                crate::internal_events::emit(crate::internal_events::CheckpointReset {
+                    source,
+                    stream: stream.as_str(),
+                    key: key.unwrap_or(""),
+                    reason: &e,
+                });
                 T::default()
             }
         },
