@@ -80,7 +80,7 @@ pub fn map(category: &str, row: &Value) -> Option<InvRow> {
         category,
         &|k| s(row, k),
         prism::changed_at(row),
-        row.to_string(),
+        prism::csv_form(row),
     )
 }
 

@@ -22,7 +22,7 @@ use std::time::Duration;
 /// the order of `ALL`); a cycle's run order is each spec's `rank`.
 macro_rules! registry {
     ($($variant:ident => $module:ident),* $(,)?) => {
-        $(mod $module;)*
+        $(pub mod $module;)*
 
         /// A stream's name. The names are part of the CLI and the config: never rename one.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -137,6 +137,37 @@ pub fn json_string(s: &str) -> String {
     Value::String(s.to_string()).to_string()
 }
 
+/// The raw JSON of a Prism JSON row in the form its CSV record has (see [`RawJson`]): keys
+/// sorted, every value a string (`null` as `""`, booleans and numbers as written, lists and
+/// objects as compact JSON). A row read from a delta page and the same row read from a full
+/// export then hash alike, so an unchanged row is not a change.
+pub fn csv_form(row: &Value) -> String {
+    let Some(map) = row.as_object() else {
+        return row.to_string();
+    };
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort();
+    let mut s = String::with_capacity(64 * keys.len());
+    s.push('{');
+    for (n, k) in keys.into_iter().enumerate() {
+        if n > 0 {
+            s.push(',');
+        }
+        s.push_str(&json_string(k));
+        s.push(':');
+        let v = match &map[k] {
+            Value::Null => String::new(),
+            Value::String(x) => x.clone(),
+            Value::Bool(b) => b.to_string(),
+            Value::Number(x) => x.to_string(),
+            other => other.to_string(),
+        };
+        s.push_str(&json_string(&v));
+    }
+    s.push('}');
+    s
+}
+
 /// Builds the raw JSON of a CSV record as `serde_json` would write the record's map (keys
 /// sorted, a later column of the same name winning, every value a string), without the map.
 #[derive(Debug, Default, Clone)]
@@ -331,5 +362,41 @@ mod checkpoint_tests {
             serde_json::to_value(Checkpoint::collected(Some(1), 2)).unwrap(),
             serde_json::json!({"last_full_ms": 1, "hwm_ms": 2})
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row read from a delta page (typed JSON) and the same row read from a full export
+    /// (CSV strings) have the same raw JSON, so re-reading an unchanged row is no change.
+    #[test]
+    fn a_json_row_and_its_csv_record_have_the_same_raw_json() {
+        let headers = CsvHeaders {
+            names: ["sip", "device_id", "count", "tags", "model_id", "n"]
+                .map(String::from)
+                .to_vec(),
+        };
+        let record = csv::StringRecord::from(vec![
+            "true",
+            "7cf7f725",
+            "",
+            r#"["byod-exempt","<b>bold-tag</b>"]"#,
+            "Mac15,5",
+            "42",
+        ]);
+        let from_csv = RawJson::new(&headers).write(&record);
+        let row = json!({
+            "device_id": "7cf7f725",
+            "sip": true,
+            "count": null,
+            "tags": ["byod-exempt", "<b>bold-tag</b>"],
+            "model_id": "Mac15,5",
+            "n": 42,
+        });
+        assert_eq!(csv_form(&row), from_csv);
+        // Not a map: kept as it is.
+        assert_eq!(csv_form(&json!([1])), "[1]");
     }
 }
