@@ -353,3 +353,39 @@ async fn migrated_tables_match_the_table_specs_and_a_fresh_store() {
         }
     }
 }
+
+/// Schema 5: an app version's typed `version` is Prism's `version`, not the build number in
+/// `short_version` that earlier builds preferred; a version whose fields have no `version`
+/// keeps what it had.
+#[tokio::test]
+async fn schema_5_reads_an_app_versions_version_not_its_build_number() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).expect("a new store"));
+    let path = dir.path().join("kandji.sqlite3");
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            r#"INSERT INTO app_titles (id, ident) VALUES (1, 'com.x'), (2, 'com.y');
+               INSERT INTO app_versions (id, title, name, bundle_id, version, path, fields) VALUES
+                 (1, 1, 'X', 'com.x', '70911000', '/X.app',
+                  '{"name":"X","short_version":"70911000","version":"7.9.11"}'),
+                 (2, 2, 'Y', 'com.y', '12', '/Y.app', '{"name":"Y","short_version":"12"}');
+               PRAGMA user_version = 4;"#,
+        )
+        .unwrap();
+    }
+    drop(Store::open(dir.path()).expect("the v4 store migrates"));
+    let c = ro(&path);
+    let versions: Vec<(i64, String)> = c
+        .prepare("SELECT id, version FROM app_versions ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(versions, [(1, "7.9.11".to_string()), (2, "12".to_string())]);
+    let v: u32 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, schema::latest_version());
+}

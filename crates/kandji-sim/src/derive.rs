@@ -158,6 +158,18 @@ pub fn app_version(app: usize, step: u32) -> String {
     format!("{major}.{minor}.{patch}")
 }
 
+/// An app version's build number, as Prism's `short_version` carries it: the spec's example
+/// has `version: "7.9.11"` beside `short_version: "70911000"` (openapi.yaml, `/prism/apps`).
+pub fn app_build(version: &str) -> String {
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    let (a, b, c) = (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    );
+    format!("{a}{b:02}{c:02}000")
+}
+
 /// An installed app on a device.
 #[derive(Debug, Clone, Copy)]
 pub struct AppInst {

@@ -241,7 +241,7 @@ fn app_row(t: &Tenant, base: &Map<String, Value>, a: &derive::AppInst) -> Value 
         ("name", s(&meta.name)),
         ("obtained_from", s(meta.source)),
         ("path", s(&meta.path)),
-        ("short_version", s(&ver)),
+        ("short_version", s(&derive::app_build(&ver))),
         (
             "signature",
             if ios {

@@ -101,7 +101,7 @@ impl AppInstall {
     }
 
     /// The typed values `tables::created/changed/removed` read: name, bundle_id, version, path.
-    fn typed(&self) -> Vec<rusqlite::types::Value> {
+    pub fn typed(&self) -> Vec<rusqlite::types::Value> {
         typed_of(&self.version)
     }
 
@@ -250,7 +250,9 @@ fn version_of(fields: String, s: &dyn Fn(&str) -> Option<String>) -> AppVersion 
         fields: Arc::from(fields),
         name: s("name").or_else(|| s("app_name")),
         bundle_id: s("bundle_id"),
-        version: s("short_version").or_else(|| s("version")),
+        // `version` is the one people read ("7.9.11"); Prism's `short_version` is the build
+        // number ("70911000", the spec's example), so it is only the fallback.
+        version: s("version").or_else(|| s("short_version")),
         path: s("path"),
     }
 }

@@ -512,8 +512,24 @@ CREATE INDEX devices_search ON devices(device_name, serial_number, user_email, u
     model, key, tags) WHERE removed_at IS NULL;
 "#;
 
+/// An app version's typed `version` is Prism's `version` ("7.9.11"), not its `short_version`
+/// (the build number, "70911000", which earlier builds preferred): re-read from the stored
+/// fields, so the next snapshot does not see every app as updated.
+const MIGRATION_5: &str = r#"
+UPDATE app_versions SET version = json_extract(fields, '$.version')
+WHERE json_valid(fields)
+  AND coalesce(json_extract(fields, '$.version'), '') <> ''
+  AND version IS NOT json_extract(fields, '$.version');
+"#;
+
 /// Every migration in order. Append only: never edit one that has shipped.
-const MIGRATIONS: [&str; 4] = [MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
+const MIGRATIONS: [&str; 5] = [
+    MIGRATION_1,
+    MIGRATION_2,
+    MIGRATION_3,
+    MIGRATION_4,
+    MIGRATION_5,
+];
 
 /// The schema version this build writes.
 pub const LATEST: u32 = MIGRATIONS.len() as u32;
