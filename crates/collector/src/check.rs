@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use kandji_api::check::{CheckReport, ProbeResult, ProbeSet};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Source;
 use crate::planner::fleet_size;
@@ -171,8 +171,7 @@ pub async fn run_with(rt: &SourceRuntime) -> Report {
 pub async fn run(source: &Source) -> anyhow::Result<Report> {
     let dir = std::env::temp_dir().join(format!("kandji-check-{}", std::process::id()));
     let store = Store::open(&dir)?;
-    let (_tx, rx) = watch::channel(false);
-    let rt = SourceRuntime::new(source.clone(), store, rx)?;
+    let rt = SourceRuntime::new(source.clone(), store, CancellationToken::new())?;
     let report = run_with(&rt).await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(report)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command};
 use crate::config::{Config, Source};
@@ -116,13 +116,13 @@ fn validate(cli: &Cli) -> Result<()> {
 fn runtimes(
     sources: Vec<Source>,
     store: &Store,
-    shutdown: &watch::Receiver<bool>,
+    shutdown: &CancellationToken,
 ) -> Result<Vec<Arc<SourceRuntime>>> {
     sources
         .into_iter()
         .map(|s| {
             let name = s.name.clone();
-            SourceRuntime::new(s, store.clone(), shutdown.clone())
+            SourceRuntime::new(s, store.clone(), shutdown.child_token())
                 .map(Arc::new)
                 .with_context(|| format!("source {name}"))
         })
@@ -172,15 +172,15 @@ async fn sync(cli: &Cli, only: Option<&str>, streams: &[String]) -> Result<()> {
         }) => return ask_daemon(&path, pid, &command, console.as_deref(), &picked, &wanted).await,
         Err(e) => return Err(e.into()),
     };
-    let (tx, rx) = watch::channel(false);
-    crate::shutdown::on_signals(tx);
+    let shutdown = CancellationToken::new();
+    crate::shutdown::on_signals(shutdown.clone());
     let mut failures = 0;
     // Progress bars on a terminal, plain lines otherwise (logs, CI, pipes).
     let tty = std::io::stdout().is_terminal();
     let multi = indicatif::MultiProgress::new();
     for s in picked {
         let name = s.name.clone();
-        let mut rt = SourceRuntime::new(s, store.clone(), rx.clone())
+        let mut rt = SourceRuntime::new(s, store.clone(), shutdown.child_token())
             .with_context(|| format!("source {name}"))?;
         let bar = tty.then(|| {
             let b = multi.add(indicatif::ProgressBar::new_spinner());
@@ -245,7 +245,7 @@ async fn sync(cli: &Cli, only: Option<&str>, streams: &[String]) -> Result<()> {
             b.share_limit
         );
     }
-    crate::outputs::drain_once(&store, &cfg, &sources, &rx).await?;
+    crate::outputs::drain_once(&store, &cfg, &sources, &shutdown).await?;
     if failures > 0 {
         bail!("{failures} stream(s) failed");
     }
@@ -344,23 +344,31 @@ async fn run(cli: &Cli, web: &crate::cli::WebArgs) -> Result<()> {
     let sources = cfg.resolve()?;
     // One store for the whole process: the engine, the outputs and the console share it.
     let store = Store::open(&cfg.data_dir)?;
-    if !web.no_console {
-        // The outputs of config-file sources run beside the console and stop with it.
-        let (outputs_stop, outputs_rx) = watch::channel(false);
-        let outputs = crate::outputs::start(&store, &cfg, &sources, outputs_rx)?;
-        let r = crate::web::run_cmd(store, cfg.data_dir.clone(), sources, web, false).await;
-        let _ = outputs_stop.send(true);
-        crate::outputs::join(outputs).await;
-        return r;
-    }
-    let (tx, rx) = watch::channel(false);
-    crate::shutdown::on_signals(tx);
-    let outputs = crate::outputs::start(&store, &cfg, &sources, rx.clone())?;
-    let rts = runtimes(sources, &store, &rx)?;
-    tracing::info!(sources = rts.len(), "collector running");
-    engine::run_forever(rts, rx).await;
+    // One token for the process, cancelled by the one signal handler; the outputs and the
+    // supervisor (and through it each source) hold children of it.
+    let shutdown = CancellationToken::new();
+    crate::shutdown::on_signals(shutdown.clone());
+    let outputs = crate::outputs::start(&store, &cfg, &sources, shutdown.child_token())?;
+    let r = if web.no_console {
+        tracing::info!(sources = sources.len(), "collector running");
+        engine::run_config_sources(store, sources, shutdown.child_token()).await;
+        Ok(())
+    } else {
+        let r = crate::web::run_cmd(
+            store,
+            cfg.data_dir.clone(),
+            sources,
+            web,
+            false,
+            shutdown.child_token(),
+        )
+        .await;
+        // The console stopped (shutdown, or it failed to start): so do the outputs.
+        shutdown.cancel();
+        r
+    };
     crate::outputs::join(outputs).await;
-    Ok(())
+    r
 }
 
 /// What `status` says of the store itself: who holds it, and whether it can be written.
@@ -608,19 +616,21 @@ async fn demo(
         let mut web = web.clone();
         web.allow_custom_endpoints = true;
         let store = Store::open(&dir)?;
-        let r = crate::web::run_cmd(store, dir, sources, &web, true).await;
+        let shutdown = CancellationToken::new();
+        crate::shutdown::on_signals(shutdown.clone());
+        let r = crate::web::run_cmd(store, dir, sources, &web, true, shutdown).await;
         sim.shutdown().await;
         return r;
     }
     let store = Store::open(&dir)?;
-    let (tx, rx) = watch::channel(false);
-    crate::shutdown::on_signals(tx);
+    let shutdown = CancellationToken::new();
+    crate::shutdown::on_signals(shutdown.clone());
     println!(
         "simulated tenant: {} ({devices} devices, seed {seed})",
         sim.base_url()
     );
     println!("store: {}", store.path().display());
-    let rts = runtimes(sources, &store, &rx)?;
+    let rts = runtimes(sources.clone(), &store, &shutdown)?;
     for rt in &rts {
         for r in engine::sync_once(rt, &[]).await {
             match &r.result {
@@ -645,7 +655,8 @@ async fn demo(
         return Ok(());
     }
     println!("collecting on schedule; Ctrl-C to stop");
-    engine::run_forever(rts, rx).await;
+    drop(rts);
+    engine::run_config_sources(store, sources, shutdown).await;
     sim.shutdown().await;
     Ok(())
 }

@@ -1,10 +1,10 @@
-//! The process's one signal handler: SIGINT or SIGTERM flips the shutdown flag that every
-//! source, stream, output and the console watch.
+//! The process's one signal handler: SIGINT or SIGTERM cancels the process's token, which
+//! every source, stream, output and the console hold a child of.
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
-/// Flips `tx` to `true` on the first SIGINT or SIGTERM.
-pub fn on_signals(tx: watch::Sender<bool>) {
+/// Cancels `token` on the first SIGINT or SIGTERM.
+pub fn on_signals(token: CancellationToken) {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
@@ -13,17 +13,24 @@ pub fn on_signals(tx: watch::Sender<bool>) {
                     tokio::select! {
                         _ = tokio::signal::ctrl_c() => {}
                         _ = term.recv() => {}
+                        () = token.cancelled() => return,
                     }
                 }
                 Err(error) => {
                     tracing::warn!(%error, "cannot listen for SIGTERM");
-                    let _ = tokio::signal::ctrl_c().await;
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        () = token.cancelled() => return,
+                    }
                 }
             }
         }
         #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = token.cancelled() => return,
+        }
         tracing::info!("shutting down: committing in-flight pages");
-        let _ = tx.send(true);
+        token.cancel();
     });
 }

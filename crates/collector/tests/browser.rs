@@ -342,8 +342,11 @@ async fn console_flows_in_headless_chromium() {
         .await
         .unwrap();
     let url = started.url.trim_end_matches('/').to_string();
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(async move { web::serve(started, rx).await.unwrap() });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn({
+        let stop = stop.clone();
+        async move { web::serve(started, stop).await.unwrap() }
+    });
     let d = Driver::start(&chromedriver, &dir.path().join("profile")).await;
 
     // Log in.
@@ -456,7 +459,7 @@ async fn console_flows_in_headless_chromium() {
         .send()
         .await;
     drop(d);
-    let _ = stop.send(true);
+    stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(30), server).await;
     sim.shutdown().await;
 }

@@ -334,6 +334,67 @@ async fn run_collects_until_sigterm_then_exits_cleanly() {
     );
 }
 
+/// `run` with the console and an output: one signal handler stops the console, every source
+/// and the output (which the console mode used never to tell), and the process exits within
+/// 5 s, the output having delivered what was collected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_the_console_stops_sources_and_outputs_within_5s_of_sigterm() {
+    let mut cfg = sim_config(25, 8);
+    cfg.churn = Churn::none();
+    let sim = kandji_sim::spawn(cfg).await.expect("sim");
+    let dir = tempfile::tempdir().expect("dir");
+    let ndjson = dir.path().join("out.ndjson");
+    let config = write_config(
+        dir.path(),
+        &sim.base_url(),
+        sim.token(),
+        &format!(
+            "streams = [\"blueprints\", \"tags\", \"devices\"]\n\
+             [[sources.sinks]]\ntype = \"ndjson\"\nname = \"archive\"\nformat = \"raw\"\npath = {ndjson:?}\n"
+        ),
+    );
+    let (status, took) = tokio::task::spawn_blocking(move || {
+        let mut child = bin()
+            .args(["--config", &config, "run", "--listen", "127.0.0.1:0"])
+            .env("KANDJI_COLLECTOR_ADMIN_PASSWORD", "correct horse battery")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        // Wait until the output has delivered the device list.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let lines = std::fs::read_to_string(&ndjson)
+                .map(|t| t.lines().count())
+                .unwrap_or(0);
+            if lines >= 25 || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let pid = child.id().to_string();
+        let asked = std::time::Instant::now();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        let status = child.wait().expect("wait");
+        (status, asked.elapsed())
+    })
+    .await
+    .expect("join");
+    assert!(status.success(), "SIGTERM is a clean shutdown: {status:?}");
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "exit took {took:?} after SIGTERM"
+    );
+    let text = std::fs::read_to_string(dir.path().join("out.ndjson")).expect("the output wrote");
+    assert!(
+        text.lines().count() >= 25,
+        "the output delivered the devices"
+    );
+}
+
 #[tokio::test]
 async fn demo_once_collects_a_simulated_tenant_and_exits() {
     let dir = tempfile::tempdir().expect("dir");

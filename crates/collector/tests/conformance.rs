@@ -31,7 +31,7 @@ use kandji_collector::store::Store;
 use kandji_collector::streams::StreamName;
 use kandji_sim::{Churn, Faults, SimConfig, SimHandle};
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// Devices in the harness's tenant: enough for every walk and export to take several pages.
 const DEVICES: usize = 700;
@@ -239,11 +239,11 @@ fn runtime(
     sim: &Arc<SimHandle>,
     store: &Store,
     filters: FilterConfig,
-) -> (SourceRuntime, watch::Sender<bool>) {
+) -> (SourceRuntime, CancellationToken) {
     let mut source = source_for(sim, "acme");
     source.filters = filters;
-    let (stop, rx) = watch::channel(false);
-    let mut rt = SourceRuntime::new(source, store.clone(), rx).expect("runtime");
+    let stop = CancellationToken::new();
+    let mut rt = SourceRuntime::new(source, store.clone(), stop.clone()).expect("runtime");
     rt.export_poll = Duration::from_millis(5);
     let clock = sim.clone();
     rt.clock = Arc::new(move || (clock.now().unix_timestamp_nanos() / 1_000_000) as i64);
@@ -373,13 +373,12 @@ async fn run_and_assert_stream_conformance(stream: StreamName) {
     let store = Store::open(dir.path()).expect("store");
     let (mut rt, stop) = runtime(&sim, &store, FilterConfig::default());
     prepare(&rt, stream, false).await;
-    let stop = Arc::new(stop);
     let pages = Arc::new(AtomicU64::new(0));
     {
         let (stop, pages, name) = (stop.clone(), pages.clone(), stream.as_str());
         rt.on_commit = Some(Arc::new(move |s, _| {
             if s == name && pages.fetch_add(1, Ordering::SeqCst) == 0 {
-                let _ = stop.send(true);
+                stop.cancel();
             }
         }));
     }
@@ -483,7 +482,7 @@ async fn run_and_assert_stream_conformance(stream: StreamName) {
         "{stream} did not wait on a failing API: {early:?}"
     );
     let asked = std::time::Instant::now();
-    stop.send(true).expect("stop");
+    stop.cancel();
     let r = tokio::time::timeout(Duration::from_secs(5), run)
         .await
         .unwrap_or_else(|_| panic!("{stream} still running 5 s after shutdown"));

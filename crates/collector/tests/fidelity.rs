@@ -76,15 +76,14 @@ async fn the_daemon_refuses_a_schedule_that_would_overspend_and_says_why() {
     let store = kandji_collector::store::Store::open(dir.path()).expect("store");
     let mut source = source_for(&sim, "greedy");
     source.budget_share = 0.001; // 10 requests/hour
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let rt = kandji_collector::engine::SourceRuntime::new(source, store.clone(), rx.clone())
-        .expect("runtime");
-    let daemon = tokio::spawn(kandji_collector::engine::run_forever(
-        vec![std::sync::Arc::new(rt)],
-        rx,
+    let stop = tokio_util::sync::CancellationToken::new();
+    let daemon = tokio::spawn(kandji_collector::engine::run_config_sources(
+        store.clone(),
+        vec![source],
+        stop.clone(),
     ));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let _ = stop.send(true);
+    stop.cancel();
     daemon.await.expect("daemon");
     let msg: String = common::sql(&store)
         .query_row(

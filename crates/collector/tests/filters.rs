@@ -10,7 +10,7 @@ use common::*;
 use kandji_collector::config::FilterConfig;
 use kandji_collector::engine::SourceRuntime;
 use kandji_sim::Churn;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blueprint_and_device_type_filter_scopes_every_stream() {
@@ -40,7 +40,7 @@ async fn a_blueprint_and_device_type_filter_scopes_every_stream() {
         tags: vec![],
         device_types: vec!["Mac".into()],
     };
-    let (_stop, rx) = watch::channel(false);
+    let rx = CancellationToken::new();
     let mut rt = SourceRuntime::new(source, base.store.clone(), rx).expect("runtime");
     rt.export_poll = Duration::from_millis(5);
     for r in kandji_collector::engine::sync_once(&rt, &[]).await {
@@ -91,7 +91,7 @@ async fn an_unknown_blueprint_name_fails_loudly_instead_of_collecting_everything
     let base = env(cfg).await;
     let mut source = source_for(&base.sim, "typo");
     source.filters.blueprints = vec!["Enginering Macs".into()];
-    let (_stop, rx) = watch::channel(false);
+    let rx = CancellationToken::new();
     let rt = SourceRuntime::new(source, base.store.clone(), rx).expect("runtime");
     let results = kandji_collector::engine::sync_once(&rt, &[]).await;
     let devices = results

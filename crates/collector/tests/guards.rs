@@ -228,15 +228,15 @@ async fn the_first_cycle_runs_compliance_after_devices() {
     let store = kandji_collector::store::Store::open(dir.path()).unwrap();
     let mut source = source_for(&sim, "acme");
     source.streams = vec![StreamName::Compliance, StreamName::Devices];
-    let (stop, rx) = tokio::sync::watch::channel(false);
+    let stop = tokio_util::sync::CancellationToken::new();
     let rt = std::sync::Arc::new(
-        kandji_collector::engine::SourceRuntime::new(source, store.clone(), rx.clone()).unwrap(),
+        kandji_collector::engine::SourceRuntime::new(source, store.clone(), stop.clone()).unwrap(),
     );
     let notifies = [StreamName::Compliance, StreamName::Devices]
         .into_iter()
         .map(|s| (s, std::sync::Arc::new(tokio::sync::Notify::new())))
         .collect();
-    let task = tokio::spawn(kandji_collector::engine::source_loop(rt, notifies, rx));
+    let task = tokio::spawn(kandji_collector::engine::source_loop(rt, notifies));
     let done = async {
         loop {
             let n = count(
@@ -261,7 +261,7 @@ async fn the_first_cycle_runs_compliance_after_devices() {
         first_run_records > 0,
         "compliance's first run collected nothing"
     );
-    stop.send(true).unwrap();
+    stop.cancel();
     task.await.unwrap();
 }
 
@@ -278,7 +278,7 @@ async fn stops_within_5s(
     let early = tokio::time::timeout(Duration::from_secs(2), &mut run).await;
     assert!(early.is_err(), "{stream} did not wait: {early:?}");
     let asked = std::time::Instant::now();
-    env.stop.send(true).unwrap();
+    env.stop.cancel();
     let r = tokio::time::timeout(Duration::from_secs(5), run)
         .await
         .unwrap_or_else(|_| panic!("{stream} still running 5 s after shutdown"));
@@ -305,7 +305,7 @@ async fn shutdown_interrupts_an_export_poll() {
         kandji_collector::engine::SourceRuntime::new(
             source_for(&env.sim, "unused"),
             env.store.clone(),
-            tokio::sync::watch::channel(false).1,
+            tokio_util::sync::CancellationToken::new(),
         )
         .unwrap(),
     );
@@ -328,12 +328,9 @@ async fn shutdown_interrupts_a_budget_wait() {
     // A share of 2 requests an hour: the devices walk (3 pages of 300) waits an hour for its
     // third.
     source.hourly_limit = 2;
-    let rt = kandji_collector::engine::SourceRuntime::new(
-        source,
-        env.store.clone(),
-        env.stop.subscribe(),
-    )
-    .unwrap();
+    let rt =
+        kandji_collector::engine::SourceRuntime::new(source, env.store.clone(), env.stop.clone())
+            .unwrap();
     stops_within_5s(&env, &rt, StreamName::Devices).await;
 }
 

@@ -18,7 +18,7 @@ use kandji_collector::store::Store;
 use opentelemetry_proto::tonic::common::v1::any_value;
 use receivers::*;
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 fn webhook_spec(base: &str, name: &str, format: Format, batch: usize) -> SinkSpec {
     SinkSpec {
@@ -91,8 +91,8 @@ async fn webhook_batches_are_signed_gzipped_and_complete() {
         fast(),
     )
     .unwrap();
-    let (_tx, mut sd) = watch::channel(false);
-    let n = out.drain(&mut sd).await.unwrap();
+    let sd = CancellationToken::new();
+    let n = out.drain(&sd).await.unwrap();
     assert!(n as i64 >= outbox_len(&env.store) && n > 0);
     let got = {
         let st = rx.state.lock().unwrap();
@@ -127,8 +127,8 @@ async fn ocsf_webhook_bodies_are_ocsf() {
         fast(),
     )
     .unwrap();
-    let (_tx, mut sd) = watch::channel(false);
-    out.drain(&mut sd).await.unwrap();
+    let sd = CancellationToken::new();
+    out.drain(&sd).await.unwrap();
     assert!(!rx.state.lock().unwrap().ids.is_empty());
 }
 
@@ -144,8 +144,8 @@ async fn otlp_protobuf_and_json_decode_with_the_proto_types() {
             fast(),
         )
         .unwrap();
-        let (_tx, mut sd) = watch::channel(false);
-        out.drain(&mut sd).await.unwrap();
+        let sd = CancellationToken::new();
+        out.drain(&sd).await.unwrap();
         let st = rx.state.lock().unwrap();
         assert!(!st.otlp.is_empty(), "{encoding:?}");
         assert_eq!(st.headers[0].get("x-scope").unwrap(), "kandji");
@@ -217,8 +217,8 @@ async fn receiver_outage_then_recovery_delivers_everything() {
         fast(),
     )
     .unwrap();
-    let (tx, sd) = watch::channel(false);
-    let task = tokio::spawn(out.run(sd));
+    let tx = CancellationToken::new();
+    let task = tokio::spawn(out.run(tx.clone()));
     let want = expected_ids(&env.store);
     wait_for(|| {
         rx.state
@@ -231,7 +231,7 @@ async fn receiver_outage_then_recovery_delivers_everything() {
             == want
     })
     .await;
-    tx.send(true).unwrap();
+    tx.cancel();
     task.await.unwrap();
     assert_eq!(
         rx.fail_next.load(Ordering::SeqCst),
@@ -263,10 +263,10 @@ async fn output_restart_resumes_from_its_offset() {
         fast(),
     )
     .unwrap();
-    let (tx, sd) = watch::channel(false);
-    let task = tokio::spawn(out.run(sd));
+    let tx = CancellationToken::new();
+    let task = tokio::spawn(out.run(tx.clone()));
     wait_for(|| rx.state.lock().unwrap().batches.len() >= 3).await;
-    tx.send(true).unwrap();
+    tx.cancel();
     task.await.unwrap();
     let first = rx.state.lock().unwrap().ids.len();
     assert!(
@@ -286,8 +286,8 @@ async fn output_restart_resumes_from_its_offset() {
         fast(),
     )
     .unwrap();
-    let (_tx, mut sd) = watch::channel(false);
-    out.drain(&mut sd).await.unwrap();
+    let sd = CancellationToken::new();
+    out.drain(&sd).await.unwrap();
     let st = rx.state.lock().unwrap();
     let got: BTreeSet<String> = st.ids.iter().cloned().collect();
     assert!(
@@ -314,8 +314,8 @@ async fn permanent_rejections_are_dead_lettered_and_the_rest_delivered() {
         fast(),
     )
     .unwrap();
-    let (_tx, mut sd) = watch::channel(false);
-    out.drain(&mut sd).await.unwrap();
+    let sd = CancellationToken::new();
+    out.drain(&sd).await.unwrap();
     let got: BTreeSet<String> = rx.state.lock().unwrap().ids.iter().cloned().collect();
     assert_eq!(got, want.difference(&bad).cloned().collect());
     let status = outputs::status(&env.store).await.unwrap();
@@ -349,8 +349,8 @@ async fn ndjson_rotates_by_size_and_writes_every_record() {
         },
     };
     let out = Output::new(env.store.clone(), info(), spec, fast()).unwrap();
-    let (_tx, mut sd) = watch::channel(false);
-    out.drain(&mut sd).await.unwrap();
+    let sd = CancellationToken::new();
+    out.drain(&sd).await.unwrap();
     let mut lines = 0;
     let mut files = 0;
     for e in std::fs::read_dir(dir.path()).unwrap() {
@@ -472,8 +472,8 @@ async fn auth_failures_are_retried_not_dead_lettered() {
         fast(),
     )
     .unwrap();
-    let (_tx, mut sd) = watch::channel(false);
-    out.drain(&mut sd).await.unwrap();
+    let sd = CancellationToken::new();
+    out.drain(&sd).await.unwrap();
     let got: BTreeSet<String> = rx.state.lock().unwrap().ids.iter().cloned().collect();
     assert_eq!(got, expected_ids(&env.store));
     let status = outputs::status(&env.store).await.unwrap();

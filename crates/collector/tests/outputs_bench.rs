@@ -16,7 +16,7 @@ use common::*;
 use kandji_collector::outputs::config::{Format, OtlpEncoding, SinkKind, SinkSpec};
 use kandji_collector::outputs::{Output, Pacing, SourceInfo};
 use receivers::*;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run in release with --ignored --nocapture"]
@@ -95,9 +95,9 @@ async fn output_throughput() {
             kind,
         };
         let out = Output::new(env.store.clone(), info.clone(), spec, Pacing::default()).unwrap();
-        let (_tx, mut sd) = watch::channel(false);
+        let sd = CancellationToken::new();
         let t = Instant::now();
-        let n = out.drain(&mut sd).await.unwrap();
+        let n = out.drain(&sd).await.unwrap();
         let secs = t.elapsed().as_secs_f64();
         println!("| {label} | {n} | {secs:.2} | {:.0} |", n as f64 / secs);
     }

@@ -225,8 +225,8 @@ async fn two_fresh_processes_never_race_the_migration() {
 
 /// A runtime on `store` for the simulator's tenant.
 fn runtime(sim: &kandji_sim::SimHandle, store: &Store) -> SourceRuntime {
-    let (_stop, rx) = tokio::sync::watch::channel(false);
-    let mut rt = SourceRuntime::new(source_for(sim, "acme"), store.clone(), rx).expect("runtime");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut rt = SourceRuntime::new(source_for(sim, "acme"), store.clone(), stop).expect("runtime");
     rt.export_poll = Duration::from_millis(5);
     rt
 }

@@ -10,7 +10,7 @@ use kandji_collector::web::{self, ConsoleOptions};
 use kandji_sim::{SimConfig, TokenSpec};
 use reqwest::StatusCode;
 use reqwest::header::{LOCATION, SET_COOKIE};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 const PASSWORD: &str = "correct horse battery staple";
 const API_KEY: &str = "test-api-key-0123456789";
@@ -47,7 +47,7 @@ fn logs() -> Logs {
 struct Console {
     url: String,
     dir: tempfile::TempDir,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     http: reqwest::Client,
     cookie: String,
@@ -74,7 +74,8 @@ impl Console {
             .await
             .unwrap();
         let url = started.url.trim_end_matches('/').to_string();
-        let (stop, rx) = watch::channel(false);
+        let stop = CancellationToken::new();
+        let rx = stop.clone();
         let task = tokio::spawn(async move {
             web::serve(started, rx).await.unwrap();
         });
@@ -145,7 +146,7 @@ impl Console {
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(30), self.task).await;
     }
 }
@@ -645,7 +646,8 @@ async fn bearer_api_key_and_first_run_setup() {
     .unwrap();
     let url = started.url.replace("https://", "http://");
     let url = url.trim_end_matches('/').to_string();
-    let (stop, rx) = watch::channel(false);
+    let stop = CancellationToken::new();
+    let rx = stop.clone();
     let task = tokio::spawn(async move { web::serve(started, rx).await.unwrap() });
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -720,7 +722,7 @@ async fn bearer_api_key_and_first_run_setup() {
     .await
     .unwrap();
     assert_eq!(r.headers()[LOCATION], "/login");
-    let _ = stop.send(true);
+    stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
 }
 

@@ -11,12 +11,14 @@ use tokio::sync::{Notify, watch};
 use crate::internal_events::{StreamRunFailed, StreamRunFinished, emit};
 use crate::store::{Store, StoreError, now_ms};
 pub use crate::streams::error as status;
+pub mod supervisor;
 pub mod view;
 pub use crate::streams::runtime::{
     CursorRestarts, FUTURE_SKEW_MS, MAX_CURSOR_RESTARTS, OnCommit, RunReport, Scope, SourceRuntime,
     State, StreamError,
 };
 use crate::streams::{self, Stage, StreamName};
+pub use supervisor::{Broken, Catalog, CatalogEntry, ConfigCatalog, SourceCatalog, Supervisor};
 pub use view::{status_json, status_rows};
 
 impl SourceRuntime {
@@ -334,37 +336,22 @@ impl SourceWide {
     }
 }
 
-/// The daemon without a console: every enabled source's [`source_loop`] until shutdown.
-pub async fn run_forever(runtimes: Vec<Arc<SourceRuntime>>, mut shutdown: watch::Receiver<bool>) {
-    let mut tasks = tokio::task::JoinSet::new();
-    for rt in runtimes {
-        if !rt.source.enabled {
-            for s in &rt.source.streams {
-                let _ = set_state(&rt.store, rt.name(), *s, State::Disabled).await;
-            }
-            continue;
-        }
-        let notifies = rt
-            .source
-            .streams
-            .iter()
-            .map(|s| (*s, Arc::new(Notify::new())))
-            .collect();
-        tasks.spawn(source_loop(rt, notifies, shutdown.clone()));
-    }
-    let _ = shutdown.changed().await;
-    while tasks.join_next().await.is_some() {}
+/// The daemon without a console: the [`Supervisor`] over the config file's sources, until
+/// `shutdown` is cancelled.
+pub async fn run_config_sources(
+    store: Store,
+    sources: Vec<crate::streams::source::Source>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let sup = Arc::new(Supervisor::new(store, Arc::new(ConfigCatalog(sources))));
+    sup.run(shutdown).await;
 }
 
-/// One source on schedule until `stop`: the planner's preflight (a schedule that would
+/// One source on schedule until its runtime's token is cancelled: the planner's preflight (a schedule that would
 /// overspend the share does not start, and every stream's status says why), the dimensions
 /// once so filters resolve, then one [`stream_loop`] per stream. `notifies` wake a stream
 /// early ("sync now"). The console's supervisor runs this too.
-pub async fn source_loop(
-    rt: Arc<SourceRuntime>,
-    notifies: BTreeMap<StreamName, Arc<Notify>>,
-    stop: watch::Receiver<bool>,
-) {
+pub async fn source_loop(rt: Arc<SourceRuntime>, notifies: BTreeMap<StreamName, Arc<Notify>>) {
     let preflight = tokio::select! {
         r = rt.preflight() => r,
         () = rt.stopped() => return,
@@ -410,7 +397,6 @@ pub async fn source_loop(
             stream,
             notify,
             last_success,
-            stop.clone(),
             waits.remove(&stream),
             first_runs.remove(&stream),
         ));
@@ -424,7 +410,7 @@ pub fn depends_on(stream: StreamName) -> Option<StreamName> {
     stream.spec().needs.and_then(streams::filling)
 }
 
-/// One stream on its interval until `stop`. A restart does not re-run what ran recently (it
+/// One stream on its interval until its runtime's token is cancelled. A restart does not re-run what ran recently (it
 /// waits out the interval from the last success); a failure backs off from 60 s, doubling, to
 /// at most the interval; `notify` runs it now.
 pub async fn stream_loop(
@@ -432,7 +418,6 @@ pub async fn stream_loop(
     stream: StreamName,
     notify: Arc<Notify>,
     last_success: Option<i64>,
-    mut stop: watch::Receiver<bool>,
     mut after: Option<watch::Receiver<bool>>,
     first_run: Option<watch::Sender<bool>>,
 ) {
@@ -447,20 +432,20 @@ pub async fn stream_loop(
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(first as u64)) => {}
             _ = notify.notified() => {}
-            _ = stop.changed() => {}
+            () = rt.stopped() => {}
         }
     }
     if let Some(rx) = after.as_mut() {
         // The stream this one reads from has not run yet: its first run goes first.
         tokio::select! {
             _ = rx.wait_for(|done| *done) => {}
-            _ = stop.changed() => {}
+            () = rt.stopped() => {}
         }
     }
     let mut failures = 0u32;
     let mut first_run = first_run;
     loop {
-        if *stop.borrow() {
+        if rt.stopping() {
             break;
         }
         let result = rt.run_stream(stream).await;
@@ -481,7 +466,7 @@ pub async fn stream_loop(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = notify.notified() => {}
-            _ = stop.changed() => {}
+            () = rt.stopped() => {}
         }
     }
 }

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 pub use crate::config::sinks::{self as config, Format, SinkKind, SinkSpec};
 pub use outbox::{OutRecord, SourceInfo, ocsf_of_export};
@@ -264,7 +264,7 @@ impl Output {
     async fn send_retrying(
         &self,
         records: &[OutRecord],
-        shutdown: &mut watch::Receiver<bool>,
+        shutdown: &CancellationToken,
     ) -> Result<(), OutputError> {
         let mut backoff = ExponentialBuilder::default()
             .with_jitter()
@@ -294,12 +294,12 @@ impl Output {
                         .await;
                 });
             });
-        if *shutdown.borrow() {
+        if shutdown.is_cancelled() {
             return Err(OutputError::Shutdown);
         }
         tokio::select! {
             r = retry => r.map_err(OutputError::Sink),
-            _ = shutdown.changed() => Err(OutputError::Shutdown),
+            () = shutdown.cancelled() => Err(OutputError::Shutdown),
         }
     }
 
@@ -332,7 +332,7 @@ impl Output {
         &self,
         batch: &ReadBatch,
         last: crate::store::OutboxPos,
-        shutdown: &mut watch::Receiver<bool>,
+        shutdown: &CancellationToken,
     ) -> Result<(), OutputError> {
         let mut delivered = batch.records.len() as i64;
         if !batch.records.is_empty() {
@@ -357,7 +357,7 @@ impl Output {
     }
 
     /// Delivers one batch from the outbox. Returns how many outbox rows it consumed (0 = caught up).
-    pub async fn step(&self, shutdown: &mut watch::Receiver<bool>) -> Result<usize, OutputError> {
+    pub async fn step(&self, shutdown: &CancellationToken) -> Result<usize, OutputError> {
         let batch = self
             .read_task(None)
             .await
@@ -371,7 +371,7 @@ impl Output {
 
     /// Delivers until the outbox is empty for this output, reading the next batch while the
     /// current one is in flight (offsets still commit in order). Returns the outbox rows consumed.
-    async fn pump(&self, shutdown: &mut watch::Receiver<bool>) -> Result<u64, OutputError> {
+    async fn pump(&self, shutdown: &CancellationToken) -> Result<u64, OutputError> {
         let mut total = 0u64;
         let mut next = self.read_task(None);
         loop {
@@ -389,7 +389,7 @@ impl Output {
     async fn isolate_rejects(
         &self,
         records: &[OutRecord],
-        shutdown: &mut watch::Receiver<bool>,
+        shutdown: &CancellationToken,
     ) -> Result<i64, OutputError> {
         let mut delivered = 0;
         for r in records {
@@ -419,18 +419,18 @@ impl Output {
     }
 
     /// Delivers until the outbox is empty for this output (or a send gives up).
-    pub async fn drain(&self, shutdown: &mut watch::Receiver<bool>) -> Result<u64, OutputError> {
+    pub async fn drain(&self, shutdown: &CancellationToken) -> Result<u64, OutputError> {
         self.pump(shutdown).await
     }
 
     /// Runs until shutdown: delivers, then polls the outbox.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!(source = %self.info.source, output = %self.spec.name, kind = self.spec.kind.type_name(), "output started");
         loop {
-            if *shutdown.borrow() {
+            if shutdown.is_cancelled() {
                 break;
             }
-            match self.pump(&mut shutdown).await {
+            match self.pump(&shutdown).await {
                 Ok(_) => {}
                 Err(OutputError::Shutdown) => break,
                 Err(e) => {
@@ -439,8 +439,7 @@ impl Output {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.pacing.poll) => {}
-                // A dropped sender means nobody can stop us any more: stop now.
-                r = shutdown.changed() => if r.is_err() { break },
+                () = shutdown.cancelled() => break,
             }
         }
         tracing::info!(source = %self.info.source, output = %self.spec.name, "output stopped");
@@ -494,12 +493,13 @@ pub enum BuildError {
     Sink(#[from] SinkError),
 }
 
-/// Spawns every output and an outbox pruner; they stop when `shutdown` turns true.
+/// Spawns every output and an outbox pruner, each under a child of `shutdown`; they stop
+/// when it is cancelled.
 pub fn spawn_all(
     store: &Store,
     outputs: Vec<Output>,
     sources: &[String],
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut by_source: std::collections::BTreeMap<String, Vec<String>> =
         sources.iter().map(|s| (s.clone(), Vec::new())).collect();
@@ -511,10 +511,10 @@ pub fn spawn_all(
     }
     let mut handles: Vec<_> = outputs
         .into_iter()
-        .map(|o| tokio::spawn(o.run(shutdown.clone())))
+        .map(|o| tokio::spawn(o.run(shutdown.child_token())))
         .collect();
     let store = store.clone();
-    let mut sd = shutdown;
+    let sd = shutdown.child_token();
     handles.push(tokio::spawn(async move {
         loop {
             let plan = by_source.clone().into_iter().collect();
@@ -524,10 +524,7 @@ pub fn spawn_all(
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-                r = sd.changed() => if r.is_err() { break },
-            }
-            if *sd.borrow() {
-                break;
+                () = sd.cancelled() => break,
             }
         }
     }));
@@ -545,7 +542,7 @@ pub fn start(
     store: &Store,
     config: &crate::config::Config,
     sources: &[crate::config::Source],
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, BuildError> {
     let outputs = build_all(store, config, sources, Pacing::default())?;
     let names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
@@ -565,7 +562,7 @@ pub async fn drain_once(
     store: &Store,
     config: &crate::config::Config,
     sources: &[crate::config::Source],
-    shutdown: &watch::Receiver<bool>,
+    shutdown: &CancellationToken,
 ) -> Result<(), BuildError> {
     let pacing = Pacing {
         max_attempts: Some(4),
@@ -583,8 +580,7 @@ pub async fn drain_once(
             .push(o.spec.name.clone());
     }
     for o in outputs {
-        let mut sd = shutdown.clone();
-        match o.drain(&mut sd).await {
+        match o.drain(&shutdown.child_token()).await {
             Ok(n) => {
                 tracing::info!(source = %o.info.source, output = %o.spec.name, records = n, "output drained")
             }

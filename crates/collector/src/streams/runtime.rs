@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kandji_api::{Budget, BudgetConfig, ClientConfig, KandjiClient};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::StreamName;
 pub use super::error::{State, StreamError};
@@ -87,7 +87,9 @@ pub struct SourceRuntime {
     pub client: KandjiClient,
     pub budget: Arc<Budget>,
     pub store: Store,
-    pub shutdown: watch::Receiver<bool>,
+    /// Cancelled when the process (or this source alone) stops: a child of the process's
+    /// token.
+    pub shutdown: CancellationToken,
     /// The first wait between Prism export polls (it grows x1.5, to 30 s).
     pub export_poll: Duration,
     /// The engine's clock (ms since the epoch). Wall time in production; tests follow the
@@ -104,7 +106,7 @@ impl SourceRuntime {
     pub fn new(
         source: Source,
         store: Store,
-        shutdown: watch::Receiver<bool>,
+        shutdown: CancellationToken,
     ) -> Result<SourceRuntime, kandji_api::KandjiError> {
         let budget = Arc::new(Budget::new(BudgetConfig {
             hourly_limit: source.hourly_limit,
@@ -226,14 +228,10 @@ impl SourceRuntime {
 
     /// Resolves once shutdown is asked for (at once if it already was).
     pub async fn stopped(&self) {
-        let mut rx = self.shutdown.clone();
-        if rx.wait_for(|stop| *stop).await.is_err() {
-            // The sender is gone: nobody can ask for shutdown any more.
-            std::future::pending::<()>().await;
-        }
+        self.shutdown.cancelled().await;
     }
 
     pub fn stopping(&self) -> bool {
-        *self.shutdown.borrow()
+        self.shutdown.is_cancelled()
     }
 }

@@ -9,6 +9,7 @@ use crate::store::{Store, StoreError, StreamOutcome};
 use crate::streams::StreamName;
 use crate::streams::runtime::SourceRuntime;
 use crate::streams::source::Source;
+use tokio_util::sync::CancellationToken;
 
 /// The states a stream gets from the check rather than from a run.
 pub const ACCESS_STATES: [&str; 2] = ["missing_permission", "not_licensed"];
@@ -79,8 +80,8 @@ pub async fn recheck(store: &Store, source: &Source) -> Result<check::Report, St
     let chosen = source.streams.clone();
     let mut all = source.clone();
     all.streams = StreamName::ALL.to_vec();
-    let (_tx, rx) = tokio::sync::watch::channel(false);
-    let rt = SourceRuntime::new(all, store.clone(), rx).map_err(|e| e.to_string())?;
+    let rt = SourceRuntime::new(all, store.clone(), CancellationToken::new())
+        .map_err(|e| e.to_string())?;
     let report = check::run_with(&rt).await;
     record(store, &source.name, &report, &chosen)
         .await

@@ -6,11 +6,11 @@
 pub mod access;
 pub mod api;
 pub mod auth;
+pub mod catalog;
 pub mod crypto;
 pub mod model;
 pub mod pages;
 pub mod sources;
-pub mod supervisor;
 pub mod svg;
 
 use std::collections::HashMap;
@@ -26,13 +26,14 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use secrecy::SecretString;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Source;
+pub use crate::engine::Supervisor;
 use crate::store::{Store, StoreError};
 pub use auth::Auth;
+pub use catalog::ConsoleCatalog;
 pub use crypto::TokenCipher;
-pub use supervisor::Supervisor;
 
 /// The Content-Security-Policy of every response: nothing inline, nothing from elsewhere.
 pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
@@ -56,6 +57,8 @@ pub struct Console {
     pub store: Store,
     pub auth: Auth,
     pub supervisor: Arc<Supervisor>,
+    /// Where the supervisor's sources come from (and which are the config file's).
+    pub catalog: Arc<ConsoleCatalog>,
     /// Custom endpoint URLs (a simulator) are allowed only when the server was started so.
     pub allow_custom_endpoints: bool,
     pub pending: Mutex<HashMap<String, Pending>>,
@@ -369,11 +372,17 @@ pub async fn start_with(store: Store, opts: ConsoleOptions) -> Result<Started, S
         _ => addr,
     };
     store.advertise_console(&format!("http://{local}/"));
-    let supervisor = Arc::new(Supervisor::new(store.clone(), cipher, opts.config_sources));
+    let catalog = Arc::new(ConsoleCatalog {
+        store: store.clone(),
+        cipher,
+        config_sources: opts.config_sources,
+    });
+    let supervisor = Arc::new(Supervisor::new(store.clone(), catalog.clone()));
     let app = Arc::new(Console {
         store,
         auth: Auth::new(opts.secure_cookies, opts.api_key),
         supervisor,
+        catalog,
         allow_custom_endpoints: opts.allow_custom_endpoints,
         pending: Mutex::new(HashMap::new()),
         metrics: metrics_handle(),
@@ -387,21 +396,14 @@ pub async fn start_with(store: Store, opts: ConsoleOptions) -> Result<Started, S
 }
 
 /// Serves the console and runs the supervisor until shutdown.
-pub async fn serve(started: Started, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+pub async fn serve(started: Started, shutdown: CancellationToken) -> std::io::Result<()> {
     let Started { app, listener, .. } = started;
-    let sup = tokio::spawn(app.supervisor.clone().run(shutdown.clone()));
-    let mut stop = shutdown.clone();
+    let sup = tokio::spawn(app.supervisor.clone().run(shutdown.child_token()));
     let server = axum::serve(
         listener,
         router(app).into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async move {
-        while !*stop.borrow() {
-            if stop.changed().await.is_err() {
-                break;
-            }
-        }
-    });
+    .with_graceful_shutdown(async move { shutdown.cancelled().await });
     let r = server.await;
     let _ = sup.await;
     r
@@ -415,6 +417,7 @@ pub async fn run_cmd(
     sources: Vec<Source>,
     web: &crate::cli::WebArgs,
     demo: bool,
+    shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     if !web.listen.ip().is_loopback() {
         tracing::warn!(listen = %web.listen, "the console listens beyond loopback; put it behind TLS and a firewall");
@@ -447,8 +450,6 @@ pub async fn run_cmd(
         }
     }
     println!("collecting on schedule; Ctrl-C to stop");
-    let (tx, rx) = watch::channel(false);
-    crate::shutdown::on_signals(tx);
-    serve(started, rx).await?;
+    serve(started, shutdown).await?;
     Ok(())
 }

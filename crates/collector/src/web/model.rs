@@ -73,7 +73,7 @@ pub async fn source_rows(app: &App) -> Result<Vec<SourceRow>, WebError> {
             .collect()
     };
     let mut out = Vec::new();
-    for s in &app.supervisor.config_sources {
+    for s in &app.catalog.config_sources {
         let streams: Vec<String> = s.streams.iter().map(|x| x.as_str().to_string()).collect();
         out.push(SourceRow {
             name: s.name.clone(),
@@ -88,7 +88,7 @@ pub async fn source_rows(app: &App) -> Result<Vec<SourceRow>, WebError> {
     }
     let broken = app.supervisor.broken();
     for s in sources::list(&app.store).await? {
-        if app.supervisor.is_config_source(&s.name) {
+        if app.catalog.is_config_source(&s.name) {
             continue;
         }
         let problem = broken

@@ -23,6 +23,7 @@ use crate::store::{
     EventView, PAGE, Table, UserView, device_sorts,
 };
 use crate::streams::StreamName;
+use tokio_util::sync::CancellationToken;
 
 // ---------- login and setup ----------
 
@@ -299,7 +300,7 @@ pub async fn source_check(State(app): State<App>, p: Posted) -> Result<Response,
     if let Err(e) = sources::valid_name(&name) {
         return again(e.to_string());
     }
-    if app.supervisor.is_config_source(&name) || sources::get(&app.store, &name).await?.is_some() {
+    if app.catalog.is_config_source(&name) || sources::get(&app.store, &name).await?.is_some() {
         return again(format!("A source named {name:?} exists."));
     }
     let region = match sources::parse_region(&region_s) {
@@ -326,8 +327,7 @@ pub async fn source_check(State(app): State<App>, p: Posted) -> Result<Response,
         intervals: BTreeMap::new(),
         filters: Default::default(),
     };
-    let (_tx, rx) = tokio::sync::watch::channel(false);
-    let rt = SourceRuntime::new(source, app.store.clone(), rx)
+    let rt = SourceRuntime::new(source, app.store.clone(), CancellationToken::new())
         .map_err(|e| WebError::BadRequest(e.to_string()))?;
     let report = crate::check::run_with(&rt).await;
     let rows = matrix_rows(&report);
@@ -395,7 +395,7 @@ pub async fn source_save(State(app): State<App>, p: Posted) -> Result<Response, 
     let name = pending.name.clone();
     sources::insert(
         &app.store,
-        &app.supervisor.cipher,
+        &app.catalog.cipher,
         NewSource {
             name: pending.name,
             endpoint: pending.endpoint,
@@ -475,7 +475,7 @@ pub async fn source_page(
 ) -> Result<Response, WebError> {
     let console = sources::get(&app.store, &name).await?;
     let config = app
-        .supervisor
+        .catalog
         .config_sources
         .iter()
         .find(|c| c.name == name)
@@ -711,7 +711,7 @@ fn next_run(
 }
 
 async fn editable(app: &App, name: &str) -> Result<sources::ConsoleSource, WebError> {
-    if app.supervisor.is_config_source(name) {
+    if app.catalog.is_config_source(name) {
         return Err(WebError::BadRequest(
             "This source comes from the config file; edit it there.".into(),
         ));
@@ -788,7 +788,7 @@ pub async fn source_token(
     }
     sources::rotate_token(
         &app.store,
-        &app.supervisor.cipher,
+        &app.catalog.cipher,
         &name,
         &SecretString::from(token),
     )
@@ -816,7 +816,7 @@ pub async fn source_recheck(
 async fn recheck(app: &App, name: &str) -> Result<(), WebError> {
     let source = editable(app, name)
         .await?
-        .resolve(&app.supervisor.cipher)
+        .resolve(&app.catalog.cipher)
         .map_err(|e| WebError::BadRequest(e.to_string()))?;
     super::access::recheck(&app.store, &source)
         .await

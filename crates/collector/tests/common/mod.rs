@@ -12,14 +12,14 @@ use kandji_collector::store::Store;
 use kandji_collector::streams::StreamName;
 use kandji_sim::{ClockConfig, SimConfig, SimHandle};
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 pub struct Env {
     pub sim: Arc<SimHandle>,
     pub dir: tempfile::TempDir,
     pub store: Store,
     pub rt: SourceRuntime,
-    pub stop: watch::Sender<bool>,
+    pub stop: CancellationToken,
 }
 
 /// A frozen simulated clock (it moves only when a test advances it), no per-second throttle.
@@ -59,8 +59,9 @@ pub async fn env(config: SimConfig) -> Env {
     let sim = Arc::new(kandji_sim::spawn(config).await.expect("sim"));
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("store");
-    let (stop, rx) = watch::channel(false);
-    let mut rt = SourceRuntime::new(source_for(&sim, "acme"), store.clone(), rx).expect("runtime");
+    let stop = CancellationToken::new();
+    let mut rt =
+        SourceRuntime::new(source_for(&sim, "acme"), store.clone(), stop.clone()).expect("runtime");
     rt.export_poll = Duration::from_millis(5);
     // The engine's clock follows the tenant's, so "6 hours since the last export" means
     // simulated hours.

@@ -1,19 +1,71 @@
-//! The run loop's supervisor: one runtime per source (config sources and console sources),
-//! started, restarted and stopped as the console adds, edits and deletes sources, with a
-//! per-stream `Notify` for "sync now" and run metrics (the engine records budget samples).
+//! The one supervisor of a process's sources, for `run --no-console`, `demo` and the
+//! console alike: one runtime per source of its [`SourceCatalog`], started, restarted and
+//! stopped as the catalog changes (the console adds, edits and deletes sources), with a
+//! per-stream `Notify` for "sync now".
+//!
+//! Each source runs under a child of the supervisor's cancellation token; stopping one
+//! source cancels its child only, and shutdown cancels them all and waits for every source
+//! to return (the page in flight committed or not started).
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-use super::crypto::TokenCipher;
-use crate::config::Source;
-use crate::engine::SourceRuntime;
+use super::SourceRuntime;
 use crate::store::{Store, StoreError};
 use crate::streams::StreamName;
+use crate::streams::source::Source;
+
+/// A source the catalog holds: its settings, a version that changes whenever they do, and
+/// whether the console may edit it (config-file sources are read-only there).
+#[derive(Debug, Clone)]
+pub struct CatalogEntry {
+    pub source: Source,
+    pub version: String,
+    pub read_only: bool,
+}
+
+/// What a catalog lists: the sources to run, and those it could not make runnable.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub sources: Vec<CatalogEntry>,
+    pub broken: Vec<Broken>,
+}
+
+/// Where the supervisor's sources come from: the config file alone, or the config file and
+/// the console's stored sources (`web::catalog`).
+pub trait SourceCatalog: Send + Sync + 'static {
+    fn load(&self) -> Pin<Box<dyn Future<Output = Result<Catalog, StoreError>> + Send + '_>>;
+}
+
+/// The config file's sources, which never change while the process runs.
+pub struct ConfigCatalog(pub Vec<Source>);
+
+impl SourceCatalog for ConfigCatalog {
+    fn load(&self) -> Pin<Box<dyn Future<Output = Result<Catalog, StoreError>> + Send + '_>> {
+        let sources = self
+            .0
+            .iter()
+            .map(|s| CatalogEntry {
+                source: s.clone(),
+                version: "config".into(),
+                read_only: true,
+            })
+            .collect();
+        Box::pin(async move {
+            Ok(Catalog {
+                sources,
+                broken: Vec::new(),
+            })
+        })
+    }
+}
 
 /// One running (or disabled) source.
 pub struct Running {
@@ -21,7 +73,7 @@ pub struct Running {
     pub read_only: bool,
     pub notifies: BTreeMap<StreamName, Arc<Notify>>,
     fingerprint: String,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -34,8 +86,9 @@ pub struct Broken {
 
 pub struct Supervisor {
     pub store: Store,
-    pub cipher: Arc<TokenCipher>,
-    pub config_sources: Vec<Source>,
+    catalog: Arc<dyn SourceCatalog>,
+    /// The parent of every source's token.
+    root: CancellationToken,
     running: Mutex<BTreeMap<String, Running>>,
     broken: Mutex<Vec<Broken>>,
     changed: Notify,
@@ -63,11 +116,11 @@ fn fingerprint(s: &Source, version: &str) -> String {
 }
 
 impl Supervisor {
-    pub fn new(store: Store, cipher: Arc<TokenCipher>, config_sources: Vec<Source>) -> Supervisor {
+    pub fn new(store: Store, catalog: Arc<dyn SourceCatalog>) -> Supervisor {
         Supervisor {
             store,
-            cipher,
-            config_sources,
+            catalog,
+            root: CancellationToken::new(),
             running: Mutex::new(BTreeMap::new()),
             broken: Mutex::new(Vec::new()),
             changed: Notify::new(),
@@ -82,10 +135,6 @@ impl Supervisor {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    pub fn is_config_source(&self, name: &str) -> bool {
-        self.config_sources.iter().any(|s| s.name == name)
     }
 
     /// The runtimes, for the dashboard and metrics.
@@ -122,8 +171,9 @@ impl Supervisor {
         true
     }
 
-    /// Runs until shutdown: reconciles on every change and every 30 s.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    /// Runs until `shutdown` is cancelled: reconciles on every change and every 30 s; then
+    /// cancels every source and waits for each to return.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             if let Err(error) = self.reconcile().await {
                 tracing::warn!(%error, "reconciling sources failed");
@@ -132,18 +182,16 @@ impl Supervisor {
             tokio::select! {
                 _ = self.changed.notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-                _ = shutdown.changed() => {}
+                () = shutdown.cancelled() => {}
             }
-            if *shutdown.borrow() {
+            if shutdown.is_cancelled() {
                 break;
             }
         }
+        self.root.cancel();
         let stopping: Vec<Running> = std::mem::take(&mut *lock(&self.running))
             .into_values()
             .collect();
-        for r in &stopping {
-            let _ = r.stop.send(true);
-        }
         for mut r in stopping {
             if let Some(h) = r.handle.take() {
                 let _ = h.await;
@@ -153,31 +201,16 @@ impl Supervisor {
 
     /// Starts, restarts and stops runtimes to match the config and the console's sources.
     pub async fn reconcile(&self) -> Result<(), StoreError> {
-        let mut desired: Vec<(Source, String, bool)> = self
-            .config_sources
-            .iter()
-            .map(|s| (s.clone(), fingerprint(s, "config"), true))
+        let catalog = self.catalog.load().await?;
+        let desired: Vec<(Source, String, bool)> = catalog
+            .sources
+            .into_iter()
+            .map(|e| {
+                let fp = fingerprint(&e.source, &e.version);
+                (e.source, fp, e.read_only)
+            })
             .collect();
-        let mut broken = Vec::new();
-        for cs in super::sources::list(&self.store).await? {
-            if self.is_config_source(&cs.name) {
-                continue;
-            }
-            match cs.resolve(&self.cipher) {
-                Ok(s) => {
-                    let fp = fingerprint(&s, &cs.updated_at.to_string());
-                    desired.push((s, fp, false));
-                }
-                Err(e) => {
-                    tracing::warn!(source = %cs.name, error = %e, "console source cannot start");
-                    broken.push(Broken {
-                        name: cs.name.clone(),
-                        message: e.to_string(),
-                    });
-                }
-            }
-        }
-        *lock(&self.broken) = broken;
+        *lock(&self.broken) = catalog.broken;
         let mut to_stop = Vec::new();
         let mut to_start = Vec::new();
         {
@@ -199,15 +232,15 @@ impl Supervisor {
         }
         for mut r in to_stop {
             tracing::info!(source = %r.rt.name(), "stopping source runtime");
-            let _ = r.stop.send(true);
+            r.stop.cancel();
             if let Some(h) = r.handle.take() {
                 let _ = h.await;
             }
         }
         for (s, fp, ro) in to_start {
             let name = s.name.clone();
-            let (stop_tx, stop_rx) = watch::channel(false);
-            let rt = match SourceRuntime::new(s, self.store.clone(), stop_rx.clone()) {
+            let stop = self.root.child_token();
+            let rt = match SourceRuntime::new(s, self.store.clone(), stop.clone()) {
                 Ok(rt) => Arc::new(rt),
                 Err(e) => {
                     lock(&self.broken).push(Broken {
@@ -225,10 +258,9 @@ impl Supervisor {
                 .collect();
             let handle = if rt.source.enabled {
                 tracing::info!(source = %name, streams = rt.source.streams.len(), "starting source runtime");
-                Some(tokio::spawn(crate::engine::source_loop(
+                Some(tokio::spawn(super::source_loop(
                     rt.clone(),
                     notifies.clone(),
-                    stop_rx,
                 )))
             } else {
                 let _ = mark_disabled(&self.store, &name, &rt.source.streams).await;
@@ -241,7 +273,7 @@ impl Supervisor {
                     read_only: ro,
                     notifies,
                     fingerprint: fp,
-                    stop: stop_tx,
+                    stop,
                     handle,
                 },
             );
