@@ -392,3 +392,34 @@ async fn max_pages_bound() {
         })
     ));
 }
+
+/// A gateway answering `X-RateLimit-Limit-Hour: 0` (once measured halting every request until
+/// the top of the hour) is not believed: the client's next requests go out at once.
+#[tokio::test]
+async fn a_zero_hourly_limit_header_does_not_halt_the_client() {
+    let server = MockServer::start().await;
+    Mock::given(path("/api/v1/settings/licensing"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("x-ratelimit-limit-hour", "0")
+                .insert_header("x-ratelimit-remaining-hour", "0")
+                .set_body_json(json!({"counts": {"computers_count": "3"}})),
+        )
+        .expect(5)
+        .mount(&server)
+        .await;
+    let c = client(&server.uri());
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        tokio::time::timeout(Duration::from_secs(5), c.licensing())
+            .await
+            .expect("a request waited on a zero limit")
+            .expect("licensing");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        c.budget().state().blocked_for.is_none(),
+        "{:?}",
+        c.budget().state()
+    );
+}
