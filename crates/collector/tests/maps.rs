@@ -558,24 +558,37 @@ fn users_come_and_go_and_dimensions_are_not_news() {
 
 #[test]
 fn a_vulnerability_detection_opens_and_closes() {
-    let spec = Table::VulnDetections.spec();
-    let mut v = vec![Sql::Null; spec.columns.len()];
-    v[spec.col_index("cve_id").expect("cve_id")] = t("CVE-2024-12345");
-    let key = "abcd-com.microsoft-CVE-2024-12345";
-    let open = tables::created(Table::VulnDetections, key, &v).expect("news");
-    assert_eq!(open.event_type, "vulnerability_detected");
+    let rec = &records("vulnerability_detections")[0];
+    let row = vulnerability_detections::row(rec).expect("an open detection");
     assert_eq!(
-        open.summary,
-        format!("Vulnerability detected: CVE-2024-12345 in {key}")
+        row.key, "abcd-com.microsoft-CVE-2024-12345",
+        "keyed like its event"
     );
-    let closed = tables::removed(Table::VulnDetections, key, &v).expect("news");
+    assert_eq!(row.device_id.as_deref(), Some("abcd"));
+    let c = |n| col(Table::VulnDetections, &row.values, n);
+    assert_eq!(c("cve_id"), t("CVE-2024-12345"));
+    assert_eq!(c("software"), t("Example"));
+    assert_eq!(c("severity"), t("low"));
+    assert_eq!(c("cvss_score"), Sql::Real(3.2));
+    assert_eq!(c("detected_at"), Sql::Integer(1_697_213_700_000));
+    let key = row.key.as_str();
+    // New: the feed's own event says so; the table adds nothing.
+    assert!(tables::created(Table::VulnDetections, key, &row.values).is_none());
+    let closed = tables::removed(Table::VulnDetections, key, &row.values).expect("news");
     assert_eq!(closed.event_type, "vulnerability_resolved");
-    // A label falls back to the key when the name column is empty.
-    let blank = vec![Sql::Null; spec.columns.len()];
-    assert!(
-        tables::created(Table::VulnDetections, key, &blank)
-            .expect("news")
-            .summary
-            .ends_with(&format!("{key} in {key}"))
+    assert_eq!(
+        closed.summary,
+        format!("Vulnerability no longer detected: CVE-2024-12345 in {key}")
     );
+    let back = tables::reappeared(Table::VulnDetections, key, &row.values).expect("news");
+    assert_eq!(back.event_type, "vulnerability_detected");
+    // Other tables' reappearance is their creation.
+    let d = device_row();
+    assert_eq!(
+        tables::reappeared(Table::Devices, &d.key, &d.values)
+            .expect("news")
+            .event_type,
+        "device_enrolled"
+    );
+    assert!(vulnerability_detections::row(&json!({"device_id": "x"})).is_none());
 }

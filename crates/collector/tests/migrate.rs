@@ -204,8 +204,12 @@ async fn a_version_3_store_migrates_in_place_and_keeps_everything() {
     assert!(!records.is_empty());
     for r in &records {
         if r.kind == "apps" {
-            let (_, hash, ..) = &apps_before[&r.record_key];
-            assert_eq!(r.id, ocsf::record_uid("acme", "apps", &r.record_key, *hash));
+            // The id it had; a removal's is its own (it used to share the live version's).
+            let (_, hash, _, _, removed_at) = &apps_before[&r.record_key];
+            assert_eq!(
+                r.id,
+                ocsf::inventory_uid("acme", "apps", &r.record_key, *hash, *removed_at)
+            );
         }
     }
 

@@ -256,11 +256,24 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
             blueprint: d.blueprint,
             cve: pick(hv >> 9, catalog::CVES.len()) as u8,
             ts,
+            remediated_at: None,
         };
         let idx = d.idx;
         t.vulns.push(v);
         let vi = (t.vulns.len() - 1) as u32;
         audit(t, ts, AuditKind::VulnDetection { vuln: vi }, idx);
+    }
+    // Remediations: an open detection is fixed (its app updated or removed) and leaves the
+    // feed. Its index stays, so cursors into the list keep their places.
+    for _ in 0..count(c.vuln_remediations, scale, rnd(23)) {
+        let hv = rnd(24);
+        if t.vulns.is_empty() {
+            break;
+        }
+        let i = pick(hv, t.vulns.len());
+        if t.vulns[i].open() {
+            t.vulns[i].remediated_at = Some(ts_of(hv >> 5));
+        }
     }
     for _ in 0..count(c.admin_events, 1.0, rnd(21)) {
         let hv = rnd(22);

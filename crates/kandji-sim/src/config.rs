@@ -113,6 +113,8 @@ pub struct Churn {
     pub threats: f64,
     pub behavioral: f64,
     pub vulnerabilities: f64,
+    /// Open vulnerability detections remediated per hour (per 1k devices).
+    pub vuln_remediations: f64,
     pub admin_events: f64,
 }
 
@@ -129,6 +131,7 @@ impl Default for Churn {
             threats: 1.0,
             behavioral: 1.0,
             vulnerabilities: 3.0,
+            vuln_remediations: 2.0,
             admin_events: 2.0,
         }
     }
@@ -148,6 +151,7 @@ impl Churn {
             threats: 0.0,
             behavioral: 0.0,
             vulnerabilities: 0.0,
+            vuln_remediations: 0.0,
             admin_events: 0.0,
         }
     }

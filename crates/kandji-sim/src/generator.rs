@@ -259,6 +259,7 @@ pub fn generate(cfg: &SimConfig, start_us: i64) -> Tenant {
                 blueprint: d.blueprint,
                 cve,
                 ts,
+                remediated_at: None,
             });
             let vi = (t.vulns.len() - 1) as u32;
             push_audit(

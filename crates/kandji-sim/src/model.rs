@@ -95,6 +95,15 @@ pub struct VulnDet {
     pub blueprint: u16,
     pub cve: u8,
     pub ts: i64,
+    /// When it was remediated (the app updated or removed): it leaves the detections feed
+    /// and the truth.
+    pub remediated_at: Option<i64>,
+}
+
+impl VulnDet {
+    pub fn open(&self) -> bool {
+        self.remediated_at.is_none()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -93,7 +93,7 @@ pub fn chunk(
         "vulnerability_detections" => t
             .vulns
             .iter()
-            .filter(|v| t.device_pos(v.device).is_some())
+            .filter(|v| v.open() && t.device_pos(v.device).is_some())
             .map(|x| render::vuln_item(t, x))
             .filter(|v| keep(v, "/device_id"))
             .collect(),

@@ -23,6 +23,22 @@ fn fnv(seed: u64, parts: &[&[u8]]) -> u64 {
 }
 
 /// A stable 128-bit id, formatted as a UUID, of (source, table or stream, key, version hash).
+/// The id of one version of an inventory row: [`record_uid`] of its content, and for a
+/// removal a version of its own (it never shares the live row's id, which receivers that
+/// dedupe on it would drop).
+pub fn inventory_uid(
+    source: &str,
+    table: &str,
+    key: &str,
+    hash: i64,
+    removed_at: Option<i64>,
+) -> String {
+    match removed_at {
+        None => record_uid(source, table, key, hash),
+        Some(at) => record_uid(source, table, &format!("{key}\u{1f}removed"), hash ^ at),
+    }
+}
+
 pub fn record_uid(source: &str, kind: &str, key: &str, hash: i64) -> String {
     let hb = hash.to_le_bytes();
     let parts: [&[u8]; 4] = [source.as_bytes(), kind.as_bytes(), key.as_bytes(), &hb];

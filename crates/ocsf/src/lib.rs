@@ -41,7 +41,7 @@ mod software_inventory;
 mod user_inventory;
 mod vulnerability_finding;
 
-pub use common::{parse_time, record_uid, severity_id};
+pub use common::{inventory_uid, parse_time, record_uid, severity_id};
 
 use serde_json::Value;
 
@@ -104,7 +104,7 @@ impl Record<'_> {
     /// same id (receivers dedupe on it); a changed record has a new one.
     pub fn uid(&self, ctx: &Context<'_>) -> String {
         match self {
-            Record::Inventory(r) => record_uid(ctx.source, r.table, r.key, r.hash),
+            Record::Inventory(r) => inventory_uid(ctx.source, r.table, r.key, r.hash, r.removed_at),
             Record::Event(e) => record_uid(ctx.source, e.stream, e.uid, e.hash),
         }
     }

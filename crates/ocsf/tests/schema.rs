@@ -171,3 +171,20 @@ fn times_parse_in_every_kandji_shape() {
     assert!(ocsf::parse_time("").is_none());
     assert!(ocsf::parse_time("yesterday").is_none());
 }
+
+#[test]
+fn a_removal_has_an_id_of_its_own() {
+    let live = ocsf::inventory_uid("acme", "devices", "d1", 42, None);
+    assert_eq!(
+        live,
+        ocsf::record_uid("acme", "devices", "d1", 42),
+        "live ids unchanged"
+    );
+    let gone = ocsf::inventory_uid("acme", "devices", "d1", 42, Some(1_800_000_000_000));
+    assert_ne!(gone, live);
+    assert_eq!(
+        gone,
+        ocsf::inventory_uid("acme", "devices", "d1", 42, Some(1_800_000_000_000)),
+        "stable across redelivery"
+    );
+}

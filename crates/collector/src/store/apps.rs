@@ -1224,7 +1224,8 @@ struct Gone {
     version: AppVersion,
 }
 
-/// Marks every live install of a removed device removed (the device sweep's cascade).
+/// Marks every live install of a removed device removed (the device sweep's cascade), each
+/// with its outbox row.
 pub(crate) fn remove_device(
     tx: &Transaction<'_>,
     source: &str,
@@ -1239,15 +1240,16 @@ pub(crate) fn remove_device(
         return Ok(());
     };
     let mut counts = Counts::default();
-    let vers: Vec<i64> = tx
+    let gone: Vec<(i64, i64)> = tx
         .prepare_cached(
             "UPDATE app_installs SET removed_at = ?2 WHERE dev = ?1 AND removed_at IS NULL
-             RETURNING ver",
+             RETURNING title, ver",
         )?
-        .query_map(params![dev, now], |r| r.get(0))?
+        .query_map(params![dev, now], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    for v in vers {
+    for (title, v) in gone {
         counts.live(dev, v, -1);
+        outbox_push(tx, source, "apps", &format!("{dev}:{title}"))?;
     }
     counts.apply(tx)
 }

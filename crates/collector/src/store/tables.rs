@@ -276,11 +276,8 @@ pub fn created(table: Table, key: &str, new: &[Value]) -> Option<Change> {
             ),
         ),
         Table::Users => ("user_added", format!("Directory user added: {what}")),
-        Table::VulnDetections => (
-            "vulnerability_detected",
-            format!("Vulnerability detected: {what} in {key}"),
-        ),
-        // Details, compliance, blueprints, tags and ADE rows appearing is not news by itself.
+        // Details, compliance, blueprints, tags and ADE rows appearing is not news by itself;
+        // a new vulnerability detection is news through its feed's own event.
         _ => return None,
     };
     Some(Change {
@@ -288,6 +285,22 @@ pub fn created(table: Table, key: &str, new: &[Value]) -> Option<Change> {
         summary,
         severity: "informational",
     })
+}
+
+/// The change event for a row that was removed and is back: a reopened vulnerability
+/// detection, else what a new row means.
+pub fn reappeared(table: Table, key: &str, new: &[Value]) -> Option<Change> {
+    match table {
+        Table::VulnDetections => Some(Change {
+            event_type: "vulnerability_detected",
+            summary: format!(
+                "Vulnerability detected again: {} in {key}",
+                label(table, key, new)
+            ),
+            severity: "informational",
+        }),
+        _ => created(table, key, new),
+    }
 }
 
 /// The change events for a row that was marked removed.

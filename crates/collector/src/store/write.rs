@@ -741,7 +741,7 @@ fn upsert_rows(
             }
             Some((_, Some(removed_at), _)) => {
                 out.inserted += 1;
-                if let Some(c) = tables::created(table, &row.key, &row.values) {
+                if let Some(c) = tables::reappeared(table, &row.key, &row.values) {
                     changes.push(change_event(
                         batch,
                         table,
@@ -902,7 +902,7 @@ fn end_snapshot(
                 Some((_, Some(removed_at), _)) => {
                     out.inserted += 1;
                     (
-                        tables::created(table, &row.key, &row.values)
+                        tables::reappeared(table, &row.key, &row.values)
                             .into_iter()
                             .collect(),
                         format!("{hash:x}-{removed_at}"),
@@ -1045,10 +1045,16 @@ fn end_sweep(
             .into_iter()
             .filter(|t| t.spec().per_device && *t != Table::Apps)
         {
-            cascade.push(tx.prepare_cached(&format!(
-                "UPDATE {} SET removed_at = ?3 WHERE source = ?1 AND device_id = ?2 AND removed_at IS NULL",
-                t.name()
-            ))?);
+            cascade.push((
+                t,
+                tx.prepare_cached(&format!(
+                    "UPDATE {} SET removed_at = ?3
+                     WHERE source = ?1 AND device_id = ?2 AND removed_at IS NULL
+                     RETURNING key, {}",
+                    t.name(),
+                    typed_list(t)
+                ))?,
+            ));
         }
     }
     let mut events = Vec::new();
@@ -1056,8 +1062,33 @@ fn end_sweep(
         mark.execute(params![batch.source, key, batch.now])?;
         outbox_push(tx, &batch.source, spec.name, &key)?;
         if end.table == Table::Devices {
-            for stmt in &mut cascade {
-                stmt.execute(params![batch.source, key, batch.now])?;
+            // Every row the device takes with it is a removal the outputs hear of, in this
+            // transaction.
+            // (A removed device's vulnerability detections close with it.)
+            for (table, stmt) in &mut cascade {
+                let n = table.spec().columns.len();
+                let rows: Vec<(String, Vec<Value>)> = stmt
+                    .query_map(params![batch.source, key, batch.now], |r| {
+                        let mut vals = Vec::with_capacity(n);
+                        for i in 0..n {
+                            vals.push(r.get::<_, Value>(i + 1)?);
+                        }
+                        Ok((r.get(0)?, vals))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                for (k, vals) in rows {
+                    outbox_push(tx, &batch.source, table.name(), &k)?;
+                    if let Some(c) = tables::removed(*table, &k, &vals) {
+                        events.push(change_event(
+                            batch,
+                            *table,
+                            &k,
+                            Some(&key),
+                            c,
+                            end.sweep.to_string(),
+                        ));
+                    }
+                }
             }
             apps::remove_device(tx, &batch.source, &key, batch.now)?;
         }

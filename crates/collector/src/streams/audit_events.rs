@@ -115,6 +115,7 @@ pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamE
             },
             map,
             // Every event naming a device queues it for a compliance (and details) re-read.
+            findings: None,
             refresh: Some(|ev| {
                 ev.device_id
                     .clone()

@@ -160,6 +160,10 @@ pub(crate) fn int(v: Option<i64>) -> rusqlite::types::Value {
     )
 }
 
+pub(crate) fn real(v: Option<f64>) -> rusqlite::types::Value {
+    v.map_or(rusqlite::types::Value::Null, rusqlite::types::Value::Real)
+}
+
 pub(crate) fn flag(v: Option<bool>) -> rusqlite::types::Value {
     int(v.map(i64::from))
 }

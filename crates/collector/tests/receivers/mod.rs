@@ -169,16 +169,16 @@ pub fn expected_ids(store: &Store) -> BTreeSet<String> {
     for t in kandji_collector::store::tables::ALL {
         let mut st = c
             .prepare(&format!(
-                "SELECT key, hash FROM {} WHERE source = 'acme'",
+                "SELECT key, hash, removed_at FROM {} WHERE source = 'acme'",
                 t.name()
             ))
             .unwrap();
-        let rows: Vec<(String, Option<i64>)> = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        let rows: Vec<(String, Option<i64>, Option<i64>)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .unwrap()
             .map(Result::unwrap)
             .collect();
-        for (k, h) in rows {
+        for (k, h, removed_at) in rows {
             // The store derives an app install's hash (the view shows NULL): ask it.
             let h = h.unwrap_or_else(|| {
                 tokio::task::block_in_place(|| {
@@ -192,7 +192,7 @@ pub fn expected_ids(store: &Store) -> BTreeSet<String> {
                     })
                 })
             });
-            out.insert(ocsf::record_uid("acme", t.name(), &k, h));
+            out.insert(ocsf::inventory_uid("acme", t.name(), &k, h, removed_at));
         }
     }
     let mut st = c

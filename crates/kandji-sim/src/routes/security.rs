@@ -230,7 +230,7 @@ pub fn vuln_detections(sh: &Shared, req: &Req) -> Reply {
     let mut results = Vec::new();
     let mut next_pos = None;
     for (i, v) in t.vulns.iter().enumerate().skip(start) {
-        if since.is_some_and(|s| v.ts < s) || t.device_pos(v.device).is_none() {
+        if since.is_some_and(|s| v.ts < s) || !v.open() || t.device_pos(v.device).is_none() {
             continue;
         }
         let row = render::vuln_item(&t, v);
@@ -267,7 +267,7 @@ struct CveAgg {
 fn aggregate(t: &Tenant) -> BTreeMap<u8, CveAgg> {
     let mut m: BTreeMap<u8, CveAgg> = BTreeMap::new();
     for v in &t.vulns {
-        if t.device_pos(v.device).is_none() {
+        if !v.open() || t.device_pos(v.device).is_none() {
             continue;
         }
         let a = m.entry(v.cve).or_insert(CveAgg {

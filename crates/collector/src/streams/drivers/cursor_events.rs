@@ -5,6 +5,11 @@
 //! restarts the walk without it, at most [`MAX_CURSOR_RESTARTS`](super::super::runtime::MAX_CURSOR_RESTARTS)
 //! times per run. A feed sorted by time restarts from its mark; an unsorted one re-runs the
 //! query the cursor came from (its mark may be past rows the walk has not reached).
+//!
+//! A feed of findings that can go away (vulnerability detections) also keeps them as an
+//! inventory table ([`Findings`]): every so often a walk reads the whole feed as a sweep of
+//! that table, so a finding it no longer lists is closed (the table's removal event) and one
+//! that comes back reopens.
 
 use std::sync::Arc;
 
@@ -14,7 +19,7 @@ use kandji_api::{ApiRequest, KandjiError, Position};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::store::EventRow;
+use crate::store::{EventRow, InvRow, Scope as StoreScope, SweepEnd, Table, Upsert};
 use crate::streams::StreamName;
 use crate::streams::runtime::{CursorRestarts, RunReport, Scope, SourceRuntime, StreamError};
 
@@ -35,6 +40,21 @@ pub struct Checkpoint {
     /// The newest event's uid, the tie-break among events of one millisecond.
     #[serde(default)]
     pub hwm_id: Option<String>,
+    /// When the last full walk of a [`Findings`] feed ended (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_full_ms: Option<i64>,
+    /// The full walk in progress (its sweep id, ms), resumed by its cursor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<i64>,
+}
+
+/// Findings kept as an inventory table beside the feed's events.
+pub struct Findings {
+    pub table: Table,
+    /// A full walk (a sweep of the table) at least this often.
+    pub full_every_ms: i64,
+    /// A finding's row in the table.
+    pub row: fn(&Value) -> Option<InvRow>,
 }
 
 /// The device an event queues for a refresh, and why.
@@ -54,6 +74,8 @@ pub struct CursorFeed {
     pub map: fn(&Value) -> Option<EventRow>,
     /// A device to queue for a refresh, and why, for an event (the audit feed's rule).
     pub refresh: Option<RefreshRule>,
+    /// Findings that open and close (vulnerability detections).
+    pub findings: Option<Findings>,
 }
 
 pub async fn run(
@@ -77,6 +99,16 @@ pub async fn run(
     // mark (the first run reads the whole feed).
     if cp.cursor.is_none() {
         cp.from_ms = from_mark(&cp);
+        cp.sweep = None;
+        // A full walk is due: the whole feed, as a sweep of the findings' table.
+        if let Some(f) = &feed.findings
+            && cp
+                .last_full_ms
+                .is_none_or(|t| rt.now() - t >= f.full_every_ms)
+        {
+            cp.sweep = Some(rt.now());
+            cp.from_ms = None;
+        }
     }
     let mut restarts = CursorRestarts::default();
     let mut report = RunReport::default();
@@ -95,7 +127,7 @@ pub async fn run(
                 Err(e @ KandjiError::BadRequest { .. }) if cp.cursor.is_some() => {
                     restarts.restart(rt, stream, &e)?;
                     cp.cursor = None;
-                    if feed.sorted {
+                    if feed.sorted && cp.sweep.is_none() {
                         cp.from_ms = from_mark(&cp);
                     }
                     continue 'walk;
@@ -105,6 +137,7 @@ pub async fn run(
             report.pages += 1;
             let empty = page.items.is_empty();
             let mut batch = rt.batch(stream);
+            let mut found = Vec::new();
             for item in &page.items {
                 let Some(mut ev) = (feed.map)(item) else {
                     tracing::warn!(source = %rt.name(), stream = %stream,
@@ -126,6 +159,9 @@ pub async fn run(
                 if let Some(refresh) = feed.refresh.and_then(|f| f(&ev)) {
                     batch.refresh.push(refresh);
                 }
+                if let Some(row) = feed.findings.as_ref().and_then(|f| (f.row)(item)) {
+                    found.push(row);
+                }
                 batch.events.push(ev);
             }
             cp.cursor = match page.next {
@@ -134,9 +170,31 @@ pub async fn run(
             };
             // Caught up: no cursor, or an empty page (a cursor may stay valid to poll later).
             let done = cp.cursor.is_none() || empty;
+            if let Some(f) = &feed.findings {
+                // A full walk's rows belong to its sweep; a delta's are news or updates.
+                let sweep = cp.sweep.unwrap_or(0);
+                batch.upserts.push(Upsert {
+                    table: f.table,
+                    sweep,
+                    started_at: cp.sweep.unwrap_or(batch.now),
+                    rows: found,
+                });
+                if done && let Some(sweep) = cp.sweep {
+                    batch.sweep_ends.push(SweepEnd {
+                        table: f.table,
+                        sweep,
+                        scope: StoreScope::All,
+                    });
+                }
+            }
             let saved = Checkpoint {
                 cursor: if done { None } else { cp.cursor.clone() },
                 from_ms: if done { None } else { cp.from_ms },
+                last_full_ms: match (done, cp.sweep) {
+                    (true, Some(sweep)) => Some(sweep),
+                    _ => cp.last_full_ms,
+                },
+                sweep: if done { None } else { cp.sweep },
                 ..cp.clone()
             };
             batch.checkpoint = Some(super::save(&saved));
@@ -169,7 +227,8 @@ mod tests {
                 cursor: Some("c1".into()),
                 from_ms: Some(5),
                 hwm_ms: Some(9),
-                hwm_id: Some("01J".into())
+                hwm_id: Some("01J".into()),
+                ..Checkpoint::default()
             }
         );
         let vulns: Checkpoint = serde_json::from_value(serde_json::json!({

@@ -1,0 +1,139 @@
+//! Lifecycles against a churning tenant: vulnerability detections open, are remediated and
+//! close, and a removed device's detections close with it; every removal reaches the outbox.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+use kandji_collector::streams::StreamName;
+use kandji_sim::Churn;
+
+fn vuln_truth(env: &Env) -> BTreeSet<String> {
+    arr(env.sim.truth("vulnerability_detections"))
+        .iter()
+        .map(|v| {
+            format!(
+                "{}-{}-{}",
+                str_of(v, "device_id"),
+                str_of(v, "bundle_id"),
+                str_of(v, "cve_id")
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vulnerability_detections_open_and_close_with_the_tenant() {
+    let mut cfg = sim_config(200, 61);
+    cfg.churn = Churn {
+        vulnerabilities: 40.0,
+        vuln_remediations: 40.0,
+        enroll: 5.0,
+        unenroll: 5.0,
+        ..Churn::none()
+    };
+    let env = env(cfg).await;
+    let streams = [
+        StreamName::Blueprints,
+        StreamName::Tags,
+        StreamName::Devices,
+        StreamName::VulnerabilityDetections,
+    ];
+    cycle(&env, &streams).await;
+    let first = vuln_truth(&env);
+    assert!(!first.is_empty(), "the tenant has detections");
+    // A simulated day in steps of two hours: full walks (every six) close what was fixed.
+    for _ in 0..12 {
+        env.sim.advance(Duration::from_secs(2 * 3600));
+        cycle(&env, &streams).await;
+    }
+    // Settle: one more full walk, and a second devices sweep for removals seen once.
+    env.sim.advance(Duration::from_secs(7 * 3600));
+    cycle(&env, &streams).await;
+    cycle(&env, &[StreamName::Devices]).await;
+    cycle(&env, &[StreamName::VulnerabilityDetections]).await;
+
+    let truth = vuln_truth(&env);
+    let open = store_set(
+        &env.store,
+        "SELECT key FROM vuln_detections WHERE removed_at IS NULL",
+    );
+    assert_eq!(open, truth, "the open detections are the tenant's");
+    let closed = store_set(
+        &env.store,
+        "SELECT key FROM vuln_detections WHERE removed_at IS NOT NULL",
+    );
+    assert!(
+        !closed.is_empty(),
+        "a day of remediations closed some detections"
+    );
+    assert!(closed.is_disjoint(&truth), "a closed detection is not open");
+    // Each closure is one `vulnerability_resolved` event: one per detection closed now, and
+    // one before each reopening (a CVE detected again on the same app); and one outbox row.
+    let resolved = count(
+        &env.store,
+        "SELECT count(*) FROM events WHERE event_type = 'vulnerability_resolved'",
+    );
+    let reopened = count(
+        &env.store,
+        "SELECT count(*) FROM events WHERE event_type = 'vulnerability_detected'
+           AND category = 'change'",
+    );
+    if resolved != closed.len() as i64 + reopened {
+        let ev = store_set(
+            &env.store,
+            "SELECT uid FROM events WHERE event_type = 'vulnerability_resolved'",
+        );
+        let keys: std::collections::BTreeMap<String, usize> =
+            ev.iter().fold(Default::default(), |mut m, u| {
+                let k = u.split(':').nth(1).unwrap_or_default().to_string();
+                *m.entry(k).or_default() += 1;
+                m
+            });
+        let twice: Vec<_> = keys.iter().filter(|(_, n)| **n > 1).take(3).collect();
+        let not_closed: Vec<_> = keys
+            .keys()
+            .filter(|k| !closed.contains(*k))
+            .take(3)
+            .collect();
+        panic!(
+            "{resolved} close events, {} closed, {reopened} reopened; closed twice {twice:?}, \
+             closed but open {not_closed:?}",
+            closed.len()
+        );
+    }
+    let without_outbox = count(
+        &env.store,
+        "SELECT count(*) FROM vuln_detections v WHERE removed_at IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.tbl = 'vuln_detections'
+                           AND o.ref = v.key AND o.seq > 0)",
+    );
+    assert_eq!(without_outbox, 0, "every closure reaches the outputs");
+    // Some closed because their device was removed.
+    let of_removed = count(
+        &env.store,
+        "SELECT count(*) FROM vuln_detections v JOIN devices d
+           ON d.source = v.source AND d.key = v.device_id
+         WHERE v.removed_at IS NOT NULL AND d.removed_at IS NOT NULL",
+    );
+    let removed_devices = count(
+        &env.store,
+        "SELECT count(*) FROM devices WHERE removed_at IS NOT NULL",
+    );
+    assert!(removed_devices > 0, "devices were removed");
+    eprintln!(
+        "open {} closed {} (of removed devices {of_removed}); removed devices {removed_devices}",
+        open.len(),
+        closed.len()
+    );
+    // No live device has a detection marked closed for its removal.
+    let wrong = count(
+        &env.store,
+        "SELECT count(*) FROM vuln_detections v JOIN devices d
+           ON d.source = v.source AND d.key = v.device_id
+         WHERE v.removed_at IS NULL AND d.removed_at IS NOT NULL",
+    );
+    assert_eq!(wrong, 0, "a removed device's detections are closed");
+}
