@@ -137,3 +137,104 @@ async fn vulnerability_detections_open_and_close_with_the_tenant() {
     );
     assert_eq!(wrong, 0, "a removed device's detections are closed");
 }
+
+fn live_devices(env: &Env) -> BTreeSet<String> {
+    store_set(
+        &env.store,
+        "SELECT key FROM devices WHERE removed_at IS NULL",
+    )
+}
+
+/// Removal needs evidence: a live device two sweeps in a row did not list (as offset shifts
+/// between page fetches make a walk miss devices) is asked for by id and kept; a device that
+/// really left answers 404 and is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_the_walk_missed_twice_is_kept_when_it_still_exists() {
+    let mut cfg = sim_config(700, 63);
+    cfg.churn = Churn::none();
+    let env = env(cfg).await;
+    cycle(&env, &[StreamName::Devices]).await;
+    let all = live_devices(&env);
+    assert_eq!(all.len(), 700);
+    let missed: Vec<String> = all.iter().take(35).cloned().collect();
+    env.sim.skip_in_listings(&missed);
+    let gone = env.sim.unenroll_burst(100, 3);
+    env.sim.reset_stats();
+    for _ in 0..3 {
+        cycle(&env, &[StreamName::Devices]).await;
+    }
+    env.sim.skip_in_listings(&[]);
+    let live = live_devices(&env);
+    for d in &missed {
+        assert!(live.contains(d), "{d}: a live device was marked removed");
+    }
+    let truth: BTreeSet<String> = arr(env.sim.truth("devices"))
+        .iter()
+        .map(|d| str_of(d, "device_id"))
+        .collect();
+    assert_eq!(live, truth, "only the devices that left are removed");
+    for d in &gone {
+        assert!(!live.contains(d), "{d} left the tenant");
+    }
+    // The evidence costs one request per device a sweep would have removed, per sweep that
+    // would have removed it.
+    let by_id = env
+        .sim
+        .stats()
+        .endpoints
+        .get("GET /api/v1/devices/{device_id}")
+        .map(|m| m.values().sum::<u64>())
+        .unwrap_or(0);
+    assert!(by_id > 0 && by_id <= 3 * (35 + 3), "{by_id} requests by id");
+    assert_eq!(
+        count(
+            &env.store,
+            "SELECT count(*) FROM events WHERE event_type = 'device_removed'"
+        ),
+        3
+    );
+}
+
+/// A burst of unenrolments ahead of the walk (every later device shifts left between two page
+/// fetches), two sweeps in a row: the devices that left are removed, and no other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_unenrolments_during_walks_removes_no_live_device() {
+    let mut cfg = sim_config(700, 64);
+    cfg.churn = Churn::none();
+    let mut env = env(cfg).await;
+    cycle(&env, &[StreamName::Devices]).await;
+    let gone = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    for _ in 0..2 {
+        let (sim, gone, fired) = (
+            env.sim.clone(),
+            gone.clone(),
+            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        );
+        env.rt.on_commit = Some(std::sync::Arc::new(move |stream, _| {
+            if stream == "devices" && !fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                // After the first page: 12 devices ahead of the walk's position leave.
+                gone.lock().unwrap().extend(sim.unenroll_burst(0, 12));
+            }
+        }));
+        cycle(&env, &[StreamName::Devices]).await;
+    }
+    env.rt.on_commit = None;
+    cycle(&env, &[StreamName::Devices]).await;
+    cycle(&env, &[StreamName::Devices]).await;
+    let truth: BTreeSet<String> = arr(env.sim.truth("devices"))
+        .iter()
+        .map(|d| str_of(d, "device_id"))
+        .collect();
+    assert_eq!(
+        live_devices(&env),
+        truth,
+        "no false removal, every real one"
+    );
+    let removed = store_set(
+        &env.store,
+        "SELECT key FROM devices WHERE removed_at IS NOT NULL",
+    );
+    let gone: BTreeSet<String> = gone.lock().unwrap().iter().cloned().collect();
+    assert_eq!(gone.len(), 24);
+    assert_eq!(removed, gone);
+}

@@ -70,18 +70,7 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
         }
         let hv = rnd(4);
         let p = pick(hv, t.devices.len());
-        let d = t.devices.remove(p);
-        let ts = ts_of(hv >> 7);
-        t.by_id.remove(&t.device_uuid(d.idx));
-        if let Some(u) = d.user {
-            t.user_devices[u as usize] = t.user_devices[u as usize].saturating_sub(1);
-        }
-        t.app_overlay.remove(&d.idx);
-        t.status_overlay.remove(&d.idx);
-        let idx = d.idx;
-        t.removed.push((d, ts));
-        t.rev += 1;
-        audit(t, ts, AuditKind::DeviceDeleted, idx);
+        unenroll(t, p, ts_of(hv >> 7));
     }
     if t.devices.is_empty() {
         return;
@@ -296,4 +285,20 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
     t.audit[from..].sort_by_key(|e| (e.ts, e.ulid));
     let from = t.behavioral.partition_point(|b| b.ts < base);
     t.behavioral[from..].sort_by_key(|b| (b.ts, b.id));
+}
+
+/// Unenrols the device at list position `p` at `ts`: it leaves every listing (the later ones
+/// shift one place left), and the audit feed logs `device.delete`.
+pub fn unenroll(t: &mut Tenant, p: usize, ts: i64) {
+    let d = t.devices.remove(p);
+    t.by_id.remove(&t.device_uuid(d.idx));
+    if let Some(u) = d.user {
+        t.user_devices[u as usize] = t.user_devices[u as usize].saturating_sub(1);
+    }
+    t.app_overlay.remove(&d.idx);
+    t.status_overlay.remove(&d.idx);
+    let idx = d.idx;
+    t.removed.push((d, ts));
+    t.rev += 1;
+    audit(t, ts, AuditKind::DeviceDeleted, idx);
 }

@@ -130,6 +130,28 @@ impl SimHandle {
             .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string))
             .unwrap_or_default()
     }
+    /// Unenrols the devices at list positions `from..from + n` (of `/devices`, in its order)
+    /// at once, now: a burst ahead of a walk's position shifts every later device `n` places
+    /// left between two page fetches. Returns their ids.
+    pub fn unenroll_burst(&self, from: usize, n: usize) -> Vec<String> {
+        let now = self.shared.clock.now_us();
+        let mut t = self.shared.tenant();
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            if from >= t.devices.len() || t.devices.len() <= 1 {
+                break;
+            }
+            ids.push(util::uuid_of(t.device_uuid(t.devices[from].idx)));
+            churn::unenroll(&mut t, from, now);
+        }
+        ids
+    }
+    /// `/devices` leaves these devices out until called again (with none to stop): what a walk
+    /// sees when offset shifts between page fetches move devices behind it. `/devices/{id}`
+    /// and every other endpoint still serve them.
+    pub fn skip_in_listings(&self, device_ids: &[String]) {
+        *lock(&self.shared.listing_skips) = device_ids.iter().cloned().collect();
+    }
     /// Later requests with this token get 401.
     pub fn revoke_token(&self, token: &str) {
         lock(&self.shared.revoked).insert(token.to_owned());

@@ -60,6 +60,9 @@ pub struct Shared {
     pub routes: Vec<Route>,
     /// Prism totals by (query hash, simulated minute): stable while the tenant is unchanged.
     pub count_cache: Mutex<HashMap<(u64, i64), Option<u64>>>,
+    /// Devices `/devices` leaves out (as a walk misses devices that an offset shift moved
+    /// behind it); every other endpoint still serves them.
+    pub listing_skips: Mutex<HashSet<String>>,
 }
 
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -450,6 +453,7 @@ pub fn new_shared(cfg: SimConfig) -> Shared {
         cursor_serial: AtomicU64::new(0),
         routes: routes::table(),
         count_cache: Mutex::new(HashMap::new()),
+        listing_skips: Mutex::new(HashSet::new()),
         cfg,
     }
 }

@@ -83,6 +83,35 @@ impl Store {
         .await
     }
 
+    /// The rows the end of sweep `sweep` would mark removed if it saw none of them again: live,
+    /// not seen in this sweep, and one miss short of the table's threshold. A sweep asks for
+    /// evidence before it lets them go.
+    pub async fn removal_candidates(
+        &self,
+        source: &str,
+        table: super::Table,
+        sweep: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let source = source.to_string();
+        let spec = table.spec();
+        let threshold = spec.remove_after_missed;
+        let sql = format!(
+            "SELECT key FROM {} WHERE source = ?1 AND removed_at IS NULL AND sweep < ?2
+               AND missing + 1 >= ?3 ORDER BY key",
+            spec.name
+        );
+        self.read(move |c| {
+            let mut st = c.prepare(&sql)?;
+            let keys = st
+                .query_map(rusqlite::params![source, sweep, threshold], |r| {
+                    r.get::<_, String>(0)
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(keys)
+        })
+        .await
+    }
+
     /// Live devices and users of a source (the planner's fleet size).
     pub async fn fleet_size(&self, source: &str) -> Result<(u64, u64), StoreError> {
         let source = source.to_string();

@@ -70,6 +70,7 @@ pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamE
                             _ => false,
                         })
             }),
+            confirm: None,
         },
     )
     .await

@@ -48,6 +48,7 @@ pub async fn run(rt: &SourceRuntime) -> Result<RunReport, StreamError> {
             segments: vec![vec![]],
             map,
             keep: Box::new(|_| true),
+            confirm: None,
         },
     )
     .await

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use kandji_api::api::{caps, paths};
 use kandji_api::paginate::OffsetArray;
 
-use crate::streams::drivers::offset_sweep::{self as sweep, OverlappingOffset, SweepSpec};
+use crate::streams::drivers::offset_sweep::{self as sweep, Confirm, OverlappingOffset, SweepSpec};
 use crate::streams::runtime::{RunReport, Scope, SourceRuntime, StreamError};
 use crate::store::{InvRow, Table};
 use kandji_api::Priority;
@@ -85,6 +85,39 @@ pub fn segments(scope: &Scope) -> Vec<Vec<(String, String)>> {
     out
 }
 
+/// Whether a device that still exists is one the source's filters collect: its blueprint,
+/// platform and (by name or id) tags, as the walk's segments ask the API.
+fn in_scope(rt: &SourceRuntime, scope: &Scope) -> Box<dyn Fn(&InvRow) -> bool + Send + Sync> {
+    let blueprints = scope.blueprint_ids.clone();
+    let platforms = scope.platforms.clone();
+    let tags: Vec<String> = if scope.tag_ids.is_empty() {
+        Vec::new()
+    } else {
+        scope
+            .tag_ids
+            .iter()
+            .cloned()
+            .chain(rt.source.filters.tags.iter().cloned())
+            .collect()
+    };
+    Box::new(move |row: &InvRow| {
+        let col = |name: &str| match Table::Devices
+            .spec()
+            .col_index(name)
+            .and_then(|i| row.values.get(i))
+        {
+            Some(rusqlite::types::Value::Text(t)) => t.clone(),
+            _ => String::new(),
+        };
+        (blueprints.is_empty() || blueprints.contains(&col("blueprint_id")))
+            && (platforms.is_empty() || platforms.contains(&col("platform")))
+            && (tags.is_empty() || {
+                let have = col("tags");
+                tags.iter().any(|t| have.contains(&format!("\"{t}\"")))
+            })
+    })
+}
+
 pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamError> {
     sweep::run(
         rt,
@@ -99,6 +132,11 @@ pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamE
             segments: segments(scope),
             map,
             keep: Box::new(|_| true),
+            // Removal needs evidence: `GET /devices/{id}` answers 404.
+            confirm: Some(Confirm {
+                template: paths::DEVICE,
+                in_scope: in_scope(rt, scope),
+            }),
         },
     )
     .await

@@ -130,10 +130,16 @@ pub fn select<'a>(t: &'a Tenant, req: &Req) -> Result<Vec<&'a Device>, Reply> {
 pub fn list(sh: &Shared, req: &Req) -> Reply {
     let t = sh.tenant();
     let (limit, offset) = limit_offset(req, 300, 300);
-    let sel = match select(&t, req) {
+    let mut sel = match select(&t, req) {
         Ok(s) => s,
         Err(r) => return r,
     };
+    {
+        let skips = crate::server::lock(&sh.listing_skips);
+        if !skips.is_empty() {
+            sel.retain(|d| !skips.contains(&t.device_id(d.idx)));
+        }
+    }
     let total = sel.len();
     let items: Vec<Value> = sel
         .iter()

@@ -5,10 +5,17 @@
 //! checkpoint `{sweep, segment, pos, done}`, so a crash resumes the same sweep at the same page.
 //! The last page also closes the sweep: rows it did not see count a miss, and rows past their
 //! table's threshold are marked removed.
+//!
+//! Offsets shift when rows leave mid-walk, so a miss is not evidence enough for a table that
+//! [`Confirm`]s: before its sweep ends, each row it would remove is asked for by id, and only
+//! a 404 (or an answer outside the source's filters) lets it go. Removals are rare, so this
+//! costs a request per real removal; a burst of unenrolments ahead of the walk costs one per
+//! device it hid, and removes none of them.
 
 use std::sync::Arc;
 
 use futures::StreamExt;
+use kandji_api::api::path_segment;
 use kandji_api::paginate::{self, PageStyle, Parsed};
 use kandji_api::{ApiRequest, KandjiError, Position, Query};
 use serde::{Deserialize, Serialize};
@@ -16,6 +23,7 @@ use serde_json::Value;
 
 use crate::store::{self, InvRow, SweepEnd, Table, Upsert};
 use crate::streams::StreamName;
+use crate::streams::fetch;
 use crate::streams::runtime::{CursorRestarts, RunReport, SourceRuntime, StreamError};
 
 /// `limit`/`offset` over a bare array, re-reading `overlap` items at each page boundary: when a
@@ -51,6 +59,16 @@ pub struct SweepSpec {
     pub map: fn(&Value) -> Option<InvRow>,
     /// Drops rows outside the source's filters.
     pub keep: Box<dyn Fn(&InvRow) -> bool + Send + Sync>,
+    /// Removal needs evidence: ask for each row the sweep would remove.
+    pub confirm: Option<Confirm>,
+}
+
+/// How a sweep confirms a removal: one row by id, mapped by the sweep's `map`.
+pub struct Confirm {
+    /// The endpoint, with one `{…}` placeholder for the row's key.
+    pub template: &'static str,
+    /// Whether a row that still exists is one the source collects (its filters).
+    pub in_scope: Box<dyn Fn(&InvRow) -> bool + Send + Sync>,
 }
 
 /// The checkpoint a sweep keeps: which sweep, where it is, whether it is done.
@@ -127,13 +145,18 @@ pub async fn run(rt: &SourceRuntime, spec: SweepSpec) -> Result<RunReport, Strea
                 Err(e) => return Err(e.into()),
             };
             report.pages += 1;
-            let rows: Vec<InvRow> = page
+            let mut rows: Vec<InvRow> = page
                 .items
                 .iter()
                 .filter_map(spec.map)
                 .filter(|r| (spec.keep)(r))
                 .collect();
             let mut batch = rt.batch(spec.stream);
+            let last = page.next.is_none() && cp.segment + 1 >= nseg;
+            if last && let Some(c) = &spec.confirm {
+                let live = confirm(rt, &spec, c, cp.sweep, &rows).await?;
+                rows.extend(live);
+            }
             batch.upserts.push(Upsert {
                 table: spec.table,
                 sweep: cp.sweep,
@@ -180,6 +203,57 @@ pub async fn run(rt: &SourceRuntime, spec: SweepSpec) -> Result<RunReport, Strea
             spec.template
         )));
     }
+}
+
+/// The rows sweep `sweep` would remove that still exist in scope (the rest answered 404 or
+/// left the filters: their removal has its evidence).
+async fn confirm(
+    rt: &SourceRuntime,
+    spec: &SweepSpec,
+    c: &Confirm,
+    sweep: i64,
+    last_page: &[InvRow],
+) -> Result<Vec<InvRow>, StreamError> {
+    let seen: std::collections::HashSet<&str> = last_page.iter().map(|r| r.key.as_str()).collect();
+    let candidates = rt
+        .store
+        .removal_candidates(rt.name(), spec.table, sweep)
+        .await?;
+    let mut live = Vec::new();
+    for key in candidates.iter().filter(|k| !seen.contains(k.as_str())) {
+        let path = match (c.template.find('{'), c.template.find('}')) {
+            (Some(a), Some(b)) if a < b => {
+                format!(
+                    "{}{}{}",
+                    &c.template[..a],
+                    path_segment(key),
+                    &c.template[b + 1..]
+                )
+            }
+            _ => c.template.to_string(),
+        };
+        match fetch::get(rt, c.template, path, vec![], spec.stream.priority()).await {
+            Ok(body) => {
+                if let Some(row) = (spec.map)(&body).filter(|r| r.key == *key && (c.in_scope)(r)) {
+                    live.push(row);
+                }
+            }
+            Err(KandjiError::NotFound { .. }) => {}
+            // The token may not read one device: the sweep's misses are all the evidence
+            // there is (as before this check existed).
+            Err(KandjiError::PermissionDenied { endpoint }) => {
+                tracing::warn!(source = %rt.name(), stream = %spec.stream, %endpoint,
+                    "removal evidence needs this permission: without it, devices a walk missed twice are marked removed");
+                return Ok(live);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !live.is_empty() {
+        tracing::info!(source = %rt.name(), stream = %spec.stream, kept = live.len(),
+            of = candidates.len(), "rows the walk missed still exist: not removed");
+    }
+    Ok(live)
 }
 
 #[cfg(test)]
