@@ -238,3 +238,53 @@ async fn a_burst_of_unenrolments_during_walks_removes_no_live_device() {
     assert_eq!(gone.len(), 24);
     assert_eq!(removed, gone);
 }
+
+/// An uninstall reaches the store within an hour on the default schedule: the hourly `apps`
+/// run is a full export (deltas cannot see a removal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uninstall_is_seen_by_the_next_hourly_apps_run() {
+    let mut cfg = sim_config(150, 65);
+    cfg.churn = Churn {
+        app_changes: 400.0,
+        ..Churn::none()
+    };
+    let env = env(cfg).await;
+    cycle(&env, &[]).await;
+    let installs = |env: &Env| -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for d in arr(env.sim.truth("apps")) {
+            let device = str_of(&d, "device_id");
+            for a in d
+                .get("apps")
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let ident = ["bundle_id", "path", "app_name"]
+                    .iter()
+                    .map(|k| str_of(a, k))
+                    .find(|x| !x.is_empty())
+                    .unwrap_or_default();
+                out.insert(format!("{device}|{ident}"));
+            }
+        }
+        out
+    };
+    let before = installs(&env);
+    env.sim.advance(Duration::from_secs(61 * 60));
+    let after = installs(&env);
+    let uninstalled: BTreeSet<_> = before.difference(&after).cloned().collect();
+    assert!(!uninstalled.is_empty(), "the hour uninstalled apps");
+    cycle(&env, &[StreamName::Apps]).await;
+    let live = store_set(&env.store, "SELECT key FROM apps WHERE removed_at IS NULL");
+    assert_eq!(live, after, "the store's installs are the tenant's");
+    let removed = count(
+        &env.store,
+        "SELECT count(*) FROM events WHERE event_type = 'app_removed'",
+    );
+    assert_eq!(
+        removed as usize,
+        uninstalled.len(),
+        "one app_removed per uninstall"
+    );
+}

@@ -1,6 +1,7 @@
-//! `apps`: application inventory. A full Prism export of `apps` by default (a few requests
-//! for the whole fleet, which also finds removed apps), and Prism cursor pages filtered on
-//! `last_changed_at` for deltas in between. Per-device `/devices/{id}/apps` is not used: at one
+//! `apps`: application inventory. A full Prism export of `apps` at least every
+//! [`FULL_EVERY`] (a few requests for the whole fleet, and the only way to see an uninstall),
+//! which on the default hourly interval is every run; Prism cursor pages filtered on
+//! `last_changed_at` for deltas when the interval is shorter. Per-device `/devices/{id}/apps` is not used: at one
 //! request per device it costs the fleet size every cycle, which the planner refuses.
 //!
 //! Rows are normalized as they are parsed (see `store/apps.rs`): the CSV's records become
@@ -9,7 +10,6 @@
 use serde_json::Value;
 
 use super::StreamName;
-use super::drivers::prism_snapshot::FULL_EXPORT_EVERY;
 use super::drivers::prism_snapshot::{self as prism, PrismTable};
 use crate::streams::runtime::{RunReport, Scope, SourceRuntime, StreamError};
 use crate::store::{AppInstall, AppRowMapper, AppUpsert, Batch, Table};
@@ -17,6 +17,11 @@ use kandji_api::Priority;
 use kandji_api::check::probes;
 use super::spec::{Cost, Driver, Output, Stage, StreamSpec};
 use std::time::Duration;
+
+/// A full `apps` export at least this often: deltas cannot see an uninstall, and an export
+/// costs about three requests whatever the fleet size (cheaper than an hour of delta pages
+/// at 10k devices), so an uninstall reaches the store within an hour.
+pub const FULL_EVERY: Duration = Duration::from_secs(3600);
 
 /// Apps as a Prism table: normalized installs.
 pub struct Apps;
@@ -31,6 +36,9 @@ impl PrismTable for Apps {
     /// commits.
     fn batch_rows(&self) -> usize {
         5_000
+    }
+    fn full_every(&self) -> Duration {
+        FULL_EVERY
     }
     fn mapper(&self, _category: &str) -> AppRowMapper {
         AppRowMapper::default()
@@ -68,7 +76,7 @@ pub static SPEC: StreamSpec = StreamSpec {
     output: Output::Table(Table::Apps),
     probes: &[probes::PRISM_APPS],
     cost: |c| {
-        let full = c.full_share(FULL_EXPORT_EVERY);
+        let full = c.full_share(FULL_EVERY);
         full * c.export() + (1.0 - full) * Cost::pages(c.changed() * 3.0, 300.0)
     },
     driver: Driver::PrismSnapshot,

@@ -126,6 +126,10 @@ pub trait PrismTable: Sync {
     fn batch_rows(&self) -> usize {
         BATCH_ROWS
     }
+    /// A full export at least this often (the only way to see rows that went away).
+    fn full_every(&self) -> std::time::Duration {
+        FULL_EXPORT_EVERY
+    }
     fn mapper(&self, category: &str) -> Self::Mapper;
     fn row_of_json(&self, category: &str, row: &Value) -> Option<Self::Row>;
     fn device_of(row: &Self::Row) -> Option<&str>;
@@ -272,7 +276,7 @@ pub async fn category<T: PrismTable>(
     let started = rt.now();
     let (last_full, hwm) = (cp.last_full_ms, cp.hwm_ms);
     let full_due = match (last_full, hwm) {
-        (Some(f), Some(_)) => started - f >= FULL_EXPORT_EVERY.as_millis() as i64,
+        (Some(f), Some(_)) => started - f >= t.full_every().as_millis() as i64,
         _ => true,
     };
     let keep = |r: &T::Row| scope.has_device(T::device_of(r));
