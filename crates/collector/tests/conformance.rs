@@ -78,26 +78,7 @@ fn case(stream: StreamName) -> Case {
         StreamName::Apps => Case {
             stored: "SELECT key FROM apps WHERE removed_at IS NULL",
             devices: Some("SELECT device_id FROM apps"),
-            truth: |sim| {
-                let mut out = BTreeSet::new();
-                for d in arr(sim.truth("apps")) {
-                    let device = str_of(&d, "device_id");
-                    for a in d
-                        .get("apps")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                    {
-                        let ident = ["bundle_id", "path", "app_name"]
-                            .iter()
-                            .map(|k| str_of(a, k))
-                            .find(|x| !x.is_empty())
-                            .unwrap_or_default();
-                        out.insert(format!("{device}|{ident}"));
-                    }
-                }
-                out
-            },
+            truth: truth_app_keys,
             runs: 1,
         },
         StreamName::Compliance => Case {
@@ -151,19 +132,7 @@ fn case(stream: StreamName) -> Case {
         StreamName::VulnerabilityDetections => Case {
             stored: "SELECT uid FROM events WHERE stream = 'vulnerability_detections'",
             devices: Some("SELECT device_id FROM events WHERE stream = 'vulnerability_detections'"),
-            truth: |sim| {
-                arr(sim.truth("vulnerability_detections"))
-                    .iter()
-                    .map(|v| {
-                        format!(
-                            "{}-{}-{}",
-                            str_of(v, "device_id"),
-                            str_of(v, "bundle_id"),
-                            str_of(v, "cve_id")
-                        )
-                    })
-                    .collect()
-            },
+            truth: truth_vuln_keys,
             runs: 1,
         },
         StreamName::Users => Case {

@@ -10,20 +10,6 @@ use common::*;
 use kandji_collector::streams::StreamName;
 use kandji_sim::Churn;
 
-fn vuln_truth(env: &Env) -> BTreeSet<String> {
-    arr(env.sim.truth("vulnerability_detections"))
-        .iter()
-        .map(|v| {
-            format!(
-                "{}-{}-{}",
-                str_of(v, "device_id"),
-                str_of(v, "bundle_id"),
-                str_of(v, "cve_id")
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vulnerability_detections_open_and_close_with_the_tenant() {
     let mut cfg = sim_config(200, 61);
@@ -42,7 +28,7 @@ async fn vulnerability_detections_open_and_close_with_the_tenant() {
         StreamName::VulnerabilityDetections,
     ];
     cycle(&env, &streams).await;
-    let first = vuln_truth(&env);
+    let first = truth_vuln_keys(&env.sim);
     assert!(!first.is_empty(), "the tenant has detections");
     // A simulated day in steps of two hours: full walks (every six) close what was fixed.
     for _ in 0..12 {
@@ -55,7 +41,7 @@ async fn vulnerability_detections_open_and_close_with_the_tenant() {
     cycle(&env, &[StreamName::Devices]).await;
     cycle(&env, &[StreamName::VulnerabilityDetections]).await;
 
-    let truth = vuln_truth(&env);
+    let truth = truth_vuln_keys(&env.sim);
     let open = store_set(
         &env.store,
         "SELECT key FROM vuln_detections WHERE removed_at IS NULL",
@@ -168,10 +154,7 @@ async fn a_device_the_walk_missed_twice_is_kept_when_it_still_exists() {
     for d in &missed {
         assert!(live.contains(d), "{d}: a live device was marked removed");
     }
-    let truth: BTreeSet<String> = arr(env.sim.truth("devices"))
-        .iter()
-        .map(|d| str_of(d, "device_id"))
-        .collect();
+    let truth = truth_device_ids(&env.sim);
     assert_eq!(live, truth, "only the devices that left are removed");
     for d in &gone {
         assert!(!live.contains(d), "{d} left the tenant");
@@ -221,10 +204,7 @@ async fn a_burst_of_unenrolments_during_walks_removes_no_live_device() {
     env.rt.on_commit = None;
     cycle(&env, &[StreamName::Devices]).await;
     cycle(&env, &[StreamName::Devices]).await;
-    let truth: BTreeSet<String> = arr(env.sim.truth("devices"))
-        .iter()
-        .map(|d| str_of(d, "device_id"))
-        .collect();
+    let truth = truth_device_ids(&env.sim);
     assert_eq!(
         live_devices(&env),
         truth,
@@ -250,26 +230,7 @@ async fn an_uninstall_is_seen_by_the_next_hourly_apps_run() {
     };
     let env = env(cfg).await;
     cycle(&env, &[]).await;
-    let installs = |env: &Env| -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
-        for d in arr(env.sim.truth("apps")) {
-            let device = str_of(&d, "device_id");
-            for a in d
-                .get("apps")
-                .and_then(serde_json::Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let ident = ["bundle_id", "path", "app_name"]
-                    .iter()
-                    .map(|k| str_of(a, k))
-                    .find(|x| !x.is_empty())
-                    .unwrap_or_default();
-                out.insert(format!("{device}|{ident}"));
-            }
-        }
-        out
-    };
+    let installs = |env: &Env| truth_app_keys(&env.sim);
     let before = installs(&env);
     env.sim.advance(Duration::from_secs(61 * 60));
     let after = installs(&env);

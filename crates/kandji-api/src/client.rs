@@ -382,7 +382,6 @@ impl KandjiClient {
                                     events::emit(events::RequestFailed {
                                         endpoint: &endpoint,
                                         attempt,
-                                        kind: error.kind(),
                                         error: &error,
                                         gave_up: true,
                                     });
@@ -403,7 +402,6 @@ impl KandjiClient {
                             events::emit(events::RequestFailed {
                                 endpoint: &endpoint,
                                 attempt,
-                                kind: e.kind(),
                                 error: &e,
                                 gave_up: false,
                             });
@@ -415,7 +413,6 @@ impl KandjiClient {
                         events::emit(events::RequestFailed {
                             endpoint: &endpoint,
                             attempt,
-                            kind: error.kind(),
                             error: &error,
                             gave_up: true,
                         });

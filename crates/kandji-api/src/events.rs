@@ -51,9 +51,7 @@ pub struct RequestFailed<'a> {
     pub endpoint: &'a str,
     /// The last try's number.
     pub attempt: u32,
-    /// The error's kind.
-    pub kind: &'static str,
-    /// The error.
+    /// The error (its kind labels the metric).
     pub error: &'a crate::error::KandjiError,
     /// Whether it was retried before.
     pub gave_up: bool,
@@ -66,9 +64,10 @@ impl InternalEvent for RequestFailed<'_> {
         } else {
             "request failed"
         };
-        tracing::warn!(endpoint = %self.endpoint, attempt = self.attempt, kind = self.kind,
+        let kind = self.error.kind();
+        tracing::warn!(endpoint = %self.endpoint, attempt = self.attempt, kind,
             error = %self.error, "{message}");
-        metrics::counter!("kandji_request_failures_total", "kind" => self.kind).increment(1);
+        metrics::counter!("kandji_request_failures_total", "kind" => kind).increment(1);
     }
 }
 

@@ -121,6 +121,53 @@ pub fn count(store: &Store, q: &str) -> i64 {
     sql(store).query_row(q, [], |r| r.get(0)).expect("count")
 }
 
+/// The tenant's open vulnerability detections, keyed as the store keys them
+/// (`device-bundle-cve`).
+pub fn truth_vuln_keys(sim: &SimHandle) -> BTreeSet<String> {
+    arr(sim.truth("vulnerability_detections"))
+        .iter()
+        .map(|v| {
+            format!(
+                "{}-{}-{}",
+                str_of(v, "device_id"),
+                str_of(v, "bundle_id"),
+                str_of(v, "cve_id")
+            )
+        })
+        .collect()
+}
+
+/// The tenant's app installs, keyed as the store keys them (`device|bundle id, else path,
+/// else name`).
+pub fn truth_app_keys(sim: &SimHandle) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for d in arr(sim.truth("apps")) {
+        let device = str_of(&d, "device_id");
+        for a in d
+            .get("apps")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let ident = ["bundle_id", "path", "app_name"]
+                .iter()
+                .map(|k| str_of(a, k))
+                .find(|x| !x.is_empty())
+                .unwrap_or_default();
+            out.insert(format!("{device}|{ident}"));
+        }
+    }
+    out
+}
+
+/// The tenant's devices' ids.
+pub fn truth_device_ids(sim: &SimHandle) -> BTreeSet<String> {
+    arr(sim.truth("devices"))
+        .iter()
+        .map(|d| str_of(d, "device_id"))
+        .collect()
+}
+
 /// Asserts the store's content equals the simulator's truth for every category.
 pub fn assert_matches_truth(env: &Env) {
     assert_store_matches(&env.sim, &env.store);
@@ -163,17 +210,7 @@ pub fn assert_store_matches(sim: &SimHandle, store: &Store) {
         "no duplicate audit events"
     );
 
-    let truth_vulns: BTreeSet<String> = arr(sim.truth("vulnerability_detections"))
-        .iter()
-        .map(|v| {
-            format!(
-                "{}-{}-{}",
-                str_of(v, "device_id"),
-                str_of(v, "bundle_id"),
-                str_of(v, "cve_id")
-            )
-        })
-        .collect();
+    let truth_vulns = truth_vuln_keys(sim);
     // The open detections are the tenant's (remediated ones are closed), and every one of
     // them came with its event (events stay when a detection closes).
     let open_vulns = store_set(
@@ -213,26 +250,7 @@ pub fn assert_store_matches(sim: &SimHandle, store: &Store) {
         "threats"
     );
 
-    let mut truth_apps = BTreeSet::new();
-    for d in arr(sim.truth("apps")) {
-        let device = str_of(&d, "device_id");
-        for a in d
-            .get("apps")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let ident = [
-                str_of(a, "bundle_id"),
-                str_of(a, "path"),
-                str_of(a, "app_name"),
-            ]
-            .into_iter()
-            .find(|x| !x.is_empty())
-            .unwrap_or_default();
-            truth_apps.insert(format!("{device}|{ident}"));
-        }
-    }
+    let truth_apps = truth_app_keys(sim);
     let stored_apps = store_set(store, "SELECT key FROM apps WHERE removed_at IS NULL");
     assert_eq!(stored_apps.len(), truth_apps.len(), "app count");
     assert_eq!(stored_apps, truth_apps, "apps");
