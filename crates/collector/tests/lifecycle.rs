@@ -271,15 +271,43 @@ async fn under_heavy_churn_every_lifecycle_change_reaches_the_store_and_the_sink
         ..Churn::default()
     };
     let env = env(cfg).await;
+    // One NDJSON sink, raw records, drained after every cycle as a running output would be:
+    // a row's removal must reach it as its own record, after its live versions were read.
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("out.ndjson");
+    let spec = SinkSpec {
+        name: "file".into(),
+        format: kandji_collector::outputs::Format::Raw,
+        batch_size: 500,
+        kind: SinkKind::Ndjson {
+            path: Some(path.clone()),
+            rotate_bytes: 0,
+            rotate_every: None,
+            keep_files: 1,
+        },
+    };
+    let info = SourceInfo {
+        source: "acme".into(),
+        tenant: "acme".into(),
+    };
+    let out = Output::new(env.store.clone(), info, spec, Pacing::default()).expect("output");
+    let drain = || async {
+        out.drain(&tokio_util::sync::CancellationToken::new())
+            .await
+            .expect("drain");
+    };
     cycle(&env, &[]).await;
+    drain().await;
     let initial = live_devices(&env);
     for _ in 0..3 {
         env.sim.advance(Duration::from_secs(6 * 3600));
         cycle(&env, &[]).await;
+        drain().await;
     }
     // Quiet: removals reach their second sweep, compliance's rotation covers the fleet.
     for _ in 0..3 {
         cycle(&env, &[]).await;
+        drain().await;
     }
     assert_matches_truth(&env);
     let removed_truth: BTreeSet<String> = arr(env.sim.truth("removed_devices"))
@@ -300,28 +328,6 @@ async fn under_heavy_churn_every_lifecycle_change_reaches_the_store_and_the_sink
         "the store removed exactly the devices that left"
     );
 
-    // One NDJSON sink, raw records, drained once.
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("out.ndjson");
-    let spec = SinkSpec {
-        name: "file".into(),
-        format: kandji_collector::outputs::Format::Raw,
-        batch_size: 500,
-        kind: SinkKind::Ndjson {
-            path: Some(path.clone()),
-            rotate_bytes: 0,
-            rotate_every: None,
-            keep_files: 1,
-        },
-    };
-    let info = SourceInfo {
-        source: "acme".into(),
-        tenant: "acme".into(),
-    };
-    let out = Output::new(env.store.clone(), info, spec, Pacing::default()).expect("output");
-    out.drain(&tokio_util::sync::CancellationToken::new())
-        .await
-        .expect("drain");
     let text = std::fs::read_to_string(&path).expect("the sink wrote");
     // Per (table, key): the states in delivery order, and every id.
     let mut last: BTreeMap<(String, String), bool> = BTreeMap::new();
@@ -408,4 +414,81 @@ async fn under_heavy_churn_every_lifecycle_change_reaches_the_store_and_the_sink
         said_removed, removed,
         "one device_removed per removed device"
     );
+    assert_every_change_event_is_explained(&env, &removed);
+}
+
+/// Every change event in the store is one the simulator's history explains: an app event by
+/// a change to that app on that device (or, for a removal, the device's removal), a
+/// compliance event by a status set on that item, a posture, OS or blueprint event by that
+/// change to the device, a closed detection by its remediation or its device's removal.
+fn assert_every_change_event_is_explained(env: &Env, removed: &BTreeSet<String>) {
+    let mut history: BTreeSet<(String, String)> = BTreeSet::new();
+    for e in arr(env.sim.truth("history")) {
+        let (device, kind, subject) = (
+            str_of(&e, "device_id"),
+            str_of(&e, "kind"),
+            str_of(&e, "subject"),
+        );
+        let key = if subject.is_empty() {
+            device
+        } else {
+            format!("{device}|{subject}")
+        };
+        history.insert((kind, key));
+    }
+    assert!(!history.is_empty(), "the churn left a history");
+    let open = truth_vuln_keys(&env.sim);
+    let raws = store_set(
+        &env.store,
+        "SELECT raw FROM events WHERE category = 'change' ORDER BY seq",
+    );
+    let events: Vec<(String, String, String)> = raws
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_str(r).expect("event raw");
+            (
+                str_of(&v, "event_type"),
+                str_of(&v, "key"),
+                str_of(&v, "device_id"),
+            )
+        })
+        .collect();
+    let reopened: BTreeSet<&str> = events
+        .iter()
+        .filter(|(t, _, _)| t == "vulnerability_detected")
+        .map(|(_, k, _)| k.as_str())
+        .collect();
+    let has = |kind: &str, key: &str| history.contains(&(kind.to_string(), key.to_string()));
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for (event_type, key, device) in &events {
+        *counts.entry(event_type.as_str()).or_default() += 1;
+        let explained = match event_type.as_str() {
+            "device_enrolled" | "device_removed" => true, // checked above, exactly
+            "app_installed" => has("app_install", key),
+            "app_removed" => has("app_remove", key) || removed.contains(device),
+            "app_updated" => ["app_install", "app_remove", "app_update"]
+                .iter()
+                .any(|k| has(k, key)),
+            "compliance_status_changed" => has("status", key),
+            "filevault_toggled" => has("filevault", device),
+            "os_updated" => has("os", device),
+            "blueprint_changed" => has("blueprint", device),
+            // Closed: remediated (not open at the end, or reopened later) or its device left.
+            "vulnerability_resolved" => {
+                removed.contains(device) || !open.contains(key) || reopened.contains(key.as_str())
+            }
+            "vulnerability_detected" => !removed.contains(device),
+            _ => false,
+        };
+        assert!(
+            explained,
+            "{event_type} on {key} (device {device}) is not in the tenant's history"
+        );
+    }
+    for t in ["app_installed", "app_removed", "compliance_status_changed"] {
+        assert!(
+            counts.get(t).is_some_and(|&n| n > 0),
+            "no {t} event: {counts:?}"
+        );
+    }
 }

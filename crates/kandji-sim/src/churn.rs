@@ -4,7 +4,9 @@ use crate::catalog::{self, Platform};
 use crate::config::Churn;
 use crate::derive;
 use crate::generator::{audit, new_device};
-use crate::model::{AppChange, AppChangeKind, AuditKind, Behavioral, Tenant, Threat, VulnDet};
+use crate::model::{
+    AppChange, AppChangeKind, AuditKind, Behavioral, Changed, Tenant, Threat, VulnDet,
+};
 use crate::util::{chance, h, pick, uuid_u128};
 
 const MINUTE: i64 = 60_000_000;
@@ -127,6 +129,7 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
             AppChangeKind::Update => 0,
         };
         t.app_overlay.entry(d.idx).or_default().push(change);
+        t.log(ts, d.idx, Changed::App(change.app, change.kind));
         let dm = &mut t.devices[p];
         dm.app_count = (i32::from(dm.app_count) + delta).max(0) as u16;
         dm.changed_at = dm.changed_at.max(ts);
@@ -154,6 +157,7 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
             .entry(d.idx)
             .or_default()
             .push((is_param, i, st));
+        t.log(ts, d.idx, Changed::Status(is_param, i));
         let dm = &mut t.devices[p];
         dm.changed_at = dm.changed_at.max(ts);
         dm.missing = false;
@@ -163,9 +167,12 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
         let p = pick(hv, t.devices.len());
         let d = &mut t.devices[p];
         if d.platform == Platform::Mac {
+            let ts = ts_of(hv >> 5);
             d.filevault = !d.filevault;
-            d.changed_at = d.changed_at.max(ts_of(hv >> 5));
+            d.changed_at = d.changed_at.max(ts);
             d.missing = false;
+            let idx = d.idx;
+            t.log(ts, idx, Changed::FileVault);
         }
     }
     for _ in 0..count(c.os_updates, scale, rnd(11)) {
@@ -173,9 +180,12 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
         let p = pick(hv, t.devices.len());
         let d = &mut t.devices[p];
         if usize::from(d.os) + 1 < d.platform.os_versions().len() {
+            let ts = ts_of(hv >> 5);
             d.os += 1;
-            d.changed_at = d.changed_at.max(ts_of(hv >> 5));
+            d.changed_at = d.changed_at.max(ts);
             d.missing = false;
+            let idx = d.idx;
+            t.log(ts, idx, Changed::Os);
         }
     }
     for _ in 0..count(c.blueprint_changes, scale, rnd(13)) {
@@ -191,6 +201,7 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
             d.missing = false;
             let (idx, to) = (d.idx, d.blueprint);
             t.rev += 1;
+            t.log(ts, idx, Changed::Blueprint);
             audit(t, ts, AuditKind::DeviceBlueprintChanged { from, to }, idx);
         }
     }

@@ -117,6 +117,7 @@ pub fn generate(cfg: &SimConfig, start_us: i64) -> Tenant {
         vulns: Vec::new(),
         app_overlay: HashMap::new(),
         status_overlay: HashMap::new(),
+        history: std::collections::VecDeque::new(),
         step: start_us.div_euclid(60_000_000),
         rev: 0,
         now_us: start_us,

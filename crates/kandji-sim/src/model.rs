@@ -120,6 +120,31 @@ pub struct AppChange {
     pub ts: i64,
 }
 
+/// What a churn step changed on a device, kept so that tests can tell an event the tenant's
+/// history explains from a false one.
+#[derive(Debug, Clone, Copy)]
+pub enum Changed {
+    /// An app was installed, updated or removed.
+    App(u16, AppChangeKind),
+    /// A library item's (`false`) or parameter's (`true`) status was set.
+    Status(bool, u16),
+    FileVault,
+    Os,
+    Blueprint,
+}
+
+/// One entry of the churn history.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryEntry {
+    pub ts: i64,
+    pub device: u32,
+    pub what: Changed,
+}
+
+/// The churn history keeps at most this many entries (the oldest go first), so a simulator
+/// that runs for weeks stays bounded.
+pub const HISTORY_CAP: usize = 500_000;
+
 /// The whole simulated tenant.
 #[derive(Debug)]
 pub struct Tenant {
@@ -140,6 +165,8 @@ pub struct Tenant {
     pub app_overlay: HashMap<u32, Vec<AppChange>>,
     /// device idx -> (is_param, index, status index) overrides.
     pub status_overlay: HashMap<u32, Vec<(bool, u16, u8)>>,
+    /// Per-device changes in the order they happened (see `HISTORY_CAP`).
+    pub history: std::collections::VecDeque<HistoryEntry>,
     /// Last applied simulated minute (absolute minutes since the epoch).
     pub step: i64,
     /// Bumped whenever the device list changes.
@@ -153,6 +180,14 @@ pub struct Tenant {
 pub const TAG_COUNT: usize = 12;
 
 impl Tenant {
+    /// Records a churn change in the history.
+    pub fn log(&mut self, ts: i64, device: u32, what: Changed) {
+        if self.history.len() >= HISTORY_CAP {
+            self.history.pop_front();
+        }
+        self.history.push_back(HistoryEntry { ts, device, what });
+    }
+
     pub fn device_pos(&self, idx: u32) -> Option<usize> {
         self.devices.binary_search_by_key(&idx, |d| d.idx).ok()
     }

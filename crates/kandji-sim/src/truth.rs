@@ -25,6 +25,7 @@ pub const CATEGORIES: &[&str] = &[
     "ade_devices",
     "licensing",
     "removed_devices",
+    "history",
 ];
 
 const PER_DEVICE: &[&str] = &["devices", "device_details", "apps", "compliance"];
@@ -120,6 +121,12 @@ pub fn chunk(
             .filter(|v| keep(v, "/device_id"))
             .collect(),
         "licensing" => vec![render::licensing(t)],
+        "history" => t
+            .history
+            .iter()
+            .map(|e| history_item(t, e))
+            .filter(|v| keep(v, "/device_id"))
+            .collect(),
         _ => Vec::new(),
     };
     let items: Vec<Value> = all.into_iter().skip(pos).take(n).collect();
@@ -204,4 +211,47 @@ pub fn stream(
             .map(|b| (Ok::<bytes::Bytes, std::io::Error>(b), rx))
     });
     axum::body::Body::from_stream(s)
+}
+
+/// One churn history entry: when, which device, what kind of change, and its subject in the
+/// collector's key terms (an app's bundle id, else path, else name; a compliance item as
+/// `library_item|<id>` or `parameter|<id>`).
+fn history_item(t: &Tenant, e: &crate::model::HistoryEntry) -> Value {
+    use crate::model::{AppChangeKind, Changed};
+    let (kind, subject) = match e.what {
+        Changed::App(app, k) => {
+            let m = crate::derive::app_meta_ref(usize::from(app));
+            let ident = [&m.bundle_id, &m.path, &m.name]
+                .into_iter()
+                .find(|x| !x.is_empty())
+                .cloned()
+                .unwrap_or_default();
+            let kind = match k {
+                AppChangeKind::Install => "app_install",
+                AppChangeKind::Remove => "app_remove",
+                AppChangeKind::Update => "app_update",
+            };
+            (kind, ident)
+        }
+        Changed::Status(false, i) => (
+            "status",
+            format!(
+                "library_item|{}",
+                crate::util::uuid_of(t.library_item_uuid(i))
+            ),
+        ),
+        Changed::Status(true, i) => (
+            "status",
+            format!("parameter|{}", crate::util::uuid_of(t.parameter_uuid(i))),
+        ),
+        Changed::FileVault => ("filevault", String::new()),
+        Changed::Os => ("os", String::new()),
+        Changed::Blueprint => ("blueprint", String::new()),
+    };
+    json!({
+        "ts": render::plus(e.ts),
+        "device_id": t.device_id(e.device),
+        "kind": kind,
+        "subject": subject,
+    })
 }
