@@ -89,6 +89,16 @@ async fn a_mark_already_in_the_future_is_brought_back() {
 /// fails as `cursor_expiring`, keeping what it committed, instead of re-reading forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endlessly_expiring_cursor_fails_after_a_few_restarts_and_keeps_its_pages() {
+    endlessly_expiring_cursor(false).await;
+}
+
+/// The same when the API refuses cursors with 404 (DRF's `CursorPagination` answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endlessly_expiring_cursor_refused_with_404_fails_after_a_few_restarts() {
+    endlessly_expiring_cursor(true).await;
+}
+
+async fn endlessly_expiring_cursor(refusal_404: bool) {
     let mut cfg = sim_config(3000, 43);
     // A running clock: a cursor is refused once the clock has moved past its issue time.
     cfg.clock = ClockConfig {
@@ -98,6 +108,7 @@ async fn an_endlessly_expiring_cursor_fails_after_a_few_restarts_and_keeps_its_p
     let env = env(cfg).await;
     env.sim.set_faults(Faults {
         expire_cursors: true,
+        cursor_refusal_404: refusal_404,
         ..Faults::default()
     });
     env.sim.reset_stats();
@@ -413,4 +424,75 @@ async fn deltas_follow_a_tenant_whose_clock_differs_from_the_hosts() {
         };
         assert_eq!(stored, truth, "{cat}");
     }
+}
+
+async fn plant_checkpoint(env: &Env, stream: &str, value: serde_json::Value) {
+    let mut b = Batch::new("acme", stream, env.rt.now(), "inventory");
+    b.checkpoint = Some(value);
+    env.store.commit_page(b).await.unwrap();
+}
+
+/// A `/users` cursor in the checkpoint that the API no longer takes (DRF answers 404
+/// "Invalid cursor") restarts the walk; it does not fail the stream run after run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_cursor_refused_with_404_restarts_the_walk() {
+    let env = env(sim_config(900, 47)).await;
+    plant_checkpoint(
+        &env,
+        "users",
+        serde_json::json!({"sweep": 1, "started_at": 0, "segment": 0,
+            "pos": {"kind": "cursor", "value": "bz0tMQ=="}, "done": false}),
+    )
+    .await;
+    env.sim.reset_stats();
+    env.rt
+        .run_stream(StreamName::Users)
+        .await
+        .expect("the walk restarts");
+    let refused = env.sim.stats().endpoints["GET /api/v1/users"]
+        .get("404")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(refused, 1, "the planted cursor was sent and refused once");
+    let stored = store_set(&env.store, "SELECT key FROM users WHERE removed_at IS NULL");
+    let truth: std::collections::BTreeSet<String> = arr(env.sim.truth("users"))
+        .iter()
+        .map(|u| str_of(u, "id"))
+        .collect();
+    assert_eq!(stored, truth);
+}
+
+/// A page-number checkpoint past the end of the list (it shrank since): DRF answers 404
+/// "Invalid page.", which ends the walk; the next sweep collects everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_past_the_end_ends_the_walk() {
+    let env = env(sim_config(60, 48)).await;
+    plant_checkpoint(
+        &env,
+        "ade_devices",
+        serde_json::json!({"sweep": 1, "started_at": 0, "segment": 0,
+            "pos": {"kind": "page", "value": 99}, "done": false}),
+    )
+    .await;
+    env.sim.reset_stats();
+    env.rt
+        .run_stream(StreamName::AdeDevices)
+        .await
+        .expect("a page past the end is the end of the walk");
+    let invalid = env.sim.stats().endpoints["GET /api/v1/integrations/apple/ade/devices"]
+        .get("404")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(invalid, 1, "page 99 was asked for and refused");
+    env.rt.run_stream(StreamName::AdeDevices).await.unwrap();
+    let stored = store_set(
+        &env.store,
+        "SELECT key FROM ade_devices WHERE removed_at IS NULL",
+    );
+    let truth: std::collections::BTreeSet<String> = arr(env.sim.truth("ade_devices"))
+        .iter()
+        .map(|u| str_of(u, "id"))
+        .collect();
+    assert!(!truth.is_empty());
+    assert_eq!(stored, truth);
 }

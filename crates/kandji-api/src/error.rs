@@ -186,6 +186,25 @@ pub const ACCEPTED_FORMS: &str = "Accepted forms: a bare subdomain (`acme`); a c
 optionally with `https://` and a trailing `/api/v1/`";
 
 impl KandjiError {
+    /// Whether this answer to a request that carried a cursor means "that cursor is no
+    /// good": 400 (the custom cursors of audit, Prism and vulnerabilities, as recorded) or
+    /// 404 (DRF's `CursorPagination`, which `/users` uses, answers
+    /// `404 {"detail":"Invalid cursor"}`; the custom ones may too). Only meaningful for a
+    /// request with a cursor: the caller restarts its walk without it.
+    pub fn is_refused_cursor(&self) -> bool {
+        matches!(
+            self,
+            Self::BadRequest { status: 400, .. } | Self::NotFound { .. }
+        )
+    }
+
+    /// Whether this is DRF's answer to a page number out of range (`page=99` after the set
+    /// shrank, `page=0`, `page=abc`): `404 {"detail":"Invalid page."}`.
+    pub fn is_invalid_page(&self) -> bool {
+        matches!(self, Self::NotFound { message, .. }
+            if message.to_ascii_lowercase().contains("invalid page"))
+    }
+
     /// Whether retrying the same request may succeed (429, 5xx, timeouts, transport, decode).
     pub fn is_retryable(&self) -> bool {
         matches!(

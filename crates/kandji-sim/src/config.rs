@@ -68,8 +68,13 @@ pub struct Faults {
     pub truncate_rate: f64,
     /// Fraction answered 200 with an HTML (non-JSON) body.
     pub malformed_rate: f64,
-    /// Every cursor issued before now is refused (400 `{"detail":"Invalid cursor"}`).
+    /// Every cursor issued before now is refused (`{"detail":"Invalid cursor"}`, 400 unless
+    /// `cursor_refusal_404`). `/users` cursors are DRF's and never expire.
     pub expire_cursors: bool,
+    /// The custom cursors (audit, Prism, vulnerability detections) are refused with 404, as
+    /// DRF's `CursorPagination` refuses its own, instead of 400. Which one the live API sends
+    /// for these is unknown, so tests run both.
+    pub cursor_refusal_404: bool,
     /// The next N requests get 429 regardless of budget.
     pub storm_429: u32,
 }

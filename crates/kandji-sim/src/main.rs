@@ -76,6 +76,9 @@ struct Cli {
     /// Refuse cursors issued before the current simulated instant.
     #[arg(long)]
     expire_cursors: bool,
+    /// Refuse audit, Prism and vulnerability cursors with 404 (as DRF does) instead of 400.
+    #[arg(long)]
+    cursor_refusal_404: bool,
     /// The first N requests get 429.
     #[arg(long, default_value_t = 0)]
     storm_429: u32,
@@ -136,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
             truncate_rate: cli.truncate_rate,
             malformed_rate: cli.malformed_rate,
             expire_cursors: cli.expire_cursors,
+            cursor_refusal_404: cli.cursor_refusal_404,
             storm_429: cli.storm_429,
         },
         clock: ClockConfig {

@@ -179,7 +179,26 @@ impl WalkState {
         }
         let mut req = self.req.clone();
         req.query.extend(self.style.query(self.pos.as_ref()));
-        let resp = self.client.send(&req).await?;
+        let resp = match self.client.send(&req).await {
+            Ok(r) => r,
+            // DRF answers a page past the end (the set shrank since the walk, or a resumed
+            // checkpoint) with 404 "Invalid page.": the walk is over, with an empty page.
+            Err(e) if e.is_invalid_page() && matches!(self.pos, Some(Position::Page(_))) => {
+                tracing::info!(endpoint = %self.endpoint, position = ?self.pos,
+                    "page out of range (404 Invalid page.): end of the walk");
+                self.done = true;
+                let page = Page {
+                    items: Vec::new(),
+                    position: self.pos.take(),
+                    next: None,
+                    total: None,
+                    index: self.index,
+                };
+                self.index += 1;
+                return Ok(page);
+            }
+            Err(e) => return Err(e),
+        };
         // `/devices` sends no count in the body; it has carried `X-Total-Count`.
         let header_total = resp
             .headers

@@ -142,8 +142,11 @@ fn ade_page(sh: &Shared, req: &Req, token: Option<u64>, bp_object: bool, web: bo
     } else {
         sh.base().to_owned()
     };
-    let page = req.qn("page").unwrap_or(1).max(1);
     let total = rows.len();
+    let page = match super::drf_page(req, total, 300) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     let (next, previous) = page_links(&host, req, total, 300, page);
     let results: Vec<Value> = rows.into_iter().skip((page - 1) * 300).take(300).collect();
     Reply::json(&json!({"count": total, "next": next, "previous": previous, "results": results}))

@@ -72,7 +72,7 @@ pub fn events(sh: &Shared, req: &Req) -> Reply {
                 Err(r) => return r,
             };
             if f[0] != sort {
-                return Reply::detail(400, "Invalid cursor");
+                return super::refused_cursor(sh);
             }
             let k: (i64, u128) = (f[2].parse().unwrap_or(0), f[3].parse().unwrap_or(0));
             let after = |i: usize| {

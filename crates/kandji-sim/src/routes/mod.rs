@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::server::{Reply, Req, Shared};
+use crate::server::{Reply, Req, Shared, lock};
 use crate::util::{b64, qenc, unb64};
 
 pub mod ade;
@@ -223,6 +223,39 @@ pub fn drf_links(
     (next, previous)
 }
 
+/// DRF's `PageNumberPagination` page: absent is page 1, `last` the last page; anything else
+/// must be an integer from 1 to the page count (page 1 always exists, even empty), else
+/// 404 `{"detail":"Invalid page."}`. That covers `page=0`, `page=-1`, `page=abc` and a page
+/// past the end. An empty `page=` is page 1 (DRF ≥ 3.11: `query_params.get(…) or 1`).
+pub fn drf_page(req: &Req, total: usize, size: usize) -> Result<usize, Reply> {
+    let pages = total.div_ceil(size.max(1)).max(1);
+    let invalid = || Reply::detail(404, "Invalid page.");
+    let raw = match req.q("page") {
+        None | Some("") => return Ok(1),
+        Some(r) => r,
+    };
+    if raw == "last" {
+        return Ok(pages);
+    }
+    // Django's `validate_number`: an integer, or a float with no fraction ("2.0").
+    let n = raw
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .or_else(|| {
+            raw.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite() && f.fract() == 0.0)
+                .map(|f| f as i64)
+        })
+        .ok_or_else(invalid)?;
+    if n < 1 || n as usize > pages {
+        return Err(invalid());
+    }
+    Ok(n as usize)
+}
+
 /// Page-number links (`page`, 1-based). `host` may be the web host.
 pub fn page_links(host: &str, req: &Req, total: usize, size: usize, page: usize) -> (Value, Value) {
     let next = if page * size < total {
@@ -268,9 +301,20 @@ pub fn make_cursor(sh: &Shared, fields: &[String]) -> String {
     b64(s.as_bytes())
 }
 
-/// Decode a cursor; `Err` is the 400 reply to send.
+/// The answer to a custom cursor the simulator refuses: 400 `{"detail":"Invalid cursor"}`,
+/// or 404 with the `cursor_refusal_404` knob.
+pub fn refused_cursor(sh: &Shared) -> Reply {
+    let status = if lock(&sh.faults).faults.cursor_refusal_404 {
+        404
+    } else {
+        400
+    };
+    Reply::detail(status, "Invalid cursor")
+}
+
+/// Decode a custom cursor; `Err` is the refusal to send (see [`refused_cursor`]).
 pub fn read_cursor(sh: &Shared, c: &str, n_fields: usize) -> Result<Vec<String>, Reply> {
-    let bad = || Reply::detail(400, "Invalid cursor");
+    let bad = || refused_cursor(sh);
     let raw = unb64(c).ok_or_else(bad)?;
     let s = String::from_utf8(raw).map_err(|_| bad())?;
     let parts: Vec<String> = s.split('|').map(str::to_owned).collect();

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{drf_links, limit_offset, make_cursor, not_found, page_links, read_cursor, url_with};
+use super::{drf_links, limit_offset, not_found, page_links, url_with};
 use crate::catalog;
 use crate::derive;
 use crate::model::Tenant;
@@ -19,8 +19,11 @@ fn drf(sh: &Shared, req: &Req, rows: Vec<Value>, default: usize, cap: usize) -> 
 }
 
 fn paged(sh: &Shared, req: &Req, rows: Vec<Value>, size: usize) -> Reply {
-    let page = req.qn("page").unwrap_or(1).max(1);
     let total = rows.len();
+    let page = match super::drf_page(req, total, size) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     let (next, previous) = page_links(sh.base(), req, total, size, page);
     let results: Vec<Value> = rows
         .into_iter()
@@ -118,14 +121,59 @@ pub fn tags(sh: &Shared, req: &Req) -> Reply {
     Reply::json(&json!({"count": rows.len(), "next": null, "previous": null, "results": rows}))
 }
 
+/// A DRF `CursorPagination` cursor: base64 of a query string with `o` (offset), `r`
+/// (reverse) and `p` (position), as `cD0yOTE0Mw==` is `p=29143`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct DrfCursor {
+    reverse: bool,
+    position: Option<u32>,
+}
+
+impl DrfCursor {
+    /// DRF's `decode_cursor`: an empty cursor decodes to the first page; anything that does
+    /// not decode (bad base64, a non-integer field, a negative offset) is `None`, which DRF
+    /// answers with 404 `{"detail":"Invalid cursor"}`.
+    fn decode(c: &str) -> Option<Self> {
+        let raw = crate::util::unb64(c.trim())?;
+        let qs = String::from_utf8(raw).ok()?;
+        let mut out = Self::default();
+        for pair in qs.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "o" => {
+                    v.parse::<u32>().ok()?;
+                }
+                "r" => out.reverse = v.parse::<u8>().ok()? != 0,
+                "p" => out.position = Some(v.parse().ok()?),
+                _ => {}
+            }
+        }
+        Some(out)
+    }
+
+    /// DRF's `encode_cursor` (keys in its order: `o`, `r`, `p`).
+    fn encode(self) -> String {
+        let mut qs = Vec::new();
+        if self.reverse {
+            qs.push("r=1".to_string());
+        }
+        if let Some(p) = self.position {
+            qs.push(format!("p={p}"));
+        }
+        crate::util::b64(qs.join("&").as_bytes())
+    }
+}
+
+/// `/users`: DRF cursor pagination, 300 a page, ordered by the user's position. Its cursors
+/// carry a position, not an issue time, so they never expire.
 pub fn users(sh: &Shared, req: &Req) -> Reply {
     let t = sh.tenant();
-    let start = match req.q("cursor") {
-        Some(c) => match read_cursor(sh, c, 1) {
-            Ok(f) => f[0].parse::<usize>().unwrap_or(0),
-            Err(r) => return r,
+    let cur = match req.q("cursor") {
+        None => DrfCursor::default(),
+        Some(c) => match DrfCursor::decode(c) {
+            Some(c) => c,
+            None => return Reply::detail(404, "Invalid cursor"),
         },
-        None => 0,
     };
     let sel: Vec<u32> = (0..t.users.len() as u32)
         .filter(|&u| req.q("email").is_none_or(|e| t.user_email(u).contains(e)))
@@ -136,37 +184,39 @@ pub fn users(sh: &Shared, req: &Req) -> Reply {
         })
         .collect();
     const PAGE: usize = 300;
-    let rows: Vec<Value> = sel
-        .iter()
-        .skip(start)
-        .take(PAGE)
-        .map(|&u| render::user_item(&t, u))
-        .collect();
+    let page: Vec<u32> = match (cur.reverse, cur.position) {
+        (false, p) => sel
+            .iter()
+            .copied()
+            .filter(|&u| p.is_none_or(|p| u > p))
+            .take(PAGE)
+            .collect(),
+        (true, p) => {
+            let before: Vec<u32> = sel
+                .iter()
+                .copied()
+                .filter(|&u| p.is_none_or(|p| u < p))
+                .collect();
+            before[before.len().saturating_sub(PAGE)..].to_vec()
+        }
+    };
     let web = format!("https://{}.kandji.io", t.name);
-    let next = if start + PAGE < sel.len() {
-        json!(url_with(
-            &web,
-            req,
-            &[(
-                "cursor",
-                Some(make_cursor(sh, &[(start + PAGE).to_string()]))
-            )]
-        ))
-    } else {
-        Value::Null
+    let link = |c: DrfCursor| json!(url_with(&web, req, &[("cursor", Some(c.encode()))]));
+    let next = match page.last() {
+        Some(&last) if sel.iter().any(|&u| u > last) => link(DrfCursor {
+            reverse: false,
+            position: Some(last),
+        }),
+        _ => Value::Null,
     };
-    let previous = if start > 0 {
-        json!(url_with(
-            &web,
-            req,
-            &[(
-                "cursor",
-                Some(make_cursor(sh, &[start.saturating_sub(PAGE).to_string()]))
-            )]
-        ))
-    } else {
-        Value::Null
+    let previous = match page.first() {
+        Some(&first) if sel.iter().any(|&u| u < first) => link(DrfCursor {
+            reverse: true,
+            position: Some(first),
+        }),
+        _ => Value::Null,
     };
+    let rows: Vec<Value> = page.iter().map(|&u| render::user_item(&t, u)).collect();
     Reply::json(&json!({"next": next, "previous": previous, "results": rows}))
 }
 

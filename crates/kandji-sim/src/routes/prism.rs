@@ -58,7 +58,7 @@ pub fn category(sh: &Shared, req: &Req) -> Reply {
                 dev: f[1].parse().unwrap_or(0),
                 row: f[2].parse().unwrap_or(0),
             }),
-            Ok(_) => return Reply::detail(400, "Invalid cursor"),
+            Ok(_) => return super::refused_cursor(sh),
             Err(r) => return r,
         },
         _ => None,

@@ -216,7 +216,7 @@ pub fn vuln_detections(sh: &Shared, req: &Req) -> Reply {
     let start = match req.q("after") {
         Some(c) if !c.is_empty() => match read_cursor(sh, c, 2) {
             Ok(f) if f[0] == qh => f[1].parse::<usize>().unwrap_or(0),
-            Ok(_) => return Reply::detail(400, "Invalid cursor"),
+            Ok(_) => return super::refused_cursor(sh),
             Err(r) => return r,
         },
         _ => 0,

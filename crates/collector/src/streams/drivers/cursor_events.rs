@@ -1,7 +1,7 @@
 //! `cursor_events`: an event feed paged by an opaque cursor (audit, vulnerabilities), read from
 //! a high-water mark minus an overlap; the events' uids dedup what the overlap reads again.
 //!
-//! One restart rule: a cursor the API refuses (400, it expired between pages or runs)
+//! One restart rule: a cursor the API refuses (400 or 404, it expired between pages or runs)
 //! restarts the walk without it, at most [`MAX_CURSOR_RESTARTS`](super::super::runtime::MAX_CURSOR_RESTARTS)
 //! times per run. A feed sorted by time restarts from its mark; an unsorted one re-runs the
 //! query the cursor came from (its mark may be past rows the walk has not reached).
@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use kandji_api::paginate::{self, PageStyle};
-use kandji_api::{ApiRequest, KandjiError, Position};
+use kandji_api::{ApiRequest, Position};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -124,7 +124,7 @@ pub async fn run(
         while let Some(page) = pages.next().await {
             let page = match page {
                 Ok(p) => p,
-                Err(e @ KandjiError::BadRequest { .. }) if cp.cursor.is_some() => {
+                Err(e) if cp.cursor.is_some() && e.is_refused_cursor() => {
                     restarts.restart(rt, stream, &e)?;
                     cp.cursor = None;
                     if feed.sorted && cp.sweep.is_none() {

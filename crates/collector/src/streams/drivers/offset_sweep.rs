@@ -133,11 +133,9 @@ pub async fn run(rt: &SourceRuntime, spec: SweepSpec) -> Result<RunReport, Strea
         while let Some(page) = pages.next().await {
             let page = match page {
                 Ok(p) => p,
-                // An expired cursor restarts the segment's walk; the sweep id is kept, so rows
+                // A refused cursor (400, or DRF's 404) restarts the segment's walk; the sweep id is kept, so rows
                 // already seen in this sweep stay seen.
-                Err(e @ KandjiError::BadRequest { .. })
-                    if matches!(cp.pos, Some(Position::Cursor(_))) =>
-                {
+                Err(e) if matches!(cp.pos, Some(Position::Cursor(_))) && e.is_refused_cursor() => {
                     restarts.restart(rt, spec.stream, &e)?;
                     cp.pos = None;
                     continue 'segments;

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::store::{Batch, Scope as StoreScope, SweepEnd, Table};
 use crate::streams::StreamName;
 use crate::streams::fetch::{self, q};
-use crate::streams::runtime::{RunReport, Scope, SourceRuntime, StreamError};
+use crate::streams::runtime::{CursorRestarts, RunReport, Scope, SourceRuntime, StreamError};
 
 /// How often the snapshot streams take a full export; between exports they read deltas.
 pub const FULL_EXPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
@@ -71,9 +71,13 @@ pub struct DeltaPage {
 }
 
 /// Walks `GET /prism/{category}` with `filter={"last_changed_at":{"gte": since}}` and the
-/// cursor, calling `each` per page; returns the number of pages.
+/// cursor, calling `each` per page; returns the number of pages. A cursor the API refuses
+/// (400 or 404: it expired between pages) restarts the walk from the first page, at most
+/// `MAX_CURSOR_RESTARTS` times: the rows read again are the same versions, which change
+/// nothing.
 pub async fn deltas<F, Fut>(
     rt: &SourceRuntime,
+    stream: StreamName,
     category: &str,
     since_ms: i64,
     scope: &Scope,
@@ -92,23 +96,35 @@ where
     if !fams.is_empty() {
         query.push(q("device_families", fams.join(",")));
     }
-    let mut pages = rt.client.prism(category, query, None);
+    let mut restarts = CursorRestarts::default();
     let mut n = 0u64;
-    while let Some(page) = pages.next().await {
-        let page = page?;
-        n += 1;
-        let done = page.next.is_none() || page.items.is_empty();
-        let rows = page
-            .items
-            .into_iter()
-            .map(|r| Value::Object(r.fields))
-            .collect();
-        each(DeltaPage { rows, done }).await?;
-        if done {
-            break;
+    'walk: loop {
+        let mut pages = rt.client.prism(category, query.clone(), None);
+        let mut with_cursor = false;
+        while let Some(page) = pages.next().await {
+            let page = match page {
+                Ok(p) => p,
+                Err(e) if with_cursor && e.is_refused_cursor() => {
+                    restarts.restart(rt, stream, &e)?;
+                    continue 'walk;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            n += 1;
+            with_cursor = true;
+            let done = page.next.is_none() || page.items.is_empty();
+            let rows = page
+                .items
+                .into_iter()
+                .map(|r| Value::Object(r.fields))
+                .collect();
+            each(DeltaPage { rows, done }).await?;
+            if done {
+                break;
+            }
         }
+        return Ok(n);
     }
-    Ok(n)
 }
 
 /// The ms timestamp of a Prism row's `last_changed_at` (or `updated_at`).
@@ -314,7 +330,7 @@ pub async fn category<T: PrismTable>(
     }
     let since = hwm.unwrap_or(started) - OVERLAP_MS;
     let records = std::sync::atomic::AtomicU64::new(0);
-    let pages = deltas(rt, category, since, scope, |page: DeltaPage| {
+    let pages = deltas(rt, stream, category, since, scope, |page: DeltaPage| {
         let rows: Vec<T::Row> = page
             .rows
             .iter()

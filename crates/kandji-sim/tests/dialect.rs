@@ -1,0 +1,147 @@
+//! The live API's dialect where it differs from what a simulator would naturally say (issue 12):
+//! DRF's cursor and page refusals, and the knobs for what is not known.
+
+mod common;
+
+use common::*;
+use kandji_sim::Faults;
+
+fn query_of(next: &str, key: &str) -> String {
+    let u = url::Url::parse(next).expect("next is a URL");
+    u.query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("{key} in {next}"))
+}
+
+fn b64_decode(s: &str) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut buf, mut bits) = (0u32, 0);
+    for c in s.bytes().take_while(|&c| c != b'=') {
+        let v = ABC.iter().position(|&x| x == c).expect("base64") as u32;
+        buf = (buf << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+        }
+    }
+    String::from_utf8(out).expect("utf-8")
+}
+
+/// `/users` pages like DRF's `CursorPagination` (the recorded cursor `cD0yOTE0Mw==` is
+/// `p=29143`): its cursors are a base64 `p=<position>` (`r=1&p=…` going back), an empty
+/// `cursor=` is the first page, and a cursor that does not decode is 404 "Invalid cursor".
+#[tokio::test]
+async fn users_cursors_are_drf_cursors() {
+    let sim = start(static_config(500, 23)).await;
+    let c = client();
+    let first = ok(&c, &sim, "/api/v1/users").await;
+    let next = first["next"].as_str().expect("a second page");
+    let cursor = query_of(next, "cursor");
+    let decoded = b64_decode(&cursor);
+    assert!(
+        decoded.starts_with("p=") && decoded[2..].parse::<u64>().is_ok(),
+        "{cursor} decodes to {decoded}"
+    );
+    let second = ok(&c, &sim, &rebase(&sim, next)).await;
+    let back = second["previous"].as_str().expect("a previous page");
+    assert!(b64_decode(&query_of(back, "cursor")).starts_with("r=1&p="));
+    assert_eq!(
+        ok(&c, &sim, &rebase(&sim, back)).await["results"],
+        first["results"]
+    );
+
+    // An empty cursor is the first page.
+    let empty = ok(&c, &sim, "/api/v1/users?cursor=").await;
+    assert_eq!(empty["results"], first["results"]);
+
+    // What DRF's `decode_cursor` cannot read (not ASCII, a negative offset, a reverse flag
+    // that is not a number): 404, not 400.
+    for bad in ["/w==", "bz0tMQ==", "cj14"] {
+        let r = get(
+            &c,
+            &sim,
+            &format!("/api/v1/users?cursor={bad}"),
+            Some(sim.token()),
+        )
+        .await;
+        assert_eq!(r.status, 404, "cursor {bad}: {}", r.text);
+        assert_eq!(r.json(), serde_json::json!({"detail": "Invalid cursor"}));
+    }
+    // DRF cursors carry a position, not a time: expiry does not touch them.
+    sim.set_faults(Faults {
+        expire_cursors: true,
+        ..Faults::default()
+    });
+    assert_eq!(
+        ok(&c, &sim, &rebase(&sim, next)).await["results"],
+        second["results"]
+    );
+    sim.shutdown().await;
+}
+
+/// The custom cursors (audit, Prism, vulnerability detections) are refused with 400 by
+/// default, and with 404 under the `cursor_refusal_404` knob; the body is the same.
+#[tokio::test]
+async fn custom_cursor_refusal_is_400_or_404_by_knob() {
+    let sim = start(static_config(400, 5)).await;
+    let c = client();
+    let mut cursors = Vec::new();
+    let v = ok(&c, &sim, "/api/v1/audit/events?limit=5").await;
+    cursors.push(rebase(&sim, v["next"].as_str().expect("audit next")));
+    let v = ok(&c, &sim, "/api/v1/prism/device_information?limit=5").await;
+    cursors.push(format!(
+        "/api/v1/prism/device_information?limit=5&cursor={}",
+        v["cursor"].as_str().expect("prism cursor")
+    ));
+    let v = ok(
+        &c,
+        &sim,
+        "/api/v1/vulnerability-management/detections?size=2",
+    )
+    .await;
+    cursors.push(rebase(
+        &sim,
+        v["next"].as_str().expect("vulnerability next"),
+    ));
+    for (knob, status) in [(false, 400), (true, 404)] {
+        sim.set_faults(Faults {
+            expire_cursors: true,
+            cursor_refusal_404: knob,
+            ..Faults::default()
+        });
+        for u in &cursors {
+            let r = get(&c, &sim, u, Some(sim.token())).await;
+            assert_eq!(r.status, status, "{u} with cursor_refusal_404={knob}");
+            assert_eq!(r.json(), serde_json::json!({"detail": "Invalid cursor"}));
+        }
+    }
+    sim.shutdown().await;
+}
+
+/// DRF's `PageNumberPagination`: a page out of range, zero, negative or not a whole number is
+/// 404 "Invalid page."; page 1 always exists (an empty `page=` is page 1), `last` is the last.
+#[tokio::test]
+async fn page_numbers_out_of_range_are_404_invalid_page() {
+    let sim = start(static_config(40, 9)).await;
+    let c = client();
+    for path in [
+        "/api/v1/library/custom-profiles",
+        "/api/v1/library/custom-apps",
+        "/api/v1/integrations/apple/ade/devices",
+    ] {
+        let one = ok(&c, &sim, &format!("{path}?page=1")).await;
+        assert!(one["next"].is_null(), "{path}: one page at 40 devices");
+        assert_eq!(ok(&c, &sim, &format!("{path}?page=last")).await, one);
+        // DRF ≥ 3.11 reads an empty `page=` as page 1.
+        assert_eq!(ok(&c, &sim, &format!("{path}?page=")).await, one);
+        for bad in ["2", "99", "0", "-1", "abc", "1.5"] {
+            let r = get(&c, &sim, &format!("{path}?page={bad}"), Some(sim.token())).await;
+            assert_eq!(r.status, 404, "{path}?page={bad}: {}", r.text);
+            assert_eq!(r.json(), serde_json::json!({"detail": "Invalid page."}));
+        }
+    }
+    sim.shutdown().await;
+}
