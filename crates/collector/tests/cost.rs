@@ -56,3 +56,30 @@ async fn a_full_sweep_of_10k_devices_costs_at_most_100_requests() {
         "a full sweep of 10k devices took {requests} requests"
     );
 }
+
+/// The client asks for gzip and the API's JSON arrives compressed: a full first cycle of
+/// every stream sends a fraction of its JSON bytes on the wire (the export CSVs come from the
+/// signed URL and are not counted). The figures go to BENCHMARKS.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_takes_gzip_and_a_sweep_moves_a_fraction_of_the_bytes() {
+    let mut cfg = sim_config(1_000, 13);
+    cfg.churn = Churn::none();
+    let env = env(cfg).await;
+    env.sim.reset_stats();
+    cycle(&env, &[]).await;
+    let s = env.sim.stats();
+    println!(
+        "full cycle, 1,000 devices: {} requests, {} bytes of JSON, {} on the wire ({:.1} %)",
+        s.total,
+        s.body_bytes_identity,
+        s.body_bytes,
+        100.0 * s.body_bytes as f64 / s.body_bytes_identity.max(1) as f64
+    );
+    assert!(s.body_bytes_identity > 100_000, "{s:?}");
+    assert!(
+        s.body_bytes * 3 < s.body_bytes_identity,
+        "gzip: {} on the wire for {}",
+        s.body_bytes,
+        s.body_bytes_identity
+    );
+}

@@ -22,6 +22,12 @@ use crate::util::h;
 pub struct Stats {
     pub total: u64,
     pub endpoints: BTreeMap<String, BTreeMap<String, u64>>,
+    /// `/api/v1` body bytes sent, as sent (gzip when the client asked for it).
+    #[serde(default)]
+    pub body_bytes: u64,
+    /// The same bodies uncompressed: `body_bytes` over this is what gzip saved.
+    #[serde(default)]
+    pub body_bytes_identity: u64,
 }
 
 #[derive(Debug, Default)]
@@ -125,7 +131,7 @@ impl Reply {
         Reply {
             status,
             body: Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
-            content_type: "application/json",
+            content_type: "application/json; charset=utf-8",
             headers: Vec::new(),
         }
     }
@@ -202,6 +208,32 @@ fn match_route<'a>(
     None
 }
 
+/// The methods a path's routes take, when it has routes (for DRF's 405 and `Allow`).
+fn allowed_methods(routes: &[Route], path: &str) -> Option<String> {
+    let mut methods: Vec<&str> = Vec::new();
+    for m in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+        let Ok(method) = Method::from_bytes(m.as_bytes()) else {
+            continue;
+        };
+        if match_route(routes, &method, path).is_some() {
+            methods.push(m);
+        }
+    }
+    if methods.is_empty() {
+        return None;
+    }
+    // DRF lists HEAD beside GET (HAR: `allow: GET, HEAD, POST` on /blueprints) and OPTIONS.
+    let mut out: Vec<&str> = Vec::new();
+    for m in methods {
+        out.push(m);
+        if m == "GET" {
+            out.push("HEAD");
+        }
+    }
+    out.push("OPTIONS");
+    Some(out.join(", "))
+}
+
 fn percent_decode(s: &str) -> String {
     url::form_urlencoded::parse(format!("x={s}").as_bytes())
         .next()
@@ -264,7 +296,18 @@ pub async fn handle_api(
     let (lh, ls) = (sh.cfg.hourly_limit, sh.cfg.per_second_limit);
     let api = path.starts_with("/api/v1/") || path == "/api/v1";
 
-    let Some((route, params)) = match_route(&sh.routes, &method, &path) else {
+    // A real route asked with another method: DRF's 405 (after authentication), not Kong's 404.
+    let wrong_method = match_route(&sh.routes, &method, &path)
+        .is_none()
+        .then(|| allowed_methods(&sh.routes, &path))
+        .flatten();
+    let found = match (&wrong_method, match_route(&sh.routes, &method, &path)) {
+        (_, Some(m)) => Some(m),
+        (Some(_), None) => match_route(&sh.routes, &Method::GET, &path)
+            .or_else(|| match_route(&sh.routes, &Method::POST, &path)),
+        (None, None) => None,
+    };
+    let Some((route, params)) = found else {
         let mut hdrs = Vec::new();
         if api {
             let info = lock(&sh.rate).peek(now, real, lh, ls);
@@ -278,7 +321,7 @@ pub async fn handle_api(
         let r = kong_404(&sh);
         return build(404, r.content_type, Body::from(r.body), &hdrs);
     };
-    let key = format!("{} {}", route.method, route.template);
+    let key = format!("{method} {}", route.template);
 
     // Storm and rate limiting.
     let storm = {
@@ -383,6 +426,9 @@ pub async fn handle_api(
         Some(Some(allow)) if !allow.contains(&key) => {
             Reply::detail(403, "You do not have permission to perform this action.")
         }
+        Some(_) if wrong_method.is_some() => {
+            Reply::detail(405, &format!("Method \"{method}\" not allowed."))
+        }
         Some(_) => {
             let licensed = match route.license {
                 License::None => true,
@@ -413,13 +459,62 @@ pub async fn handle_api(
     sh.record(&key, &reply.status.to_string());
     tracing::debug!(route = %key, status = reply.status, bytes = reply.body.len(), truncated = truncate, "api request");
     let mut all = hdrs;
+    if let Some(allow) = wrong_method.or_else(|| allowed_methods(&sh.routes, &path)) {
+        all.push(("Allow".into(), allow));
+    }
+    all.push(("Vary".into(), "Origin, Accept-Encoding".into()));
     all.extend(reply.headers);
     let body = if truncate && reply.body.len() > 2 {
         reply.body.slice(0..reply.body.len() / 2)
     } else {
         reply.body
     };
+    // gzip when asked for (HAR: `accept-encoding: gzip,deflate` got 1,728 bytes for 2,975).
+    let identity = body.len() as u64;
+    let body = if accepts_gzip(&headers) && !body.is_empty() {
+        match gzip(&body) {
+            Some(z) => {
+                all.push(("Content-Encoding".into(), "gzip".into()));
+                Bytes::from(z)
+            }
+            None => body,
+        }
+    } else {
+        body
+    };
+    {
+        let mut st = lock(&sh.stats);
+        st.body_bytes += body.len() as u64;
+        st.body_bytes_identity += identity;
+    }
     build(reply.status, reply.content_type, Body::from(body), &all)
+}
+
+/// Whether the request's `Accept-Encoding` takes gzip (and does not refuse it with `q=0`).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("accept-encoding")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|part| {
+            let mut it = part.split(';');
+            let name = it.next().unwrap_or("").trim();
+            let refused = it.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
+fn gzip(data: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).ok()?;
+    enc.finish().ok()
 }
 
 pub fn new_shared(cfg: SimConfig) -> Shared {

@@ -201,7 +201,8 @@ pub fn ts_date(us: i64) -> String {
 /// Parse the many timestamp shapes (and `YYYY-MM-DD`) into µs since the epoch (UTC assumed).
 pub fn parse_ts(s: &str) -> Option<i64> {
     let s = s.trim();
-    if s.is_empty() {
+    // Every form below is ASCII; the byte offsets that follow rely on it.
+    if s.is_empty() || !s.is_ascii() {
         return None;
     }
     let mut t = s.replacen(' ', "T", 1);

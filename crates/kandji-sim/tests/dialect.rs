@@ -145,3 +145,141 @@ async fn page_numbers_out_of_range_are_404_invalid_page() {
     }
     sim.shutdown().await;
 }
+
+/// Headers as recorded in 2024: JSON with a charset, `Allow` on every real route, `Vary`.
+/// Another method on a real route is DRF's 405 with `Allow`, not Kong's 404.
+#[tokio::test]
+async fn content_type_allow_and_405() {
+    let sim = start(static_config(20, 3)).await;
+    let c = client();
+    let r = get(&c, &sim, "/api/v1/blueprints", Some(sim.token())).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/json; charset=utf-8")
+    );
+    assert_eq!(r.header("allow").as_deref(), Some("GET, HEAD, OPTIONS"));
+    assert_eq!(r.header("vary").as_deref(), Some("Origin, Accept-Encoding"));
+    let r = c
+        .delete(format!("{}/api/v1/devices", sim.base_url()))
+        .bearer_auth(sim.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(
+        r.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("GET, HEAD, OPTIONS")
+    );
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"detail": "Method \"DELETE\" not allowed."})
+    );
+    // Without a token, authentication comes first (DRF checks it before the method).
+    let r = c
+        .delete(format!("{}/api/v1/devices", sim.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // An unknown path is still Kong's.
+    let r = get(&c, &sim, "/api/v1/nope", Some(sim.token())).await;
+    assert_eq!(r.status, 404);
+    assert!(r.json()["message"].as_str().unwrap().contains("no Route"));
+    sim.shutdown().await;
+}
+
+/// gzip when the client asks for it, and the stats count the bytes either way.
+#[tokio::test]
+async fn gzip_when_asked() {
+    let sim = start(static_config(50, 3)).await;
+    install_crypto();
+    let raw = reqwest::Client::builder()
+        .no_proxy()
+        .no_gzip()
+        .build()
+        .unwrap();
+    let url = format!("{}/api/v1/devices?limit=50", sim.base_url());
+    let plain = raw.get(&url).bearer_auth(sim.token()).send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.bytes().await.unwrap();
+    sim.reset_stats();
+    let zipped = raw
+        .get(&url)
+        .bearer_auth(sim.token())
+        .header("accept-encoding", "gzip, deflate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        zipped
+            .headers()
+            .get("content-encoding")
+            .and_then(|v| v.to_str().ok()),
+        Some("gzip")
+    );
+    let zipped = zipped.bytes().await.unwrap();
+    assert!(
+        zipped.len() * 3 < plain.len(),
+        "{} vs {}",
+        zipped.len(),
+        plain.len()
+    );
+    let mut inflated = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&zipped[..]),
+        &mut inflated,
+    )
+    .unwrap();
+    assert_eq!(inflated, plain);
+    let stats = sim.stats();
+    assert_eq!(stats.body_bytes, zipped.len() as u64);
+    assert_eq!(stats.body_bytes_identity, plain.len() as u64);
+    // `q=0` refuses it.
+    let r = raw
+        .get(&url)
+        .bearer_auth(sim.token())
+        .header("accept-encoding", "gzip;q=0")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("content-encoding").is_none());
+    sim.shutdown().await;
+}
+
+/// `limit=0` (or negative, or not a number) is the default limit, as DRF's
+/// `LimitOffsetPagination` reads it; ADE links end the path in a slash; a non-ASCII date is
+/// a 400, not a panic.
+#[tokio::test]
+async fn limits_ade_links_and_bad_dates() {
+    let sim = start(static_config(900, 3)).await;
+    let c = client();
+    let default = ok(&c, &sim, "/api/v1/devices").await;
+    for l in ["0", "-5", "abc"] {
+        let v = ok(&c, &sim, &format!("/api/v1/devices?limit={l}")).await;
+        assert_eq!(v, default, "limit={l}");
+    }
+    let v = ok(&c, &sim, "/api/v1/audit/events?limit=0").await;
+    assert_eq!(v["results"].as_array().unwrap().len(), 100);
+
+    let v = ok(&c, &sim, "/api/v1/integrations/apple/ade/devices").await;
+    let next = v["next"].as_str().expect("more than 300 ADE devices");
+    assert!(next.contains("/ade/devices/?page=2"), "{next}");
+    for bad in [
+        "2026-01-0\u{e9}",
+        "\u{1F600}\u{1F600}\u{1F600}",
+        "2026-13-45",
+    ] {
+        let q: String = url::form_urlencoded::byte_serialize(bad.as_bytes()).collect();
+        let r = get(
+            &c,
+            &sim,
+            &format!("/api/v1/audit/events?end_date={q}"),
+            Some(sim.token()),
+        )
+        .await;
+        assert_eq!(r.status, 400, "end_date={bad}: {}", r.text);
+    }
+    sim.shutdown().await;
+}

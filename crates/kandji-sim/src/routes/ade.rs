@@ -147,7 +147,14 @@ fn ade_page(sh: &Shared, req: &Req, token: Option<u64>, bp_object: bool, web: bo
         Ok(p) => p,
         Err(r) => return r,
     };
-    let (next, previous) = page_links(&host, req, total, 300, page);
+    // The live API's ADE links end the path in a slash (`…/ade/devices/?page=2`).
+    let slashed = Req {
+        params: Vec::new(),
+        query: req.query.clone(),
+        body: bytes::Bytes::new(),
+        path: format!("{}/", req.path.trim_end_matches('/')),
+    };
+    let (next, previous) = page_links(&host, &slashed, total, 300, page);
     let results: Vec<Value> = rows.into_iter().skip((page - 1) * 300).take(300).collect();
     Reply::json(&json!({"count": total, "next": next, "previous": previous, "results": results}))
 }

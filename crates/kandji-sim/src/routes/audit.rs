@@ -48,7 +48,11 @@ fn parse_bound(s: Option<&str>, end: bool) -> Result<Option<i64>, Reply> {
 
 pub fn events(sh: &Shared, req: &Req) -> Reply {
     let t = sh.tenant();
-    let limit = req.qn("limit").unwrap_or(100).clamp(1, 500);
+    let limit = req
+        .qn("limit")
+        .filter(|&n| n > 0)
+        .unwrap_or(100)
+        .clamp(1, 500);
     let sort = req.q("sort_by").unwrap_or("occurred_at").to_owned();
     if !["occurred_at", "-occurred_at", "id", "-id"].contains(&sort.as_str()) {
         return Reply::detail(400, &format!("Invalid sort_by: {sort}"));

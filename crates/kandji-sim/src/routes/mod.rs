@@ -287,8 +287,15 @@ pub fn page_links(host: &str, req: &Req, total: usize, size: usize, page: usize)
 }
 
 /// `limit` and `offset` with a default and a hard cap (values above the cap are clamped).
+///
+/// DRF's `LimitOffsetPagination`: a `limit` that is not a positive integer (`0`, `-5`, `abc`)
+/// is the default limit, and an `offset` that is not a non-negative integer is 0.
 pub fn limit_offset(req: &Req, default: usize, cap: usize) -> (usize, usize) {
-    let limit = req.qn("limit").unwrap_or(default).clamp(1, cap);
+    let limit = req
+        .qn("limit")
+        .filter(|&l| l > 0)
+        .unwrap_or(default)
+        .clamp(1, cap);
     (limit, req.qn("offset").unwrap_or(0))
 }
 

@@ -51,7 +51,11 @@ pub fn category(sh: &Shared, req: &Req) -> Reply {
         Err(r) => return r,
     };
     let qh = q.hash().to_string();
-    let limit = req.qn("limit").unwrap_or(300).clamp(1, 300);
+    let limit = req
+        .qn("limit")
+        .filter(|&n| n > 0)
+        .unwrap_or(300)
+        .clamp(1, 300);
     let start = match req.q("cursor") {
         Some(c) if !c.is_empty() => match read_cursor(sh, c, 3) {
             Ok(f) if f[0] == qh => Some(Pos {

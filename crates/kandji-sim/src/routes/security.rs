@@ -206,7 +206,11 @@ fn vuln_filter(raw: Option<&str>) -> Result<Filter, Reply> {
 
 pub fn vuln_detections(sh: &Shared, req: &Req) -> Reply {
     let t = sh.tenant();
-    let size = req.qn("size").unwrap_or(300).clamp(1, 300);
+    let size = req
+        .qn("size")
+        .filter(|&n| n > 0)
+        .unwrap_or(300)
+        .clamp(1, 300);
     let filter = match vuln_filter(req.q("filter")) {
         Ok(f) => f,
         Err(r) => return r,
@@ -285,7 +289,7 @@ fn aggregate(t: &Tenant) -> BTreeMap<u8, CveAgg> {
 fn page_size(req: &Req) -> (usize, usize) {
     (
         req.qn("page").unwrap_or(1).max(1),
-        req.qn("size").unwrap_or(50).clamp(1, 50),
+        req.qn("size").filter(|&n| n > 0).unwrap_or(50).clamp(1, 50),
     )
 }
 
