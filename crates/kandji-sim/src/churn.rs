@@ -209,7 +209,7 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
         let hv = rnd(16);
         let p = pick(hv, t.devices.len());
         let d = &t.devices[p];
-        if d.platform != Platform::Mac {
+        if d.platform != Platform::Mac || !t.licensed_edr {
             continue;
         }
         let ts = ts_of(hv >> 5);
@@ -230,7 +230,7 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
         let hv = rnd(18);
         let p = pick(hv, t.devices.len());
         let d = &t.devices[p];
-        if d.platform != Platform::Mac {
+        if d.platform != Platform::Mac || !t.licensed_edr {
             continue;
         }
         let b = Behavioral {
@@ -247,7 +247,7 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
         let hv = rnd(20);
         let p = pick(hv, t.devices.len());
         let d = &t.devices[p];
-        if d.platform != Platform::Mac {
+        if d.platform != Platform::Mac || !t.licensed_vuln {
             continue;
         }
         let ts = ts_of(hv >> 5);

@@ -123,6 +123,8 @@ pub fn generate(cfg: &SimConfig, start_us: i64) -> Tenant {
         now_us: start_us,
         churn_scale: (n as f64 / 1000.0).max(0.05),
         app_richness: cfg.app_richness,
+        licensed_edr: cfg.licensed_edr,
+        licensed_vuln: cfg.licensed_vuln,
     };
 
     // Blueprints.
@@ -131,6 +133,10 @@ pub fn generate(cfg: &SimConfig, start_us: i64) -> Tenant {
         let hv = hs("bpitems", &[seed, b as u64]);
         let items: Vec<u16> = (0..catalog::LIBRARY_ITEMS.len())
             .filter(|&i| i < 2 || chance(h(&[hv, i as u64]), 0.6))
+            // Without EDR there is no EDR policy to assign.
+            .filter(|&i| {
+                cfg.licensed_edr || catalog::LIBRARY_ITEMS[i].1 != "threat-security-policy"
+            })
             .map(|i| i as u16)
             .collect();
         let params: Vec<u16> = (0..catalog::PARAMETERS.len())
@@ -206,7 +212,7 @@ pub fn generate(cfg: &SimConfig, start_us: i64) -> Tenant {
         }
         let i = u64::from(d.idx);
         let hv = hs("threats", &[seed, i]);
-        if chance(hv, 0.05) {
+        if cfg.licensed_edr && chance(hv, 0.05) {
             for k in 0..(1 + hv % 3) {
                 let hk = h(&[hv, k]);
                 let ts = start_us - (hk % (90 * DAY as u64)) as i64;
@@ -230,7 +236,7 @@ pub fn generate(cfg: &SimConfig, start_us: i64) -> Tenant {
             }
         }
         let hb = hs("behavioral", &[seed, i]);
-        if chance(hb, 0.04) {
+        if cfg.licensed_edr && chance(hb, 0.04) {
             let ts = start_us - (hb % (60 * DAY as u64)) as i64;
             t.behavioral.push(Behavioral {
                 id: uuid_u128("bd", &[seed, i]),
@@ -242,7 +248,7 @@ pub fn generate(cfg: &SimConfig, start_us: i64) -> Tenant {
             });
         }
         let hvv = hs("vulns", &[seed, i]);
-        let nv = hvv % 4;
+        let nv = if cfg.licensed_vuln { hvv % 4 } else { 0 };
         for k in 0..nv {
             let hk = h(&[hvv, k, 9]);
             let ts = start_us - (hk % (120 * DAY as u64)) as i64;

@@ -175,6 +175,12 @@ pub struct Tenant {
     pub churn_scale: f64,
     /// Added to every new device's richness (see `SimConfig::app_richness`).
     pub app_richness: u8,
+    /// EDR is licensed: threats, behavioral detections, their audit events and the EDR
+    /// library item exist only then.
+    pub licensed_edr: bool,
+    /// Vulnerability Management is licensed: detections and their audit events exist only
+    /// then.
+    pub licensed_vuln: bool,
 }
 
 pub const TAG_COUNT: usize = 12;

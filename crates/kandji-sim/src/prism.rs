@@ -6,7 +6,7 @@ use crate::catalog::{self, Platform};
 use crate::derive;
 use crate::model::{Device, Tenant};
 use crate::render::{model, os};
-use crate::util::{chance, hs, parse_ts, pick, ts_space, uuid_of, uuid_u128};
+use crate::util::{chance, hs, parse_ts, pick, ts_plus, uuid_of, uuid_u128};
 
 /// Every Prism category (GET `/prism/<category>`), and whether `total` is null.
 pub const CATEGORIES: &[(&str, bool)] = &[
@@ -105,15 +105,15 @@ fn device_common(t: &Tenant, d: &Device) -> Map<String, Value> {
     m.insert("count".into(), Value::Null);
     m.insert(
         "last_collected_at".into(),
-        json!(ts_space(t.last_check_in(d))),
+        json!(ts_plus(t.last_check_in(d))),
     );
     m
 }
 
 fn with_times(base: &Map<String, Value>, created: i64, changed: i64) -> Map<String, Value> {
     let mut m = base.clone();
-    m.insert("created_at".into(), json!(ts_space(created)));
-    let ch = json!(ts_space(changed));
+    m.insert("created_at".into(), json!(ts_plus(created)));
+    let ch = json!(ts_plus(changed));
     m.insert("updated_at".into(), ch.clone());
     m.insert("last_changed_at".into(), ch);
     m
@@ -147,14 +147,14 @@ fn device_information(t: &Tenant, d: &Device) -> Value {
             "data_roaming": false,
             "device_capacity": m.capacity_gb,
             "display_os_version": o.version,
-            "first_enrollment_date": ts_space(d.first_enrollment),
-            "last_enrollment_date": ts_space(d.last_enrollment),
+            "first_enrollment_date": ts_plus(d.first_enrollment),
+            "last_enrollment_date": ts_plus(d.last_enrollment),
             "host_name": if macd { json!(t.device_name(d)) } else { Value::Null },
             "local_hostname": if macd { json!(format!("{}-{}", m.short.replace(' ', "-"), d.idx)) } else { Value::Null },
             "hotspot": false,
-            "last_checkin": ts_space(lc),
-            "last_checkin_agent": if macd { json!(ts_space(lc)) } else { Value::Null },
-            "last_checkin_mdm": ts_space(lc),
+            "last_checkin": ts_plus(lc),
+            "last_checkin_agent": if macd { json!(ts_plus(lc)) } else { Value::Null },
+            "last_checkin_mdm": ts_plus(lc),
             "lost_mode_status": null,
             "marketing_name": o.marketing,
             "mdm_enabled": true,
@@ -183,11 +183,11 @@ fn app_row(t: &Tenant, base: &Map<String, Value>, a: &derive::AppInst) -> Value 
     };
     let flag = |b: bool| if ios { Value::Bool(b) } else { Value::Null };
     let s = |x: &str| Value::String(x.to_owned());
-    let changed = json!(ts_space(a.changed_at.max(a.installed_at)));
+    let changed = json!(ts_plus(a.changed_at.max(a.installed_at)));
     let mut v: Vec<(String, Value)> = Vec::with_capacity(base.len() + 48);
     v.extend(base.iter().map(|(k, x)| (k.clone(), x.clone())));
     let fields: [(&str, Value); 39] = [
-        ("created_at", json!(ts_space(a.installed_at))),
+        ("created_at", json!(ts_plus(a.installed_at))),
         ("updated_at", changed.clone()),
         ("last_changed_at", changed),
         ("ad_hoc_code_signed", Value::Null),
@@ -393,7 +393,7 @@ pub fn rows(t: &Tenant, cat: &str, d: &Device) -> Vec<Value> {
                 "service": (["BluetoothAlways", "ScreenCapture", "SystemPolicyAllFiles"][k % 3]),
                 "application": (["com.okta.mobile", "us.zoom.xos", "com.microsoft.teams2"][k % 3]),
                 "client_type": "Bundle Identifier", "status": if k % 2 == 0 { "Allowed" } else { "Denied" },
-                "status_reason": "User Consent", "last_modified": ts_space(fe + 3_600_000_000 * (k as i64 + 1)),
+                "status_reason": "User Consent", "last_modified": ts_plus(fe + 3_600_000_000 * (k as i64 + 1)),
                 "local_user": "user0",
             })))
             .collect(),
@@ -744,7 +744,7 @@ pub fn ms_compliance_row(t: &Tenant, d: &Device) -> Value {
         json!({
             "compliance_state": (["compliant", "compliant", "noncompliant", "unknown"][pick(hv, 4)]),
             "azure_ad_device_id": uuid_of(uuid_u128("aad", &[t.seed, u64::from(d.idx)])),
-            "last_reported_at": ts_space(t.last_check_in(d)),
+            "last_reported_at": ts_plus(t.last_check_in(d)),
         }),
     )
 }

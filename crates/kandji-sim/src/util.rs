@@ -123,6 +123,15 @@ pub fn ts_z(us: i64) -> String {
     )
 }
 
+/// `2021-05-11T19:45:19Z`: DRF's form for a time without microseconds.
+pub fn ts_z_s(us: i64) -> String {
+    let p = parts(us);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        p.y, p.mo, p.d, p.h, p.mi, p.s
+    )
+}
+
 /// `2026-07-01T19:02:37.320664+00:00`
 pub fn ts_plus(us: i64) -> String {
     let p = parts(us);

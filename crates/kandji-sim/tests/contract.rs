@@ -68,9 +68,47 @@ enum Kind {
     Type,
     /// Free-form JSON whose keys depend on the record's kind; only the type is compared.
     Opaque,
+    /// A timestamp whose example form is not the live one (a placeholder in the spec).
+    Format,
 }
 
 const DEVIATIONS: &[Deviation] = &[
+    Deviation {
+        endpoint: "/api/v1/vulnerability-management/vulnerabilities/{cve_id}",
+        path: "$.first_detection_date",
+        kind: Kind::Format,
+        reason: "the example's placeholder 2023-10-13 16:15:00.000000 stands for every date; the list example has TZ for the same field",
+    },
+    Deviation {
+        endpoint: "/api/v1/vulnerability-management/vulnerabilities/{cve_id}",
+        path: "$.latest_detection_date",
+        kind: Kind::Format,
+        reason: "placeholder date; the list example has TZ for the same field",
+    },
+    Deviation {
+        endpoint: "/api/v1/vulnerability-management/vulnerabilities/{cve_id}",
+        path: "$.cve_published_at",
+        kind: Kind::Format,
+        reason: "placeholder date; NVD times are naive, served as T naive (assumed)",
+    },
+    Deviation {
+        endpoint: "/api/v1/vulnerability-management/vulnerabilities/{cve_id}",
+        path: "$.cve_modified_at",
+        kind: Kind::Format,
+        reason: "placeholder date; NVD times are naive, served as T naive (assumed)",
+    },
+    Deviation {
+        endpoint: "/api/v1/vulnerability-management/vulnerabilities/{cve_id}/devices",
+        path: "$.results[].software_summary.detection_date",
+        kind: Kind::Format,
+        reason: "placeholder date; detections' dates are TZ elsewhere in the spec",
+    },
+    Deviation {
+        endpoint: "/api/v1/vulnerability-management/vulnerabilities/{cve_id}/software",
+        path: "$.results[].software_versions[].latest_detection_date",
+        kind: Kind::Format,
+        reason: "placeholder date; the list example has TZ for the same field",
+    },
     Deviation {
         endpoint: "/api/v1/blueprints",
         path: "$.results[].params",
@@ -220,6 +258,51 @@ fn quirk_ok(key: &str, ex: &Value, got: &Value) -> bool {
     false
 }
 
+/// The form of a timestamp string, fractions aside: `space+00:00`, `T+00:00`, `TZ`,
+/// `space +0000`, `T naive`, `space naive`, `date`; `None` when it is not a timestamp.
+fn ts_class(s: &str) -> Option<&'static str> {
+    let b = s.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
+    let date = b.len() >= 10
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10);
+    if !date {
+        return None;
+    }
+    if b.len() == 10 {
+        return Some("date");
+    }
+    let sep = b[10];
+    if !(sep == b'T' || sep == b' ')
+        || b.len() < 19
+        || !digits(11..13)
+        || b[13] != b':'
+        || !digits(14..16)
+        || b[16] != b':'
+        || !digits(17..19)
+    {
+        return None;
+    }
+    let mut rest = &s[19..];
+    if let Some(r) = rest.strip_prefix('.') {
+        rest = r.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    Some(match (sep, rest) {
+        (b' ', "+00:00") => "space+00:00",
+        (b'T', "+00:00") => "T+00:00",
+        (b'T', "Z") => "TZ",
+        (b' ', "Z") => "spaceZ",
+        (b' ', " +0000") => "space +0000",
+        (b'T', "") => "T naive",
+        (b' ', "") => "space naive",
+        _ => "other",
+    })
+}
+
 fn compare(
     endpoint: &str,
     path: &str,
@@ -288,6 +371,23 @@ fn compare(
                 && e0.is_object()
             {
                 compare(endpoint, &format!("{path}[]"), key, e0, g0, errs, used);
+            }
+        }
+        // A timestamp is served in the form the example has, field by field.
+        (Value::String(e), Value::String(g)) if !g.is_empty() => {
+            if let Some(i) = dev.filter(|&i| DEVIATIONS[i].kind == Kind::Format) {
+                used.push(i);
+                if ts_class(g).is_none() {
+                    errs.push(format!("{endpoint} {path}: not a timestamp: {g}"));
+                }
+                return;
+            }
+            if let Some(want) = ts_class(e)
+                && ts_class(g) != Some(want)
+            {
+                errs.push(format!(
+                    "{endpoint} {path}: time form {want} in spec ({e}), served {g}"
+                ));
             }
         }
         _ => {}

@@ -283,3 +283,117 @@ async fn limits_ade_links_and_bad_dates() {
     }
     sim.shutdown().await;
 }
+
+/// Per-device endpoints as recorded: `automated_device_enrollment` holds JSON booleans, or is
+/// `{}` for a device not enrolled through ADE; `/devices/{id}/apps` carries the pagination
+/// headers and `T`/`Z` times.
+#[tokio::test]
+async fn per_device_endpoints_as_recorded() {
+    let sim = start(static_config(60, 3)).await;
+    let c = client();
+    let (mut empty, mut booleans) = (0, 0);
+    for d in sim.truth("device_details").as_array().unwrap() {
+        let ade = &d["automated_device_enrollment"];
+        let o = ade.as_object().expect("an object");
+        if o.is_empty() {
+            empty += 1;
+        } else {
+            assert!(ade["auto_enroll_eligible"].is_boolean(), "{ade}");
+            assert!(ade["auto_enrolled"].is_boolean(), "{ade}");
+            booleans += 1;
+        }
+    }
+    assert!(
+        empty > 0 && booleans > 0,
+        "{empty} without ADE, {booleans} with"
+    );
+
+    let id = first_mac(&sim)["device_id"].as_str().unwrap().to_owned();
+    let r = get(
+        &c,
+        &sim,
+        &format!("/api/v1/devices/{id}/apps"),
+        Some(sim.token()),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    let n = v["apps"].as_array().unwrap().len();
+    assert_eq!(r.header("x-total-count"), Some(n.to_string()));
+    assert_eq!(r.header("x-total-pages").as_deref(), Some("1"));
+    assert_eq!(
+        r.header("link").as_deref(),
+        Some(r#"<None>; rel="next", <None>; rel="prev""#)
+    );
+    for a in v["apps"].as_array().unwrap() {
+        for k in ["creation_date", "modification_date"] {
+            let t = a[k].as_str().unwrap();
+            assert!(
+                t.len() == 27 && &t[10..11] == "T" && t.ends_with('Z'),
+                "{k}: {t}"
+            );
+        }
+    }
+    sim.shutdown().await;
+}
+
+/// The licence flags hold everywhere: without EDR there are no threats, no behavioral
+/// detections, no EDR audit events and no EDR library item; without Vulnerability Management
+/// no detections and no vulnerability audit events.
+#[tokio::test]
+async fn licence_flags_are_consistent() {
+    let mut cfg = static_config(300, 21);
+    cfg.licensed_edr = false;
+    cfg.licensed_vuln = false;
+    cfg.churn = kandji_sim::Churn::default();
+    let sim = start(cfg).await;
+    sim.advance(std::time::Duration::from_secs(6 * 3600));
+    let audit = sim.truth("audit_events");
+    let types: std::collections::BTreeSet<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["target_type"].as_str())
+        .collect();
+    assert!(!types.is_empty());
+    assert!(!types.contains("file_detection"), "{types:?}");
+    assert!(!types.contains("vulnerability"), "{types:?}");
+    for cat in [
+        "threats",
+        "behavioral_detections",
+        "vulnerability_detections",
+    ] {
+        assert_eq!(sim.truth(cat).as_array().map_or(0, Vec::len), 0, "{cat}");
+    }
+    assert_eq!(edr_items(&sim), 0, "no device has the EDR policy");
+    sim.shutdown().await;
+
+    // Licensed, the same tenant has all of them.
+    let mut cfg = static_config(300, 21);
+    cfg.churn = kandji_sim::Churn::default();
+    let sim = start(cfg).await;
+    let types: std::collections::BTreeSet<String> = sim
+        .truth("audit_events")
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["target_type"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        types.contains("file_detection") && types.contains("vulnerability"),
+        "{types:?}"
+    );
+    assert!(edr_items(&sim) > 0, "Macs have the EDR policy");
+    sim.shutdown().await;
+}
+
+/// Library items of type `threat-security-policy` across the fleet.
+fn edr_items(sim: &kandji_sim::SimHandle) -> usize {
+    sim.truth("compliance")
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["library_items"].as_array().cloned().unwrap_or_default())
+        .filter(|i| i["type"] == "threat-security-policy")
+        .count()
+}

@@ -677,7 +677,11 @@ async fn incremental_prism_and_check_ins_follow_the_changes() {
             .unwrap()
             .replace('T', " ")
             .replace('Z', "");
-        let changed = r["last_changed_at"].as_str().unwrap().replace("+00:00", "");
+        let changed = r["last_changed_at"]
+            .as_str()
+            .unwrap()
+            .replace('T', " ")
+            .replace("+00:00", "");
         assert!(
             lc >= changed,
             "last_check_in {lc} older than change {changed}"

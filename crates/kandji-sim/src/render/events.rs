@@ -6,7 +6,7 @@ use super::{model, os};
 use crate::catalog::{self, Platform};
 use crate::derive;
 use crate::model::{AuditEvent, AuditKind, Behavioral, Tenant, Threat, VulnDet};
-use crate::util::{hs, ts_naive_space, ts_naive_t, ts_space, ts_z, uuid_of, uuid_u128};
+use crate::util::{hs, ts_naive_space, ts_naive_t, ts_z, uuid_of, uuid_u128};
 
 pub fn threat_item(t: &Tenant, th: &Threat) -> Value {
     let (name, class) = catalog::THREATS[usize::from(th.kind) % catalog::THREATS.len()];
@@ -31,7 +31,7 @@ pub fn threat_item(t: &Tenant, th: &Threat) -> Value {
         "device_id": t.device_id(th.device),
         "device_serial_number": t.serial(th.device, platform),
         "detection_date": ts_naive_t(th.ts),
-        "date_of_quarantine": if th.status == 1 { String::new() } else { ts_naive_space(th.ts + 1_187_000) },
+        "date_of_quarantine": if th.status == 1 { String::new() } else { ts_naive_t(th.ts + 1_187_000) },
         "date_of_release": if th.status == 2 { ts_naive_space(th.ts + 86_400_000_000) } else { String::new() },
         "released_by": if th.status == 2 { format!("admin@{}.io", t.name) } else { String::new() },
         "release_note": if th.status == 2 { "False positive" } else { "" },
@@ -62,7 +62,7 @@ pub fn behavioral_item(t: &Tenant, b: &Behavioral) -> Value {
         "classification": class,
         "informational_tags": if class == "suspicious" { json!(["discovery"]) } else { json!([]) },
         "malware_family": if class == "malicious" { json!(["Atomic"]) } else { json!([]) },
-        "detection_date": ts_space(b.ts),
+        "detection_date": crate::util::ts_plus(b.ts),
         "threat_status": (["detected", "informational", "blocked"][usize::from(b.status % 3)]),
         "device_info": {"id": t.device_id(b.device), "name": d.map(|d| t.device_name(d)).unwrap_or_default(), "serial_number": t.serial(b.device, platform)},
         "parent_process": proc_("zsh", "/bin/zsh", 7000 + u64::from(b.rule)),
@@ -124,7 +124,7 @@ pub fn vuln_item(t: &Tenant, v: &VulnDet) -> Value {
 /// `/audit/events` item.
 pub fn audit_item(t: &Tenant, e: &AuditEvent) -> Value {
     let id = ulid::Ulid(e.ulid).to_string();
-    let occurred = ts_space(e.ts);
+    let occurred = ts_z(e.ts);
     let admin = uuid_of(uuid_u128("admin", &[t.seed]));
     let dev = |idx: u32| -> (String, String) {
         let name = t

@@ -190,9 +190,12 @@ pub fn device_details(t: &Tenant, d: &Device) -> Value {
             })
         } else { json!({}) },
         "lost_mode": {},
-        "automated_device_enrollment": {
-            "auto_enroll_eligible": tf(ade),
-            "auto_enrolled": tf(ade),
+        // JSON booleans (Kandji's support scripts compare them with `true`), and `{}` for a
+        // device not enrolled through ADE (HAR entry 1).
+        "automated_device_enrollment": if ade {
+            json!({"auto_enroll_eligible": true, "auto_enrolled": true})
+        } else {
+            json!({})
         },
         "kandji_agent": if mac {
             json!({
@@ -274,8 +277,9 @@ pub fn app_item(t: &Tenant, d: &Device, a: &AppInst) -> Value {
         "source": meta.source,
         "process": if mac { meta.name.clone() } else { String::new() },
         "signature": if !mac { String::new() } else if meta.team_id.is_empty() { "Software Signing, Apple Code Signing Certification Authority, Apple Root CA".to_owned() } else { format!("Developer ID Application: {} ({}), Developer ID Certification Authority, Apple Root CA", meta.vendor, meta.team_id) },
-        "creation_date": ts_space(a.installed_at),
-        "modification_date": ts_space(a.changed_at),
+        // As recorded (`2022-09-19T12:28:40.525133Z`), not the space form.
+        "creation_date": crate::util::ts_z(a.installed_at),
+        "modification_date": crate::util::ts_z(a.changed_at),
         "path": meta.path,
         "version": derive::app_version(app, a.ver),
         "device_id": t.device_id(d.idx),
@@ -332,7 +336,7 @@ pub fn library_item_row(t: &Tenant, d: &Device, item: u16, full: bool) -> Value 
         "name": li.0,
         "type": li.1,
         "status": status,
-        "reported_at": if pending { Value::Null } else { json!(ts_space_s(reported)) },
+        "reported_at": if pending { Value::Null } else { json!(crate::util::ts_z_s(reported)) },
         "log": log,
         "last_audit_log": if pending { Value::Null } else { json!("Executing audit script") },
     });
@@ -420,7 +424,7 @@ pub fn device_activity(t: &Tenant, d: &Device) -> Vec<Value> {
             };
             json!({
                 "id": 40_000 + (hv % 1_000_000),
-                "created_at": ts_space(ts.min(t.now_us)),
+                "created_at": ts_z(ts.min(t.now_us)),
                 "action_type": action,
                 "details": details,
                 "computer": computer,
@@ -456,9 +460,9 @@ pub fn device_commands(t: &Tenant, d: &Device) -> Vec<Value> {
                 "request_type": ty,
                 "status": status,
                 "attempts": 1,
-                "date_requested": ts_space(ts),
-                "date_completed": if status == 3 || status == 4 { json!(ts_space(ts + 1_100_000)) } else { json!("") },
-                "last_pushed": ts_space(ts + 370_000),
+                "date_requested": ts_z(ts),
+                "date_completed": if status == 3 || status == 4 { json!(ts_z(ts + 1_100_000)) } else { json!("") },
+                "last_pushed": ts_z(ts + 370_000),
                 "error_chain": if status == 4 { json!([{"error_code": 12021, "error_domain": "MCMDMErrorDomain", "localized_description": "The device is locked"}]) } else { json!([]) },
                 "metadata": {},
                 "user": null,
@@ -499,8 +503,8 @@ pub fn user_item(t: &Tenant, u: u32) -> Value {
         "job_title": if hv.is_multiple_of(5) { Value::Null } else { json!(catalog::JOB_TITLES[pick(hv >> 9, catalog::JOB_TITLES.len())]) },
         "deprecated_user_id": t.user_legacy_id(u).to_string(),
         "device_count": t.user_devices.get(u as usize).copied().unwrap_or(0),
-        "created_at": ts_space(user.created_at),
-        "updated_at": ts_space(user.created_at + 31_000),
+        "created_at": ts_z(user.created_at),
+        "updated_at": ts_z(user.created_at + 31_000),
         "integration": {"id": 634, "uuid": uuid_of(uuid_u128("integration", &[t.seed])), "name": t.name, "type": "office365"},
     })
 }

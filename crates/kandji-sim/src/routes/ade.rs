@@ -6,7 +6,7 @@ use super::{not_found, page_links};
 use crate::model::{Device, Tenant};
 use crate::render;
 use crate::server::{Reply, Req, Shared};
-use crate::util::{hs, parse_uuid, ts_space, ts_space_s, uuid_of, uuid_u128};
+use crate::util::{hs, parse_uuid, ts_z, ts_z_s, uuid_of, uuid_u128};
 
 const ADE_TOKENS: u64 = 2;
 
@@ -45,7 +45,7 @@ fn ade_item(t: &Tenant, r: &AdeRec, bp_object: bool) -> Value {
         AdeRec::Enrolled(d) => {
             let m = render::model(d);
             let mdm = json!({
-                "id": t.device_id(d.idx), "enrolled_at": ts_space(d.first_enrollment), "name": t.device_name(d),
+                "id": t.device_id(d.idx), "enrolled_at": ts_z(d.first_enrollment), "name": t.device_name(d),
                 "enrollment_status": 4, "deferred_install": false, "is_missing": d.missing, "is_removed": false,
             });
             (
@@ -97,13 +97,13 @@ fn ade_item(t: &Tenant, r: &AdeRec, bp_object: bool) -> Value {
         "dep_account": {"id": uuid_of(t.ade_token_uuid(tok)), "server_name": format!("{} ABM {}", t.name, tok + 1)},
         "mdm_device": mdm,
         "device_assigned_by": format!("it@{}.io", t.name),
-        "device_assigned_date": ts_space_s(assigned),
+        "device_assigned_date": ts_z_s(assigned),
         "profile_status": status,
-        "profile_assign_time": ts_space_s(assigned + 60_000_000),
-        "profile_push_time": ts_space_s(assigned + 120_000_000),
+        "profile_assign_time": ts_z_s(assigned + 60_000_000),
+        "profile_push_time": ts_z_s(assigned + 120_000_000),
         "last_assignment_status": "SUCCESS",
         "failed_assignment_attempts": 0,
-        "assignment_status_received_at": ts_space(assigned + 60_500_000),
+        "assignment_status_received_at": ts_z(assigned + 60_500_000),
     })
 }
 
@@ -224,11 +224,11 @@ fn ade_token_item(t: &Tenant, k: u64) -> Value {
         "blueprint": {"id": t.blueprint_id(0), "name": t.blueprint_name(0), "color": "aqua-800", "icon": "ss-files"},
         "server_name": format!("{} ABM {}", t.name, k + 1),
         "server_uuid": uuid_of(uuid_u128("adeserver", &[t.seed, k])).to_uppercase(),
-        "access_token_expiry": ts_space_s(expiry),
+        "access_token_expiry": ts_z_s(expiry),
         "days_left": (expiry - t.now_us) / 86_400_000_000,
         "status": if k == 0 { "SUCCESS" } else { "BROKEN" },
         "status_reason": if k == 0 { "" } else { "Token expired" },
-        "last_device_sync": ts_space(t.now_us - 3_600_000_000),
+        "last_device_sync": ts_z(t.now_us - 3_600_000_000),
         "device_counts": {"Mac": counts[0], "iPhone": counts[1], "iPad": counts[2], "AppleTV": counts[3], "total": counts.iter().sum::<usize>()},
         "org_name": t.name, "org_email": format!("it@{}.io", t.name), "org_phone": "+1 555 0100",
         "org_address": "1 Infinite Loop", "phone": "+1 555 0100", "email": format!("it@{}.io", t.name),

@@ -206,8 +206,17 @@ pub fn details(sh: &Shared, req: &Req) -> Reply {
     with_device(sh, req, |t, d| Reply::json(&render::device_details(t, d)))
 }
 
+/// `{device_id, apps}` in one response, with the pagination headers the recorded answer
+/// carries (`Link: <None>; …`, `X-Total-Count`, `X-Total-Pages: 1`).
 pub fn apps(sh: &Shared, req: &Req) -> Reply {
-    with_device(sh, req, |t, d| Reply::json(&render::device_apps(t, d)))
+    with_device(sh, req, |t, d| {
+        let body = render::device_apps(t, d);
+        let n = body["apps"].as_array().map_or(0, Vec::len);
+        Reply::json(&body)
+            .with_header("Link", r#"<None>; rel="next", <None>; rel="prev""#.into())
+            .with_header("X-Total-Count", n.to_string())
+            .with_header("X-Total-Pages", "1".into())
+    })
 }
 
 pub fn library_items(sh: &Shared, req: &Req) -> Reply {

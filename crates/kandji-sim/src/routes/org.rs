@@ -8,7 +8,7 @@ use crate::derive;
 use crate::model::Tenant;
 use crate::render;
 use crate::server::{Reply, Req, Shared};
-use crate::util::{hs, parse_uuid, ts_space, uuid_of, uuid_u128};
+use crate::util::{hs, parse_uuid, ts_z, uuid_of, uuid_u128};
 
 fn drf(sh: &Shared, req: &Req, rows: Vec<Value>, default: usize, cap: usize) -> Reply {
     let (limit, offset) = limit_offset(req, default, cap);
@@ -245,8 +245,8 @@ fn library_rows(t: &Tenant, kinds: &[&str]) -> Vec<(u16, Value)> {
                     "id": uuid_of(t.library_item_uuid(i)),
                     "name": li.0,
                     "active": true,
-                    "created_at": ts_space(created),
-                    "updated_at": ts_space(created + 3_600_000_000),
+                    "created_at": ts_z(created),
+                    "updated_at": ts_z(created + 3_600_000_000),
                 }),
             )
         })
@@ -271,7 +271,7 @@ pub fn custom_apps(sh: &Shared, req: &Req) -> Reply {
                 "postinstall_script": "", "unzip_location": "", "restart": false, "show_in_self_service": i % 2 == 0,
                 "self_service_category_id": null, "self_service_recommended": false,
                 "file_url": format!("https://kandji-prd-managed-library-items.s3.amazonaws.com/app_{i}.pkg?X-Amz-Expires=600&X-Amz-Signature=abc{i}"),
-                "file_size": 1_048_576 * (u64::from(i) + 1), "file_updated": ts_space(t.start_us - 86_400_000_000),
+                "file_size": 1_048_576 * (u64::from(i) + 1), "file_updated": ts_z(t.start_us - 86_400_000_000),
                 "sha256": format!("{:016x}{:016x}{:016x}{:016x}", hs("pkg", &[u64::from(i)]), 1, 2, 3),
             }))
         })
@@ -290,7 +290,7 @@ pub fn ipa_apps(sh: &Shared, req: &Req) -> Reply {
             let created = t.start_us - 100 * 86_400_000_000 + k as i64 * 86_400_000_000;
             json!({
                 "id": uuid_of(uuid_u128("ipa", &[t.seed, k])), "name": format!("In-house App {k}"), "active": true,
-                "created_at": ts_space(created), "updated_at": ts_space(created),
+                "created_at": ts_z(created), "updated_at": ts_z(created),
                 "app_version": format!("1.{k}.0"), "bundle_id": format!("com.{}.inhouse{k}", t.name),
                 "file_url": format!("https://kandji-prd-managed-library-items.s3.amazonaws.com/ipa_{k}.ipa?X-Amz-Expires=600"),
                 "install_enforcement": "install_once", "runs_on_iphone": true, "runs_on_ipad": true, "runs_on_mac": false, "runs_on_tv": false,
@@ -383,7 +383,7 @@ pub fn item_activity(sh: &Shared, req: &Req) -> Reply {
             let ts = t.start_us - (n - k) as i64 * 86_400_000_000;
             let ty = if k == 0 { TYPES[2] } else { TYPES[(k % 2) as usize] };
             json!({
-                "id": 1000 + u64::from(item) * 100 + k, "activity_time": ts_space(ts), "activity_type": ty,
+                "id": 1000 + u64::from(item) * 100 + k, "activity_time": ts_z(ts), "activity_type": ty,
                 "details": if ty == TYPES[0] { json!({"changes": ["name"]}) } else { Value::Null },
                 "user_email": format!("admin@{}.io", t.name), "user_id": admin,
             })

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use super::{make_cursor, not_found, read_cursor};
 use crate::prism::{self, Filter, Pos, Query};
 use crate::server::{Export, Reply, Req, Shared, lock};
-use crate::util::{hs, ts_date, ts_space, uuid_of, uuid_u128};
+use crate::util::{hs, ts_date, ts_plus, uuid_of, uuid_u128};
 
 fn query_of(req: &Req, category: &str) -> Result<Query, Reply> {
     let raw = req.q("filter").unwrap_or("").to_owned();
@@ -135,8 +135,8 @@ fn export_json(sh: &Shared, e: &Export, tenant: &str) -> Value {
                 sh.base(), e.id, e.signature
             ))
         } else { Value::Null },
-        "created_at": ts_space(e.created_at),
-        "updated_at": ts_space(e.created_at + if done { 1_042_000 } else { 0 }),
+        "created_at": ts_plus(e.created_at),
+        "updated_at": ts_plus(e.created_at + if done { 1_042_000 } else { 0 }),
         "tenant": tenant,
     })
 }

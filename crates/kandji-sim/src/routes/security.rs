@@ -10,7 +10,7 @@ use crate::model::Tenant;
 use crate::prism::Filter;
 use crate::render;
 use crate::server::{Reply, Req, Shared};
-use crate::util::{parse_ts, ts_naive_t, ts_space, ts_z};
+use crate::util::{parse_ts, ts_naive_t, ts_z};
 
 const DAY: i64 = 86_400_000_000;
 
@@ -312,7 +312,7 @@ pub fn cve_rows(t: &Tenant) -> Vec<Value> {
             json!({
                 "cve_id": id, "severity": sev, "cvss_score": score, "kev_score": kev,
                 "cve_link": format!("https://nvd.nist.gov/vuln/detail/{id}"),
-                "first_detection_date": ts_space(a.first), "latest_detection_date": ts_space(a.latest),
+                "first_detection_date": ts_z(a.first), "latest_detection_date": ts_z(a.latest),
                 "device_count": a.devices.len(), "software": [sw], "status": "Active",
             })
         })
@@ -382,7 +382,7 @@ pub fn vulnerability(sh: &Shared, req: &Req) -> Reply {
         "cve_link": format!("https://nvd.nist.gov/vuln/detail/{id}"), "cvss_score": score, "severity": sev,
         "kev_score": kev, "epss_score": 0.0123,
         "cve_published_at": ts_naive_t(pubd), "cve_modified_at": ts_naive_t(pubd + DAY),
-        "first_detection_date": a.map(|a| ts_space(a.first)), "latest_detection_date": a.map(|a| ts_space(a.latest)),
+        "first_detection_date": a.map(|a| ts_z(a.first)), "latest_detection_date": a.map(|a| ts_z(a.latest)),
         "device_count": a.map(|a| a.devices.len()).unwrap_or(0), "software_count": 1,
     }))
 }
@@ -436,7 +436,7 @@ pub fn cve_software(sh: &Shared, req: &Req) -> Reply {
             vec![json!({
                 "name": sw, "bundle_id": bundle, "type": null, "num_devices": a.devices.len(), "num_versions": 1,
                 "blueprints": blueprints,
-                "software_versions": [{"version": crate::derive::app_version(usize::from(c), 0), "devices_impacted": a.devices.len(), "latest_detection_date": ts_space(a.latest), "blueprints": blueprints}],
+                "software_versions": [{"version": crate::derive::app_version(usize::from(c), 0), "devices_impacted": a.devices.len(), "latest_detection_date": ts_z(a.latest), "blueprints": blueprints}],
             })]
         })
         .unwrap_or_default();
