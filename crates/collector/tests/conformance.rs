@@ -69,10 +69,10 @@ fn case(stream: StreamName) -> Case {
         },
         StreamName::DeviceDetails => Case {
             // One row per device and category (installed profiles: per profile); the truth
-            // is every device that has details.
+            // is every device Prism reports (the Apple ones).
             stored: "SELECT DISTINCT device_id FROM device_details WHERE removed_at IS NULL",
             devices: Some("SELECT device_id FROM device_details"),
-            truth: |sim| ids(sim, "devices", "device_id"),
+            truth: truth_apple_device_ids,
             runs: 1,
         },
         StreamName::Apps => Case {

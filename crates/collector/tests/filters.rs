@@ -112,3 +112,72 @@ async fn an_unknown_blueprint_name_fails_loudly_instead_of_collecting_everything
         0
     );
 }
+
+/// Android and Windows are device types to filter on: a source filtered to them stores
+/// exactly the tenant's Android and Windows devices, each with its platform, and maps them to
+/// OCSF with their own device and OS types.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn android_and_windows_devices_are_stored_mapped_and_filtered() {
+    let mut cfg = sim_config(300, 14);
+    cfg.churn = Churn::none();
+    let base = env(cfg).await;
+    let devices = arr(base.sim.truth("devices"));
+    let expected: BTreeSet<String> = devices
+        .iter()
+        .filter(|d| d["platform"] == "Android" || d["platform"] == "Windows")
+        .map(|d| str_of(d, "device_id"))
+        .collect();
+    assert!(expected.len() >= 4, "{} of 300", expected.len());
+    let mut source = source_for(&base.sim, "others");
+    source.filters.device_types = vec!["Android".into(), "Windows".into()];
+    let rt =
+        SourceRuntime::new(source, base.store.clone(), CancellationToken::new()).expect("runtime");
+    for r in
+        kandji_collector::engine::sync_once(&rt, &[kandji_collector::streams::StreamName::Devices])
+            .await
+    {
+        if let Err(e) = &r.result {
+            panic!("{} failed: {e}", r.stream);
+        }
+    }
+    let q = |sql: &str| store_set(&base.store, sql);
+    assert_eq!(
+        q("SELECT key FROM devices WHERE source = 'others' AND removed_at IS NULL"),
+        expected
+    );
+    assert_eq!(
+        q("SELECT DISTINCT platform FROM devices WHERE source = 'others'"),
+        BTreeSet::from(["Android".to_string(), "Windows".to_string()])
+    );
+    // OCSF: Android is a mobile device (or tablet) with OS type 201, Windows a laptop or
+    // desktop with OS type 100.
+    let info = kandji_collector::outputs::SourceInfo {
+        source: "others".into(),
+        tenant: "acme".into(),
+    };
+    let (records, _, _) = kandji_collector::outputs::outbox::read_batch(
+        &base.store,
+        &info,
+        kandji_collector::outputs::Format::Ocsf,
+        kandji_collector::store::OutboxPos::default(),
+        100_000,
+    )
+    .await
+    .unwrap();
+    let mut seen = BTreeSet::new();
+    for r in &records {
+        let ev = &r.body;
+        if ev["class_uid"] != 5001 {
+            continue;
+        }
+        let os = ev["device"]["os"]["type_id"].as_i64().unwrap();
+        let ty = ev["device"]["type_id"].as_i64().unwrap();
+        match ev["device"]["os"]["name"].as_str().unwrap() {
+            "Android" => assert!(os == 201 && [4, 5].contains(&ty), "{ev}"),
+            "Windows" => assert!(os == 100 && [2, 3].contains(&ty), "{ev}"),
+            p => panic!("{p}: {ev}"),
+        }
+        seen.insert(os);
+    }
+    assert_eq!(seen, BTreeSet::from([100, 201]));
+}

@@ -485,7 +485,12 @@ async fn auth_failures_are_retried_not_dead_lettered() {
 /// at-least-one attributes, are present (OCSF 1.8.0 definitions vendored in `crates/ocsf`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_collected_record_maps_to_valid_ocsf() {
-    let env = collected(25).await;
+    // FileVault toggles often enough that a day surely has one (class 5019), whichever
+    // devices of 25 are Macs.
+    let mut cfg = sim_config(25, 7);
+    cfg.churn.filevault_toggles = 400.0;
+    let env = env(cfg).await;
+    cycle(&env, &kandji_collector::streams::StreamName::ALL).await;
     env.sim.advance(Duration::from_secs(24 * 3600));
     cycle(&env, &kandji_collector::streams::StreamName::ALL).await;
     let schema: Value =

@@ -158,13 +158,16 @@ pub enum KandjiError {
         /// What was detected.
         problem: PaginationProblem,
     },
-    /// A Prism export failed on the server side (`status == "failed"`).
-    #[error("prism export {export_id} failed: {message}")]
+    /// A Prism export failed on the server side (`status == "failed"`), or its signed URL
+    /// had expired, after `attempts` whole cycles.
+    #[error("prism export {export_id} failed: {message} (tried {attempts} times)")]
     ExportFailed {
-        /// Export id.
+        /// Export id (of the last attempt).
         export_id: String,
-        /// `error_msg` from the server.
+        /// `error_msg` from the server, or what went wrong.
         message: String,
+        /// Whole export cycles tried.
+        attempts: u32,
     },
     /// A Prism export did not finish before the deadline.
     #[error("prism export {export_id} not ready after {waited:?}")]

@@ -70,6 +70,9 @@ pub struct ExportOptions {
     pub batch_size: usize,
     /// Batches buffered between the parser and the consumer (default 4).
     pub channel_capacity: usize,
+    /// Whole cycles tried when an export ends `failed` or its signed URL has expired before
+    /// the download starts (default 3; each costs a create, its polls and a download).
+    pub attempts: u32,
 }
 
 impl Default for ExportOptions {
@@ -80,7 +83,22 @@ impl Default for ExportOptions {
             deadline: Duration::from_secs(900),
             batch_size: 500,
             channel_capacity: 4,
+            attempts: 3,
         }
+    }
+}
+
+/// Whether a new export may succeed where this one did not: it ended `failed`, or its signed
+/// URL expired (S3's 403 "Request has expired") before the download began.
+fn worth_another_export(e: &KandjiError) -> bool {
+    match e {
+        KandjiError::ExportFailed { .. } => true,
+        KandjiError::BadRequest {
+            status: 403,
+            message,
+            ..
+        } => message.to_ascii_lowercase().contains("expired"),
+        _ => false,
     }
 }
 
@@ -192,6 +210,7 @@ impl KandjiClient {
                     return Err(KandjiError::ExportFailed {
                         export_id: export_id.to_string(),
                         message: e.error_msg.clone().unwrap_or_default(),
+                        attempts: 1,
                     });
                 }
                 _ => {}
@@ -255,12 +274,53 @@ impl KandjiClient {
     ) -> MappedBatches<M::Row> {
         let client = self.clone();
         let fut = async move {
-            let created = client.create_export(&req).await?;
-            let id = created.id.clone().unwrap_or_default();
-            tracing::debug!(export_id = %id, category = %req.category, "prism export created");
-            let done = client.wait_export(&id, &opts).await?;
-            let url = done.signed_url.unwrap_or_default();
-            client.download_export_mapped(&url, &opts, mapper).await
+            let attempts = opts.attempts.max(1);
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                // Retried only before the first row is parsed, so no row is yielded twice.
+                let tried = async {
+                    let created = client.create_export(&req).await?;
+                    let id = created.id.clone().unwrap_or_default();
+                    tracing::debug!(export_id = %id, category = %req.category, "prism export created");
+                    let done = client.wait_export(&id, &opts).await?;
+                    let url = done.signed_url.unwrap_or_default();
+                    let resp = client.download(&url).await?;
+                    Ok::<_, KandjiError>(resp)
+                }
+                .await;
+                match tried {
+                    Ok(resp) => {
+                        return Ok(parse_csv_stream_mapped(
+                            resp.bytes_stream(),
+                            opts.batch_size,
+                            opts.channel_capacity,
+                            mapper,
+                        ));
+                    }
+                    Err(e) if attempt < attempts && worth_another_export(&e) => {
+                        tracing::warn!(category = %req.category, attempt, of = attempts,
+                            error = %e, "prism export did not complete; creating another");
+                    }
+                    Err(KandjiError::ExportFailed {
+                        export_id, message, ..
+                    }) => {
+                        return Err(KandjiError::ExportFailed {
+                            export_id,
+                            message,
+                            attempts: attempt,
+                        });
+                    }
+                    Err(e) if worth_another_export(&e) => {
+                        return Err(KandjiError::ExportFailed {
+                            export_id: String::new(),
+                            message: format!("the signed download URL had expired ({e})"),
+                            attempts: attempt,
+                        });
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         };
         Box::pin(futures::stream::once(fut).flat_map(|r| match r {
             Ok(s) => s,

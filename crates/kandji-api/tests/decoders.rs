@@ -219,11 +219,20 @@ fn documented_quirks_decode() {
     assert_eq!(d.tags, ["a", "b"]);
     assert!(d.first_enrollment.is_some());
     assert_eq!(d.raw["unknown_new_field"]["x"], 1);
+    // A platform this crate does not know is kept verbatim (Windows and Android are known
+    // since Iru manages them; Linux stands for the next one).
     let d = Device::from_value(
-        json!({"platform": "Windows", "user": {"id": 1, "email": "a@b", "is_archived": "False"}}),
+        json!({"platform": "Linux", "user": {"id": 1, "email": "a@b", "is_archived": "False"}}),
     )
     .unwrap();
-    assert_eq!(d.platform, Some(Platform::Other("Windows".into())));
+    assert_eq!(d.platform, Some(Platform::Other("Linux".into())));
+    for (s, p) in [
+        ("Windows", Platform::Windows),
+        ("Android", Platform::Android),
+    ] {
+        let w = Device::from_value(json!({"platform": s})).unwrap();
+        assert_eq!(w.platform, Some(p));
+    }
     let u = d.user.unwrap();
     assert_eq!((u.id.as_deref(), u.is_archived), (Some("1"), Some(false)));
 

@@ -7,6 +7,10 @@ pub enum Platform {
     IPhone,
     IPad,
     AppleTv,
+    /// Iru manages Android (spec: `/devices/{id}`, `/details` and `/apps` examples).
+    Android,
+    /// And Windows (spec: the `platform` filter's values; no example shapes).
+    Windows,
 }
 
 impl Platform {
@@ -23,7 +27,13 @@ impl Platform {
             Platform::IPhone => "iPhone",
             Platform::IPad => "iPad",
             Platform::AppleTv => "AppleTV",
+            Platform::Android => "Android",
+            Platform::Windows => "Windows",
         }
+    }
+    /// Apple's families: the ones Prism, ADE, library items and the security feeds know.
+    pub fn is_apple(self) -> bool {
+        !matches!(self, Platform::Android | Platform::Windows)
     }
     /// Prism `device__family`.
     pub fn family(self) -> &'static str {
@@ -39,6 +49,8 @@ impl Platform {
             Platform::IPhone => "iOS",
             Platform::IPad => "iPadOS",
             Platform::AppleTv => "tvOS",
+            Platform::Android => "Android",
+            Platform::Windows => "Windows",
         }
     }
     pub fn parse(s: &str) -> Option<Platform> {
@@ -47,6 +59,8 @@ impl Platform {
             "iPhone" => Some(Platform::IPhone),
             "iPad" => Some(Platform::IPad),
             "AppleTV" | "tvOS" => Some(Platform::AppleTv),
+            "Android" => Some(Platform::Android),
+            "Windows" => Some(Platform::Windows),
             _ => None,
         }
     }
@@ -56,6 +70,8 @@ impl Platform {
             Platform::IPhone => IPHONE_MODELS,
             Platform::IPad => IPAD_MODELS,
             Platform::AppleTv => TV_MODELS,
+            Platform::Android => ANDROID_MODELS,
+            Platform::Windows => WINDOWS_MODELS,
         }
     }
     pub fn os_versions(self) -> &'static [OsVersion] {
@@ -63,6 +79,8 @@ impl Platform {
             Platform::Mac => MAC_OS,
             Platform::IPhone | Platform::IPad => IOS_OS,
             Platform::AppleTv => TV_OS,
+            Platform::Android => ANDROID_OS,
+            Platform::Windows => WINDOWS_OS,
         }
     }
 }
@@ -375,6 +393,152 @@ pub static TV_OS: &[OsVersion] = &[
     os!("17.6", "21M71", "tvOS 17"),
     os!("18.5", "22L572", "tvOS 18"),
     os!("26.1", "23J582", "tvOS 26"),
+];
+
+/// Android models: `name` is the model, `short` the manufacturer, `processor` the build's
+/// codename prefix, `memory` the RAM (GB), `capacity_gb` the storage.
+pub static ANDROID_MODELS: &[Model] = &[
+    m!(
+        "Pixel 9", "tokay", "Google", "AP4A", 8, "11.28", 110.28, false, ""
+    ),
+    m!(
+        "Pixel 8a", "akita", "Google", "AP4A", 8, "7.51", 110.28, false, ""
+    ),
+    m!(
+        "Galaxy S24",
+        "SM-S921U",
+        "samsung",
+        "UP1A",
+        8,
+        "7.38",
+        228.27,
+        false,
+        ""
+    ),
+    m!(
+        "Galaxy Tab S9",
+        "SM-X710",
+        "samsung",
+        "UP1A",
+        8,
+        "7.38",
+        110.28,
+        false,
+        ""
+    ),
+];
+/// Windows models: `short` is the manufacturer.
+pub static WINDOWS_MODELS: &[Model] = &[
+    m!(
+        "Surface Laptop 7",
+        "Surface Laptop 7",
+        "Microsoft",
+        "Snapdragon X Elite",
+        12,
+        "16 GB",
+        476.94,
+        false,
+        ""
+    ),
+    m!(
+        "ThinkPad X1 Carbon Gen 12",
+        "21KC",
+        "LENOVO",
+        "Intel Core Ultra 7 155U",
+        12,
+        "32 GB",
+        953.87,
+        false,
+        ""
+    ),
+    m!(
+        "OptiPlex 7010",
+        "OptiPlex 7010",
+        "Dell Inc.",
+        "13th Gen Intel Core i5-13500",
+        14,
+        "16 GB",
+        476.94,
+        false,
+        ""
+    ),
+];
+/// Android: `version` is the release, `build` the security patch level, `marketing` the
+/// API level.
+pub static ANDROID_OS: &[OsVersion] = &[
+    os!("14", "2024-10-05", "34"),
+    os!("15", "2024-12-05", "35"),
+    os!("16", "2025-10-05", "36"),
+];
+/// Windows: `version` is the release, `build` the full OS build.
+pub static WINDOWS_OS: &[OsVersion] = &[
+    os!("10", "10.0.19045.5737", "Windows 10 22H2"),
+    os!("11", "10.0.22631.5335", "Windows 11 23H2"),
+    os!("11", "10.0.26100.6899", "Windows 11 24H2"),
+];
+
+/// Android apps: display name, package, `application_source`, `version_name`.
+pub static ANDROID_APPS: &[(&str, &str, &str, &str)] = &[
+    (
+        "Google Play Store",
+        "com.android.vending",
+        "SYSTEM_APP_FACTORY_VERSION",
+        "48.2.19-31 [0] [PR] 813001354",
+    ),
+    (
+        "Files by Google",
+        "com.google.android.apps.nbu.files",
+        "SYSTEM_APP_FACTORY_VERSION",
+        "1.3209.622592511.0-release",
+    ),
+    (
+        "Contacts",
+        "com.google.android.contacts",
+        "SYSTEM_APP_FACTORY_VERSION",
+        "4.38.51.662676845",
+    ),
+    (
+        "Chrome",
+        "com.android.chrome",
+        "SYSTEM_APP_FACTORY_VERSION",
+        "131.0.6778.135",
+    ),
+    (
+        "Gmail",
+        "com.google.android.gm",
+        "SYSTEM_APP_FACTORY_VERSION",
+        "2024.11.24.702115413.Release",
+    ),
+    (
+        "Slack",
+        "com.Slack",
+        "INSTALLED_FROM_PLAY_STORE",
+        "25.10.10.0",
+    ),
+    (
+        "Microsoft Teams",
+        "com.microsoft.teams",
+        "INSTALLED_FROM_PLAY_STORE",
+        "1416/1.0.0.2024223201",
+    ),
+    (
+        "Microsoft Outlook",
+        "com.microsoft.office.outlook",
+        "INSTALLED_FROM_PLAY_STORE",
+        "4.2446.1",
+    ),
+    (
+        "Zoom Workplace",
+        "us.zoom.videomeetings",
+        "INSTALLED_FROM_PLAY_STORE",
+        "6.3.1.26548",
+    ),
+    (
+        "1Password",
+        "com.onepassword.android",
+        "INSTALLED_FROM_PLAY_STORE",
+        "8.10.52",
+    ),
 ];
 
 pub static FIRST_NAMES: &[&str] = &[

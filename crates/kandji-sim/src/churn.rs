@@ -3,7 +3,7 @@
 use crate::catalog::{self, Platform};
 use crate::config::Churn;
 use crate::derive;
-use crate::generator::{audit, new_device};
+use crate::generator::{audit, audit_late, new_device};
 use crate::model::{
     AppChange, AppChangeKind, AuditKind, Behavioral, Changed, Tenant, Threat, VulnDet,
 };
@@ -89,6 +89,8 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
                     Platform::Mac => 0..derive::ios_base(),
                     Platform::IPhone | Platform::IPad => derive::ios_base()..derive::tv_base(),
                     Platform::AppleTv => derive::tv_base()..derive::n_apps(),
+                    // Their apps are static (see `render::android_apps`).
+                    Platform::Android | Platform::Windows => continue,
                 };
                 let app = (range.start + pick(hv >> 17, range.len())) as u16;
                 if apps.iter().any(|a| a.app == app) {
@@ -224,7 +226,14 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
         let idx = d.idx;
         t.threats.push(th);
         let ti = (t.threats.len() - 1) as u32;
-        audit(t, ts, AuditKind::EdrDetection { threat: ti }, idx);
+        device_audit(
+            t,
+            c,
+            ts,
+            rnd(25),
+            AuditKind::EdrDetection { threat: ti },
+            idx,
+        );
     }
     for _ in 0..count(c.behavioral, scale, rnd(17)) {
         let hv = rnd(18);
@@ -261,7 +270,14 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
         let idx = d.idx;
         t.vulns.push(v);
         let vi = (t.vulns.len() - 1) as u32;
-        audit(t, ts, AuditKind::VulnDetection { vuln: vi }, idx);
+        device_audit(
+            t,
+            c,
+            ts,
+            rnd(26),
+            AuditKind::VulnDetection { vuln: vi },
+            idx,
+        );
     }
     // Remediations: an open detection is fixed (its app updated or removed) and leaves the
     // feed. Its index stays, so cursors into the list keep their places.
@@ -296,6 +312,18 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
     t.audit[from..].sort_by_key(|e| (e.ts, e.ulid));
     let from = t.behavioral.partition_point(|b| b.ts < base);
     t.behavioral[from..].sort_by_key(|b| (b.ts, b.id));
+}
+
+/// An audit event a device reports: on time, or (`Churn::late_audit`) late, dated up to
+/// `late_audit_max_hours` earlier.
+fn device_audit(t: &mut Tenant, c: &Churn, ts: i64, hv: u64, kind: AuditKind, idx: u32) {
+    if c.late_audit > 0.0 && chance(hv, c.late_audit) {
+        let max_us = (c.late_audit_max_hours.max(0.0) * 3_600_000_000.0) as u64;
+        let delay = 1 + (hv >> 11) % max_us.max(1);
+        audit_late(t, ts - delay as i64, kind, idx);
+    } else {
+        audit(t, ts, kind, idx);
+    }
 }
 
 /// Unenrols the device at list position `p` at `ts`: it leaves every listing (the later ones

@@ -29,6 +29,14 @@ pub struct SimConfig {
     /// Prism categories this tenant refuses (`POST /prism/export` and `GET /prism/<c>`
     /// answer 400 `Invalid category: <c>`), as a tenant without a feature was measured to.
     pub refused_prism_categories: Vec<String>,
+    /// The share of devices that are Android (Iru manages them): they appear on `/devices`,
+    /// `/devices/{id}`, `/details` and `/apps` in the shapes of the spec's Android examples,
+    /// and nowhere else (not in Prism, exports, ADE, library items or the security feeds).
+    /// Assumed share.
+    pub android_share: f64,
+    /// The share of Windows devices: on `/devices` and `/devices/{id}` only (the spec has no
+    /// Windows shapes for the rest). Assumed share.
+    pub windows_share: f64,
 }
 
 impl Default for SimConfig {
@@ -50,6 +58,8 @@ impl Default for SimConfig {
             churn: Churn::default(),
             app_richness: 0,
             refused_prism_categories: Vec::new(),
+            android_share: 0.03,
+            windows_share: 0.02,
         }
     }
 }
@@ -77,6 +87,11 @@ pub struct Faults {
     pub cursor_refusal_404: bool,
     /// The next N requests get 429 regardless of budget.
     pub storm_429: u32,
+    /// The next N Prism exports created end `failed` with an `error_msg` (after their polls).
+    pub failed_exports: u32,
+    /// Signed export URLs have expired by the time they are used: S3 answers 403
+    /// `AccessDenied` "Request has expired".
+    pub expired_export_urls: bool,
 }
 
 /// The simulated clock: `now = start + speed * (tokio elapsed) + advanced`.
@@ -121,6 +136,12 @@ pub struct Churn {
     /// Open vulnerability detections remediated per hour (per 1k devices).
     pub vuln_remediations: f64,
     pub admin_events: f64,
+    /// The fraction of device-reported audit events (EDR and vulnerability detections) that
+    /// a device reports late, after being offline: the event's `occurred_at` is up to
+    /// `late_audit_max_hours` before the moment it appears in the feed, behind newer events
+    /// already served. Assumed rate (laptops sleep and travel); the delay bound too.
+    pub late_audit: f64,
+    pub late_audit_max_hours: f64,
 }
 
 impl Default for Churn {
@@ -138,6 +159,8 @@ impl Default for Churn {
             vulnerabilities: 3.0,
             vuln_remediations: 2.0,
             admin_events: 2.0,
+            late_audit: 0.1,
+            late_audit_max_hours: 6.0,
         }
     }
 }
@@ -158,6 +181,8 @@ impl Churn {
             vulnerabilities: 0.0,
             vuln_remediations: 0.0,
             admin_events: 0.0,
+            late_audit: 0.0,
+            late_audit_max_hours: 6.0,
         }
     }
 }

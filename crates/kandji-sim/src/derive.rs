@@ -202,6 +202,8 @@ fn base_has(seed: u64, d: &Device, app: usize) -> bool {
             }
         }
         Platform::AppleTv => app >= tv_base() && chance(hv, 0.5),
+        // Their apps are not in the Apple catalog (see `render::android_apps`).
+        Platform::Android | Platform::Windows => false,
     }
 }
 
@@ -210,6 +212,7 @@ fn app_range(p: Platform) -> std::ops::Range<usize> {
         Platform::Mac => 0..ios_base(),
         Platform::IPhone | Platform::IPad => ios_base()..tv_base(),
         Platform::AppleTv => tv_base()..n_apps(),
+        Platform::Android | Platform::Windows => 0..0,
     }
 }
 
@@ -269,6 +272,8 @@ pub fn device_items(t: &Tenant, d: &Device) -> Vec<u16> {
         Platform::IPhone => 2,
         Platform::IPad => 4,
         Platform::AppleTv => 8,
+        // Apple library items only.
+        Platform::Android | Platform::Windows => 0,
     };
     t.blueprints
         .get(usize::from(d.blueprint))

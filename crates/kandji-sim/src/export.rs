@@ -102,6 +102,9 @@ pub async fn download(
     let sig = url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "X-Amz-Signature")
         .map(|(_, v)| v.into_owned());
+    if lock(&sh.faults).faults.expired_export_urls {
+        return s3_error(StatusCode::FORBIDDEN, "AccessDenied", "Request has expired");
+    }
     if sig.as_deref() != Some(e.signature.as_str()) {
         return s3_error(
             StatusCode::FORBIDDEN,

@@ -16,11 +16,19 @@ pub fn new_device(t: &Tenant, idx: u32, enrolled: i64) -> Device {
     let seed = t.seed;
     let i = u64::from(idx);
     let r = hs("platform", &[seed, i]) % 100;
-    let platform = match r {
-        0..55 => Platform::Mac,
-        55..80 => Platform::IPhone,
-        80..95 => Platform::IPad,
-        _ => Platform::AppleTv,
+    // A separate draw, so that the Apple devices keep their platforms whatever the shares.
+    let other = (hs("family", &[seed, i]) % 1_000_000) as f64 / 1_000_000.0;
+    let platform = if other < t.android_share {
+        Platform::Android
+    } else if other < t.android_share + t.windows_share {
+        Platform::Windows
+    } else {
+        match r {
+            0..55 => Platform::Mac,
+            55..80 => Platform::IPhone,
+            80..95 => Platform::IPad,
+            _ => Platform::AppleTv,
+        }
     };
     let model = pick(hs("model", &[seed, i]), platform.models().len()) as u8;
     let n_os = platform.os_versions().len();
@@ -66,7 +74,8 @@ pub fn new_device(t: &Tenant, idx: u32, enrolled: i64) -> Device {
         filevault: platform == Platform::Mac && hs("fv", &[seed, i]) % 10 < 8,
         richness,
         app_count: 0,
-        agent: platform == Platform::Mac,
+        // The agent runs on Macs and Windows PCs.
+        agent: matches!(platform, Platform::Mac | Platform::Windows),
     };
     if chance(hs("reenroll", &[seed, i]), 0.1) {
         d.last_enrollment =
@@ -97,6 +106,17 @@ pub fn audit(t: &mut Tenant, ts: i64, kind: AuditKind, target: u32) {
     push_audit(t, ts, kind, target, salt);
 }
 
+/// An audit event a device reports late: it occurred at `ts`, before events already in the
+/// feed, and takes its place in time order (a walk that passed that place never sees it).
+pub fn audit_late(t: &mut Tenant, ts: i64, kind: AuditKind, target: u32) {
+    let salt = t.audit.len() as u64;
+    push_audit(t, ts, kind, target, salt);
+    if let Some(e) = t.audit.pop() {
+        let at = t.audit.partition_point(|x| (x.ts, x.ulid) < (e.ts, e.ulid));
+        t.audit.insert(at, e);
+    }
+}
+
 pub fn generate(cfg: &SimConfig, start_us: i64) -> Tenant {
     let seed = cfg.seed;
     let n = cfg.devices;
@@ -125,6 +145,8 @@ pub fn generate(cfg: &SimConfig, start_us: i64) -> Tenant {
         app_richness: cfg.app_richness,
         licensed_edr: cfg.licensed_edr,
         licensed_vuln: cfg.licensed_vuln,
+        android_share: cfg.android_share.clamp(0.0, 1.0),
+        windows_share: cfg.windows_share.clamp(0.0, 1.0),
     };
 
     // Blueprints.

@@ -73,6 +73,12 @@ struct Cli {
     /// Fraction of answers with an HTML body instead of JSON.
     #[arg(long, default_value_t = 0.0)]
     malformed_rate: f64,
+    /// Share of Android devices (0-1).
+    #[arg(long, default_value_t = 0.03)]
+    android_share: f64,
+    /// Share of Windows devices (0-1).
+    #[arg(long, default_value_t = 0.02)]
+    windows_share: f64,
     /// Refuse cursors issued before the current simulated instant.
     #[arg(long)]
     expire_cursors: bool,
@@ -141,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
             expire_cursors: cli.expire_cursors,
             cursor_refusal_404: cli.cursor_refusal_404,
             storm_429: cli.storm_429,
+            ..Faults::default()
         },
         clock: ClockConfig {
             start,
@@ -152,6 +159,8 @@ async fn main() -> anyhow::Result<()> {
             Churn::default()
         },
         app_richness: cli.app_richness,
+        android_share: cli.android_share,
+        windows_share: cli.windows_share,
         refused_prism_categories: cli.refuse_prism_category.clone(),
     };
     let addr = SocketAddr::new(cli.listen, cli.port);

@@ -181,6 +181,9 @@ pub struct Tenant {
     /// Vulnerability Management is licensed: detections and their audit events exist only
     /// then.
     pub licensed_vuln: bool,
+    /// See `SimConfig::android_share` and `windows_share`.
+    pub android_share: f64,
+    pub windows_share: f64,
 }
 
 pub const TAG_COUNT: usize = 12;

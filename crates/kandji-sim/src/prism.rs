@@ -598,6 +598,10 @@ impl Query {
         since: Option<i64>,
         ids: &Option<Vec<u128>>,
     ) -> bool {
+        // Prism reports Apple devices only (no Android or Windows shapes are documented).
+        if !d.platform.is_apple() {
+            return false;
+        }
         if !self.blueprint_ids.is_empty()
             && !self
                 .blueprint_ids
@@ -725,6 +729,7 @@ pub fn columns(t: &Tenant, cat: &str) -> Vec<String> {
     let probe = t
         .devices
         .iter()
+        .filter(|d| d.platform.is_apple())
         .find(|d| row_count(t, cat, d) > 0)
         .map(|d| rows(t, cat, d));
     match probe.and_then(|r| r.into_iter().next()) {

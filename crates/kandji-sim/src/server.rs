@@ -48,6 +48,8 @@ pub struct Export {
     pub created_at: i64,
     pub polls: u32,
     pub signature: String,
+    /// This export ends `failed` (the `failed_exports` fault).
+    pub fails: bool,
 }
 
 /// Everything shared by the request handlers.

@@ -51,13 +51,19 @@ pub fn chunk(
             Some(id) => t.device_by_uuid(id).into_iter().collect(),
             None => t.devices.iter().skip(pos).take(n).collect(),
         };
+        use crate::catalog::Platform;
+        // What each device's endpoint serves: Android in its own shapes, Windows left out
+        // of details and apps.
         let items = sel
             .iter()
-            .map(|d| match cat {
-                "devices" => render::device_item(t, d),
-                "device_details" => render::device_details(t, d),
-                "apps" => render::device_apps(t, d),
-                _ => render::device_status(t, d),
+            .filter_map(|d| match (cat, d.platform) {
+                ("devices", _) => Some(render::device_item(t, d)),
+                ("device_details" | "apps", Platform::Windows) => None,
+                ("device_details", Platform::Android) => Some(render::android_details(t, d)),
+                ("device_details", _) => Some(render::device_details(t, d)),
+                ("apps", Platform::Android) => Some(render::android_apps(t, d)),
+                ("apps", _) => Some(render::device_apps(t, d)),
+                _ => Some(render::device_status(t, d)),
             })
             .collect();
         let more = dev.is_none() && pos + n < t.devices.len();

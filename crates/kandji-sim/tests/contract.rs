@@ -122,24 +122,6 @@ const DEVIATIONS: &[Deviation] = &[
         reason: "NOTES §7: user.id was an integer in 2022 (the HAR); it is a UUID string now",
     },
     Deviation {
-        endpoint: "/api/v1/devices/{device_id}",
-        path: "$.api_level",
-        kind: Kind::Missing,
-        reason: "Android-only field: the spec example is an Android device, the simulator serves Apple platforms",
-    },
-    Deviation {
-        endpoint: "/api/v1/devices/{device_id}",
-        path: "$.full_software_version",
-        kind: Kind::Missing,
-        reason: "Android-only field (spec example is an Android device)",
-    },
-    Deviation {
-        endpoint: "/api/v1/devices/{device_id}",
-        path: "$.security_patch_level",
-        kind: Kind::Missing,
-        reason: "Android-only field (spec example is an Android device)",
-    },
-    Deviation {
         endpoint: "/api/v1/vulnerability-management/detections",
         path: "$.results[].cve_description",
         kind: Kind::Missing,
@@ -585,6 +567,44 @@ async fn every_served_endpoint_matches_the_spec_examples() {
         compare(template, "$", "", &ex, &got, &mut errs, &mut used);
         compared += 1;
     }
+    // The spec's examples of the polymorphic per-device endpoints are an Android device:
+    // compared with one of the simulator's, field by field.
+    let android = sim
+        .truth("devices")
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["platform"] == "Android")
+        .expect("the fleet has Android devices")["device_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (template, suffix) in [
+        ("/api/v1/devices/{device_id}", ""),
+        ("/api/v1/devices/{device_id}/details", "/details"),
+        ("/api/v1/devices/{device_id}/apps", "/apps"),
+    ] {
+        let got = ok(&c, &sim, &format!("/api/v1/devices/{android}{suffix}")).await;
+        assert_eq!(
+            got.as_object().map(|o| o.keys().collect::<Vec<_>>()),
+            example(&spec, template, "get")
+                .as_object()
+                .map(|o| o.keys().collect::<Vec<_>>()),
+            "{template} (Android): the same top-level keys as the spec's example"
+        );
+        let ex = example(&spec, template, "get");
+        compare(
+            &format!("{template} (Android)"),
+            "$",
+            "",
+            &ex,
+            &got,
+            &mut errs,
+            &mut used,
+        );
+        compared += 1;
+    }
+
     // The export POST.
     let ex = example(&spec, "/api/v1/prism/export", "post");
     let got = post_json(

@@ -293,6 +293,11 @@ async fn per_device_endpoints_as_recorded() {
     let c = client();
     let (mut empty, mut booleans) = (0, 0);
     for d in sim.truth("device_details").as_array().unwrap() {
+        if d["general"]["platform"] == "Android" {
+            // Android details have no ADE section (the spec's example).
+            assert!(d.get("automated_device_enrollment").is_none());
+            continue;
+        }
         let ade = &d["automated_device_enrollment"];
         let o = ade.as_object().expect("an object");
         if o.is_empty() {
@@ -396,4 +401,103 @@ fn edr_items(sim: &kandji_sim::SimHandle) -> usize {
         .flat_map(|d| d["library_items"].as_array().cloned().unwrap_or_default())
         .filter(|i| i["type"] == "threat-security-policy")
         .count()
+}
+
+/// Android and Windows devices (Iru manages both): on `/devices` with their platform and the
+/// Android fields (present, blank, on every device); Android details and apps in the spec's
+/// shapes; Windows left out of details and apps; neither in Prism, exports or ADE.
+#[tokio::test]
+async fn android_and_windows_devices() {
+    let sim = start(static_config(400, 12)).await;
+    let c = client();
+    let devices = sim.truth("devices");
+    let devices = devices.as_array().unwrap();
+    let of = |p: &str| -> Vec<&serde_json::Value> {
+        devices.iter().filter(|d| d["platform"] == p).collect()
+    };
+    let (android, windows) = (of("Android"), of("Windows"));
+    assert!(
+        !android.is_empty() && !windows.is_empty(),
+        "a few per cent of 400"
+    );
+    assert!(android.len() + windows.len() < devices.len() / 5);
+    for d in devices {
+        for k in ["api_level", "security_patch_level", "full_software_version"] {
+            assert!(d[k].is_string(), "{k} on every device: {d}");
+        }
+    }
+    let a = android[0];
+    assert!(a["api_level"].as_str().unwrap().parse::<u32>().is_ok());
+    assert!(!a["security_patch_level"].as_str().unwrap().is_empty());
+    assert!(
+        !windows[0]["full_software_version"]
+            .as_str()
+            .unwrap()
+            .is_empty()
+    );
+    let id = a["device_id"].as_str().unwrap();
+    let det = ok(&c, &sim, &format!("/api/v1/devices/{id}/details")).await;
+    assert_eq!(det["general"]["platform"], "Android");
+    for absent in ["mdm", "volumes", "hardware_overview"] {
+        assert!(det.get(absent).is_none(), "{absent}");
+    }
+    let apps = ok(&c, &sim, &format!("/api/v1/devices/{id}/apps")).await;
+    let first = &apps["apps"][0];
+    for k in [
+        "display_name",
+        "package_name",
+        "version_name",
+        "sha256_hash",
+        "application_source",
+    ] {
+        assert!(first[k].is_string(), "{k}: {first}");
+    }
+    assert!(first.get("bundle_id").is_none() && first.get("app_name").is_none());
+    let w = windows[0]["device_id"].as_str().unwrap();
+    for suffix in ["details", "apps"] {
+        let r = get(
+            &c,
+            &sim,
+            &format!("/api/v1/devices/{w}/{suffix}"),
+            Some(sim.token()),
+        )
+        .await;
+        assert_eq!(r.status, 404, "Windows {suffix}");
+    }
+    // `/devices?platform=Android` lists exactly them.
+    let listed = ok(&c, &sim, "/api/v1/devices?platform=Android&limit=300").await;
+    assert_eq!(listed.as_array().unwrap().len(), android.len());
+    // Not in Prism, exports or ADE.
+    let others: std::collections::BTreeSet<&str> = android
+        .iter()
+        .chain(windows.iter())
+        .map(|d| d["device_id"].as_str().unwrap())
+        .collect();
+    let prism = ok(&c, &sim, "/api/v1/prism/device_information?limit=300").await;
+    let mut seen = 0;
+    let mut next = prism;
+    loop {
+        for r in next["data"].as_array().unwrap() {
+            assert!(!others.contains(r["device_id"].as_str().unwrap()));
+            seen += 1;
+        }
+        match next["cursor"].as_str() {
+            Some(cur) => {
+                next = ok(
+                    &c,
+                    &sim,
+                    &format!("/api/v1/prism/device_information?limit=300&cursor={cur}"),
+                )
+                .await
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, devices.len() - others.len());
+    for r in sim.truth("ade_devices").as_array().unwrap() {
+        if let Some(d) = r["mdm_device"]["id"].as_str() {
+            assert!(!others.contains(d));
+        }
+    }
+    sim.shutdown().await;
 }

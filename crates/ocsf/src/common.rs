@@ -262,7 +262,8 @@ pub fn finish(mut m: Map<String, Value>, unmapped: Option<Value>) -> Value {
     Value::Object(m)
 }
 
-/// OCSF `os.type_id`: 300 macOS, 301 iOS, 302 iPadOS, 0 unknown, 99 other.
+/// OCSF `os.type_id`: 100 Windows, 201 Android, 300 macOS, 301 iOS, 302 iPadOS, 0 unknown,
+/// 99 other.
 pub fn os(platform: Option<&str>, version: Option<String>, build: Option<String>) -> Value {
     let (name, type_id) = match platform.map(str::to_ascii_lowercase).as_deref() {
         Some("mac" | "macos") => ("macOS", 300),
@@ -270,6 +271,8 @@ pub fn os(platform: Option<&str>, version: Option<String>, build: Option<String>
         Some("ipad" | "ipados") => ("iPadOS", 302),
         Some("appletv" | "tvos") => ("tvOS", 99),
         Some("vision" | "visionos") => ("visionOS", 99),
+        Some("android") => ("Android", 201),
+        Some("windows") => ("Windows", 100),
         Some(_) => ("Other", 99),
         None => ("Unknown", 0),
     };
@@ -292,6 +295,24 @@ pub fn device_type(platform: Option<&str>, model: Option<&str>) -> (i64, &'stati
         Some("mac" | "macos") => (2, "Desktop"),
         Some("ipad" | "ipados") => (4, "Tablet"),
         Some("iphone" | "ios") => (5, "Mobile"),
+        Some("android") if model.contains("tab") => (4, "Tablet"),
+        Some("android") => (5, "Mobile"),
+        Some("windows")
+            if [
+                "laptop",
+                "book",
+                "thinkpad",
+                "latitude",
+                "xps",
+                "elitebook",
+                "surface pro",
+            ]
+            .iter()
+            .any(|k| model.contains(k)) =>
+        {
+            (3, "Laptop")
+        }
+        Some("windows") => (2, "Desktop"),
         Some(_) => (99, "Other"),
         None => (0, "Unknown"),
     }

@@ -31,8 +31,9 @@ impl Store {
                 push(id?, true, &mut out);
             }
             let mut moved = c.prepare(
-                "SELECT d.key, (SELECT max(c.last_seen) FROM compliance c
-                                 WHERE c.source = d.source AND c.device_id = d.key) AS read_at
+                "SELECT d.key, (SELECT r.read_at FROM device_reads r
+                                 WHERE r.source = d.source AND r.device_id = d.key
+                                   AND r.stream = 'compliance') AS read_at
                  FROM devices d WHERE d.source = ?1 AND d.removed_at IS NULL
                  ORDER BY (read_at IS NOT NULL), read_at, d.key LIMIT ?2",
             )?;

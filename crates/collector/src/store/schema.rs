@@ -522,13 +522,31 @@ WHERE json_valid(fields)
   AND version IS NOT json_extract(fields, '$.version');
 "#;
 
+/// When a per-device stream last read each device, whether or not the read found rows: a
+/// device with no compliance items (an Android or Windows device, an Apple TV with none)
+/// counted as never read and took a slot of every run. Filled from the rows for devices
+/// that have them.
+const MIGRATION_6: &str = r#"
+CREATE TABLE IF NOT EXISTS device_reads (
+    source TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    read_at INTEGER NOT NULL,
+    PRIMARY KEY (source, device_id, stream)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO device_reads (source, device_id, stream, read_at)
+SELECT source, device_id, 'compliance', max(last_seen) FROM compliance
+WHERE device_id IS NOT NULL GROUP BY source, device_id;
+"#;
+
 /// Every migration in order. Append only: never edit one that has shipped.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     MIGRATION_1,
     MIGRATION_2,
     MIGRATION_3,
     MIGRATION_4,
     MIGRATION_5,
+    MIGRATION_6,
 ];
 
 /// The schema version this build writes.

@@ -438,8 +438,14 @@ fn apply_in_tx(w: &mut WriterConn, batch: &Batch) -> Result<BatchOutcome, StoreE
     if !batch.refreshed.is_empty() {
         let mut del =
             tx.prepare_cached("DELETE FROM refresh_queue WHERE source = ?1 AND device_id = ?2")?;
+        // The read is recorded whether or not it found rows.
+        let mut read = tx.prepare_cached(
+            "INSERT INTO device_reads (source, device_id, stream, read_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (source, device_id, stream) DO UPDATE SET read_at = excluded.read_at",
+        )?;
         for d in &batch.refreshed {
             del.execute(params![batch.source, d])?;
+            read.execute(params![batch.source, d, batch.stream, batch.now])?;
         }
     }
     if !batch.refresh.is_empty() {

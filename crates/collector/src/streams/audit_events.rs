@@ -14,7 +14,7 @@ use kandji_api::paginate::NextCursor;
 use serde_json::Value;
 
 use super::StreamName;
-use super::drivers::cursor_events::{self, CursorFeed};
+use super::drivers::cursor_events::{self, CursorFeed, LateWindow};
 use crate::streams::fetch::{self, q, s, s2, ts};
 use crate::streams::runtime::{RunReport, Scope, SourceRuntime, StreamError};
 use crate::store::EventRow;
@@ -25,6 +25,11 @@ use std::time::Duration;
 
 /// Events re-read behind the high-water mark when restarting by date.
 pub const OVERLAP_MS: i64 = 10 * 60 * 1000;
+/// How late an event may arrive (its `occurred_at` behind the newest event read) and still
+/// be collected: the hourly deep walk re-reads this far back.
+pub const LATE_WINDOW_MS: i64 = 24 * 3600 * 1000;
+/// How often the deep walk runs.
+pub const LATE_EVERY_MS: i64 = 3600 * 1000;
 
 /// The device an audit event is about, if any.
 pub fn device_of(v: &Value) -> Option<String> {
@@ -116,6 +121,10 @@ pub async fn run(rt: &SourceRuntime, scope: &Scope) -> Result<RunReport, StreamE
             map,
             // Every event naming a device queues it for a compliance (and details) re-read.
             findings: None,
+            late: Some(LateWindow {
+                window_ms: LATE_WINDOW_MS,
+                every_ms: LATE_EVERY_MS,
+            }),
             refresh: Some(|ev| {
                 ev.device_id
                     .clone()

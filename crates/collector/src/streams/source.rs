@@ -23,12 +23,15 @@ pub struct FilterConfig {
     pub device_types: Vec<String>,
 }
 
-/// The device types `/devices` knows, and Prism's name for each.
-pub const DEVICE_TYPES: [(&str, &str); 4] = [
+/// The device types `/devices` knows, and Prism's name for each (Prism reports Apple devices
+/// only; a filter on Android or Windows alone selects no Prism rows).
+pub const DEVICE_TYPES: [(&str, &str); 6] = [
     ("Mac", "Mac"),
     ("iPhone", "iPhone"),
     ("iPad", "iPad"),
     ("AppleTV", "tvOS"),
+    ("Android", "Android"),
+    ("Windows", "Windows"),
 ];
 
 /// A source, validated and resolved: the endpoint parsed, the token read, the schedules known.

@@ -137,12 +137,27 @@ pub fn truth_vuln_keys(sim: &SimHandle) -> BTreeSet<String> {
         .collect()
 }
 
-/// The tenant's app installs, keyed as the store keys them (`device|bundle id, else path,
-/// else name`).
+/// The tenant's Apple devices: the ones Prism, the collector's fleet-wide source of apps and
+/// details, lists (Android and Windows devices are on `/devices` only; their details and apps
+/// are per-device endpoints the collector does not read yet).
+pub fn truth_apple_device_ids(sim: &SimHandle) -> BTreeSet<String> {
+    arr(sim.truth("devices"))
+        .iter()
+        .filter(|d| !matches!(d["platform"].as_str(), Some("Android" | "Windows")))
+        .map(|d| str_of(d, "device_id"))
+        .collect()
+}
+
+/// The tenant's app installs on Apple devices, keyed as the store keys them (`device|bundle
+/// id, else path, else name`).
 pub fn truth_app_keys(sim: &SimHandle) -> BTreeSet<String> {
+    let apple = truth_apple_device_ids(sim);
     let mut out = BTreeSet::new();
     for d in arr(sim.truth("apps")) {
         let device = str_of(&d, "device_id");
+        if !apple.contains(&device) {
+            continue;
+        }
         for a in d
             .get("apps")
             .and_then(Value::as_array)

@@ -22,6 +22,10 @@ lenient::open_enum! {
         AppleTv => ["appletv", "tvos"],
         /// Apple Vision.
         Vision => ["vision", "visionos"],
+        /// Android (Iru manages Android devices).
+        Android => ["android"],
+        /// Windows (Iru manages Windows devices).
+        Windows => ["windows"],
     }
 }
 
@@ -112,7 +116,7 @@ pub struct Device {
     /// Serial number.
     #[serde(deserialize_with = "opt_string")]
     pub serial_number: Option<String>,
-    /// Platform (`Mac`, `iPhone`, `iPad`, `AppleTV`, or other).
+    /// Platform (`Mac`, `iPhone`, `iPad`, `AppleTV`, `Android`, `Windows`, or other).
     #[serde(deserialize_with = "opt_platform")]
     pub platform: Option<Platform>,
     /// OS version.

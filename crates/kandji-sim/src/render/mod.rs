@@ -48,7 +48,7 @@ pub fn device_item(t: &Tenant, d: &Device) -> Value {
     let o = os(d);
     let rsr = d.platform != Platform::AppleTv
         && hs("rsr", &[t.seed, u64::from(d.idx)]).is_multiple_of(10);
-    json!({
+    let mut v = json!({
         "device_id": t.device_id(d.idx),
         "device_name": t.device_name(d),
         "model": model(d).name,
@@ -71,7 +71,104 @@ pub fn device_item(t: &Tenant, d: &Device) -> Value {
         "last_enrollment": ts_space(d.last_enrollment),
         "lost_mode_status": "",
         "tags": t.tag_names(d),
+    });
+    // With Android or Windows management on, every device carries their fields, blank where
+    // they do not apply (spec: "All visible fields … will be present for all device types").
+    if t.android_share > 0.0 || t.windows_share > 0.0 {
+        let (api, patch, full) = match d.platform {
+            Platform::Android => (o.marketing, o.build, ""),
+            Platform::Windows => ("", "", o.build),
+            _ => ("", "", ""),
+        };
+        v["api_level"] = json!(api);
+        v["security_patch_level"] = json!(patch);
+        v["full_software_version"] = json!(full);
+    }
+    if !d.platform.is_apple() {
+        v["supplemental_build_version"] = json!("");
+        v["supplemental_os_version_extra"] = json!("");
+    }
+    v
+}
+
+/// `/devices/{id}/details` of an Android device, in the spec example's shape: `general`,
+/// `cellular`, `hardware`, `management`, `security`, `tags`; no `mdm`, `volumes` or
+/// `hardware_overview`.
+pub fn android_details(t: &Tenant, d: &Device) -> Value {
+    let (seed, i) = (t.seed, u64::from(d.idx));
+    let m = model(d);
+    let o = os(d);
+    let cap = capacity(d);
+    let avail = cap * (100 - used_pct(t, d)) as f64 / 100.0;
+    let mac: Vec<String> = (0..6)
+        .map(|k| format!("{:02x}", hs("wmac", &[seed, i, k]) % 256))
+        .collect();
+    json!({
+        "cellular": {"imei": format!("35{:013}", hs("imei", &[seed, i]) % 10_000_000_000_000), "meid": ""},
+        "general": {
+            "api_level": o.marketing,
+            "asset_tag": t.asset_tag(d.idx),
+            "assigned_user": match user_obj(t, d) { Value::String(_) => Value::Null, u => u },
+            "blueprint_name": t.blueprint_name(d.blueprint),
+            "blueprint_uuid": t.blueprint_id(d.blueprint),
+            "device_id": t.device_id(d.idx),
+            "device_name": t.device_name(d),
+            "enterprise_device_id": format!("{:016x}", hs("edid", &[seed, i])),
+            "enterprise_id": format!("LC{:08x}", hs("eid", &[seed]) % 0xFFFF_FFFF),
+            "first_enrollment": ts_space(d.first_enrollment),
+            "last_enrollment": ts_space(d.last_enrollment),
+            "manufacturer": m.short,
+            "model_name": m.name,
+            "os_build": format!("{}.{}.013", m.processor, o.build.replace('-', "").get(2..8).unwrap_or("241205")),
+            "os_version": o.version,
+            "platform": "Android",
+            "security_patch_level": o.build,
+            "serial_number": t.serial(d.idx, d.platform),
+        },
+        "hardware": {
+            "available_capacity": format!("{avail:.2}"),
+            "total_capacity": format!("{cap:.2}"),
+            "total_ram": m.memory,
+            "wifi_mac_address": mac.join(":"),
+        },
+        "management": {
+            "management_mode": if hs("byod", &[seed, i]).is_multiple_of(4) { "PROFILE_OWNER" } else { "DEVICE_OWNER" },
+            "ownership": if hs("byod", &[seed, i]).is_multiple_of(4) { "PERSONALLY_OWNED" } else { "COMPANY_OWNED" },
+        },
+        "security": {
+            "android_debug_bridge_enabled": null,
+            "developer_mode_enabled": null,
+            "device_posture": if hs("posture", &[seed, i]).is_multiple_of(12) { "POTENTIALLY_COMPROMISED" } else { "SECURE" },
+            "encryption_status": "ACTIVE_PER_USER",
+            "has_google_play_protect": true,
+            "has_passcode": !hs("pass", &[seed, i]).is_multiple_of(15),
+            "is_encrypted": true,
+            "unknown_app_sources_enabled": null,
+        },
+        "tags": t.tag_names(d),
     })
+}
+
+/// `/devices/{id}/apps` of an Android device, in the spec example's shape.
+pub fn android_apps(t: &Tenant, d: &Device) -> Value {
+    let apps: Vec<Value> = catalog::ANDROID_APPS
+        .iter()
+        .enumerate()
+        .filter(|(k, a)| a.2 == "SYSTEM_APP_FACTORY_VERSION" || hs("aapp", &[t.seed, u64::from(d.idx), *k as u64]).is_multiple_of(2))
+        .map(|(k, (name, package, source, version))| {
+            let hv = hs("apk", &[t.seed, k as u64]);
+            json!({
+                "application_source": source,
+                "display_name": name,
+                "installer_package_name": if *source == "INSTALLED_FROM_PLAY_STORE" { "com.android.vending" } else { "" },
+                "package_name": package,
+                "sha1_hashes": [format!("{:016x}{:016x}{:08x}", hv, h(&[hv, 1]), h(&[hv, 2]) as u32)],
+                "sha256_hash": format!("{:016x}{:016x}{:016x}{:016x}", hv, h(&[hv, 3]), h(&[hv, 4]), h(&[hv, 5])),
+                "version_name": version,
+            })
+        })
+        .collect();
+    json!({"apps": apps, "device_id": t.device_id(d.idx)})
 }
 
 fn capacity(d: &Device) -> f64 {

@@ -10,8 +10,9 @@ use crate::util::{hs, parse_uuid, ts_z, ts_z_s, uuid_of, uuid_u128};
 
 const ADE_TOKENS: u64 = 2;
 
+/// Automated Device Enrollment is Apple's: Android and Windows devices are never in it.
 fn ade_eligible(t: &Tenant, d: &Device) -> bool {
-    hs("ade", &[t.seed, u64::from(d.idx)]) % 10 < 7
+    d.platform.is_apple() && hs("ade", &[t.seed, u64::from(d.idx)]) % 10 < 7
 }
 
 /// ADE records: enrolled devices (Some) and devices awaiting enrollment (None, k).

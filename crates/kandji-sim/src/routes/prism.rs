@@ -115,6 +115,8 @@ pub fn count(sh: &Shared, req: &Req) -> Reply {
 
 fn export_json(sh: &Shared, e: &Export, tenant: &str) -> Value {
     let done = e.polls >= sh.cfg.export_polls;
+    let failed = done && e.fails;
+    let done = done && !e.fails;
     let file = format!(
         "export-{}-{}-{}.csv",
         ts_date(e.created_at),
@@ -124,10 +126,10 @@ fn export_json(sh: &Shared, e: &Export, tenant: &str) -> Value {
     let tenant_id = uuid_of(uuid_u128("tenant", &[sh.cfg.seed]));
     json!({
         "id": e.id,
-        "status": if done { "success" } else { "pending" },
+        "status": if done { "success" } else if failed { "failed" } else { "pending" },
         "category": e.category,
         "args": e.args,
-        "error_msg": null,
+        "error_msg": if failed { json!("Export failed: the report could not be generated. Please try again.") } else { Value::Null },
         "path": if done { json!(format!("visibility-export-prd/{tenant_id}/{file}")) } else { Value::Null },
         "signed_url": if done {
             json!(format!(
@@ -184,6 +186,12 @@ pub fn export_post(sh: &Shared, req: &Req) -> Reply {
         args,
         created_at: sh.clock.now_us(),
         polls: 0,
+        fails: {
+            let mut f = lock(&sh.faults);
+            let fails = f.faults.failed_exports > 0;
+            f.faults.failed_exports = f.faults.failed_exports.saturating_sub(1);
+            fails
+        },
         signature: format!(
             "{:016x}{:016x}",
             hs(&id, &[sh.cfg.seed]),

@@ -6,6 +6,10 @@
 //! times per run. A feed sorted by time restarts from its mark; an unsorted one re-runs the
 //! query the cursor came from (its mark may be past rows the walk has not reached).
 //!
+//! A feed whose events can arrive late (the audit feed: a device that was offline reports
+//! events dated hours back) also walks from a [`LateWindow`] behind the mark every so often,
+//! so an event up to that late is still collected, once.
+//!
 //! A feed of findings that can go away (vulnerability detections) also keeps them as an
 //! inventory table ([`Findings`]): every so often a walk reads the whole feed as a sweep of
 //! that table, so a finding it no longer lists is closed (the table's removal event) and one
@@ -46,6 +50,12 @@ pub struct Checkpoint {
     /// The full walk in progress (its sweep id, ms), resumed by its cursor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<i64>,
+    /// When the last walk that reached [`LateWindow::window_ms`] behind the mark began (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_deep_ms: Option<i64>,
+    /// The deep walk in progress (when it began, ms), resumed by its cursor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deep: Option<i64>,
 }
 
 /// Findings kept as an inventory table beside the feed's events.
@@ -55,6 +65,16 @@ pub struct Findings {
     pub full_every_ms: i64,
     /// A finding's row in the table.
     pub row: fn(&Value) -> Option<InvRow>,
+}
+
+/// A bounded re-read for events that arrive late (a device that was offline reports them
+/// with an `occurred_at` before events already read): at least every `every_ms`, a walk starts
+/// `window_ms` behind the mark instead of the overlap. The uids dedup what it reads again, so
+/// it costs requests, not duplicates; an event later than `window_ms` is not collected.
+#[derive(Debug, Clone, Copy)]
+pub struct LateWindow {
+    pub window_ms: i64,
+    pub every_ms: i64,
 }
 
 /// The device an event queues for a refresh, and why.
@@ -76,6 +96,8 @@ pub struct CursorFeed {
     pub refresh: Option<RefreshRule>,
     /// Findings that open and close (vulnerability detections).
     pub findings: Option<Findings>,
+    /// The re-read for late events (the audit feed).
+    pub late: Option<LateWindow>,
 }
 
 pub async fn run(
@@ -100,6 +122,16 @@ pub async fn run(
     if cp.cursor.is_none() {
         cp.from_ms = from_mark(&cp);
         cp.sweep = None;
+        cp.deep = None;
+        // A deep walk is due: from the late window behind the mark.
+        if let (Some(late), Some(hwm)) = (feed.late, cp.hwm_ms)
+            && cp
+                .last_deep_ms
+                .is_none_or(|t| rt.now() - t >= late.every_ms)
+        {
+            cp.deep = Some(rt.now());
+            cp.from_ms = Some(hwm - late.window_ms.max(feed.overlap_ms));
+        }
         // A full walk is due: the whole feed, as a sweep of the findings' table.
         if let Some(f) = &feed.findings
             && cp
@@ -110,6 +142,9 @@ pub async fn run(
             cp.from_ms = None;
         }
     }
+    // Events before this were read by earlier walks: a deep walk's re-reads of them queue no
+    // refreshes (what it finds there is late, and old).
+    let news_from = cp.hwm_ms.map_or(i64::MIN, |h| h - feed.overlap_ms);
     let mut restarts = CursorRestarts::default();
     let mut report = RunReport::default();
     'walk: loop {
@@ -128,7 +163,13 @@ pub async fn run(
                     restarts.restart(rt, stream, &e)?;
                     cp.cursor = None;
                     if feed.sorted && cp.sweep.is_none() {
-                        cp.from_ms = from_mark(&cp);
+                        cp.from_ms = match (cp.deep, feed.late) {
+                            // A deep walk stays deep.
+                            (Some(_), Some(l)) => {
+                                cp.hwm_ms.map(|h| h - l.window_ms.max(feed.overlap_ms))
+                            }
+                            _ => from_mark(&cp),
+                        };
                     }
                     continue 'walk;
                 }
@@ -156,7 +197,9 @@ pub async fn run(
                 if !scope.has_device(ev.device_id.as_deref()) {
                     continue;
                 }
-                if let Some(refresh) = feed.refresh.and_then(|f| f(&ev)) {
+                if let Some(refresh) = feed.refresh.and_then(|f| f(&ev))
+                    && (cp.deep.is_none() || ev.occurred_at >= news_from)
+                {
                     batch.refresh.push(refresh);
                 }
                 if let Some(row) = feed.findings.as_ref().and_then(|f| (f.row)(item)) {
@@ -195,6 +238,13 @@ pub async fn run(
                     _ => cp.last_full_ms,
                 },
                 sweep: if done { None } else { cp.sweep },
+                // A walk of the whole feed reaches further back than any window.
+                last_deep_ms: match (done, cp.deep, cp.from_ms) {
+                    (true, Some(at), _) => Some(at),
+                    (true, None, None) if feed.late.is_some() => Some(batch.now),
+                    _ => cp.last_deep_ms,
+                },
+                deep: if done { None } else { cp.deep },
                 ..cp.clone()
             };
             batch.checkpoint = Some(super::save(&saved));
