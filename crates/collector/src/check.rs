@@ -28,6 +28,11 @@ pub enum Access {
     NotLicensed {
         endpoint: String,
     },
+    /// A 403 that does not say whether the permission or the licence is missing.
+    NotLicensedOrDenied {
+        endpoint: String,
+        permission: String,
+    },
     Unauthorized,
     Error {
         endpoint: String,
@@ -60,6 +65,12 @@ fn access(report: &CheckReport, stream: StreamName) -> Access {
                 };
             }
             ProbeResult::NotLicensed => return Access::NotLicensed { endpoint },
+            ProbeResult::NotLicensedOrDenied { permission_name } => {
+                return Access::NotLicensedOrDenied {
+                    endpoint,
+                    permission: permission_name.clone(),
+                };
+            }
             ProbeResult::Other(kandji_api::KandjiError::Unauthorized { .. }) => {
                 return Access::Unauthorized;
             }
@@ -103,6 +114,9 @@ impl Report {
                 Access::NotLicensed { .. } => {
                     "✗ not licensed: the tenant lacks this feature (EDR or Vulnerability Management)"
                         .into()
+                }
+                Access::NotLicensedOrDenied { permission, .. } => {
+                    format!("✗ {}", not_licensed_or_denied(permission))
                 }
                 Access::Unauthorized => "✗ unauthorized: the token is invalid or revoked".into(),
                 Access::Error { message, .. } => format!("✗ {message}"),
@@ -175,4 +189,12 @@ pub async fn run(source: &Source) -> anyhow::Result<Report> {
     let report = run_with(&rt).await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(report)
+}
+
+/// What a 403 that does not name its cause tells the user.
+pub fn not_licensed_or_denied(permission: &str) -> String {
+    format!(
+        "403: not licensed or not permitted: tick '{permission}' in Kandji → Access → API \
+         token; if it is ticked, the tenant lacks this feature (EDR or Vulnerability Management)"
+    )
 }

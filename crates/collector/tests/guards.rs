@@ -622,3 +622,57 @@ async fn how_late_an_audit_event_can_be_and_still_be_collected() {
     );
     assert!(max_collected > 20 * 3600, "{:.1} h", hours(max_collected));
 }
+
+/// A tenant without EDR, whatever its 403 says: with a text that names the licence the
+/// threats stream is `not_licensed`; with DRF's permission text or an unknown one it says "not
+/// licensed or not permitted" (state `missing_permission`, kind `not_licensed_or_denied`, a
+/// hint naming both causes) instead of guessing. Either way the other streams run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlicensed_feature_is_reported_by_what_the_403_can_tell() {
+    for (i, text) in kandji_sim::LICENCE_TEXTS.iter().enumerate() {
+        let mut cfg = sim_config(20, 51);
+        cfg.licensed_edr = false;
+        cfg.unlicensed_detail = (*text).to_string();
+        let env = env(cfg).await;
+        let results = kandji_collector::engine::sync_once(
+            &env.rt,
+            &[StreamName::Devices, StreamName::Threats],
+        )
+        .await;
+        for r in &results {
+            if r.stream == StreamName::Devices {
+                assert!(r.result.is_ok(), "devices still run");
+            }
+        }
+        let (state, kind, message): (String, String, String) = sql(&env.store)
+            .query_row(
+                "SELECT state, last_error_kind, last_error_message FROM stream_status
+                 WHERE stream = 'threats'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        if i == 0 {
+            assert_eq!(
+                (state.as_str(), kind.as_str()),
+                ("not_licensed", "not_licensed")
+            );
+        } else {
+            assert_eq!(
+                (state.as_str(), kind.as_str()),
+                ("missing_permission", "not_licensed_or_denied"),
+                "{text}"
+            );
+            assert!(
+                message.contains("not licensed or not permitted"),
+                "{message}"
+            );
+            let hint =
+                kandji_collector::engine::status::hint(&kind, Some("GET /api/v1/threat-details"));
+            assert!(
+                hint.contains("permission") && hint.contains("feature"),
+                "{hint}"
+            );
+        }
+    }
+}

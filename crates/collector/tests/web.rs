@@ -591,10 +591,18 @@ async fn add_source_matrix_encryption_pickup_xss_and_revocation() {
     // The rotation re-checked the permissions: the full token reads threats, which is not
     // chosen, so it leaves the table, and the source recovers to healthy.
     let _ = c.post("/sources/lab/sync", &[("csrf", &csrf)]).await;
-    wait_for("recovered", || async {
-        source_state(&c, "lab").await["state"] == "healthy"
-    })
-    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let v = source_state(&c, "lab").await;
+        if v["state"] == "healthy" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for recovered: {v:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let page = c.get("/sources/lab").await.text().await.unwrap();
     assert!(
         !page.contains("missing permission: tick"),

@@ -122,6 +122,12 @@ pub enum ProbeResult {
     },
     /// The tenant has no licence for the feature (EDR, Vulnerability Management).
     NotLicensed,
+    /// 403 on a licence-gated endpoint that does not say which: tick `permission_name`, and
+    /// if it is ticked the tenant lacks the feature.
+    NotLicensedOrDenied {
+        /// The permission to enable.
+        permission_name: String,
+    },
     /// Could not be probed (e.g. no device to probe `/devices/{id}/status` with).
     Untested {
         /// Why.
@@ -138,6 +144,7 @@ impl ProbeResult {
             Self::Ok => "ok",
             Self::MissingPermission { .. } => "missing_permission",
             Self::NotLicensed => "not_licensed",
+            Self::NotLicensedOrDenied { .. } => "not_licensed_or_denied",
             Self::Untested { .. } => "untested",
             Self::Other(e) => e.kind(),
         }
@@ -207,6 +214,9 @@ fn classify(spec: &EndpointSpec, r: Result<serde_json::Value, KandjiError>) -> P
             permission_name: spec.permission_name.to_string(),
         },
         Err(KandjiError::NotLicensed { .. }) => ProbeResult::NotLicensed,
+        Err(KandjiError::NotLicensedOrDenied { .. }) => ProbeResult::NotLicensedOrDenied {
+            permission_name: spec.permission_name.to_string(),
+        },
         Err(e) => ProbeResult::Other(e),
     }
 }
@@ -350,6 +360,7 @@ impl KandjiClient {
                 }
             }
         }
+        settle_by_family(&mut endpoints);
         CheckReport {
             endpoints,
             licensing,
@@ -370,6 +381,52 @@ impl KandjiClient {
             .and_then(|a| a.first())
             .and_then(|d| d.get("device_id"))
             .and_then(crate::models::lenient::string_from_value))
+    }
+}
+
+/// The licence a gated endpoint belongs to (EDR, Vulnerability Management).
+fn licence_family(endpoint: &str) -> Option<&'static str> {
+    if endpoint.contains("/threat-details") || endpoint.contains("/behavioral-detections") {
+        Some("edr")
+    } else if endpoint.contains("/vulnerability-management/") {
+        Some("vulnerability_management")
+    } else {
+        None
+    }
+}
+
+/// A 403 that did not say why is settled by its licence family: if another endpoint of the
+/// family answered, the tenant has the feature and the token lacks this permission; if
+/// another said "not licensed", so is this one. Otherwise it stays "not licensed or not
+/// permitted".
+fn settle_by_family(endpoints: &mut [EndpointCheck]) {
+    let family_says = |endpoints: &[EndpointCheck], fam: &str, f: fn(&ProbeResult) -> bool| {
+        endpoints
+            .iter()
+            .any(|e| licence_family(&e.endpoint) == Some(fam) && f(&e.result))
+    };
+    let settled: Vec<Option<ProbeResult>> = endpoints
+        .iter()
+        .map(|e| {
+            let ProbeResult::NotLicensedOrDenied { permission_name } = &e.result else {
+                return None;
+            };
+            let fam = licence_family(&e.endpoint)?;
+            if family_says(endpoints, fam, |r| matches!(r, ProbeResult::Ok)) {
+                Some(ProbeResult::MissingPermission {
+                    permission_name: permission_name.clone(),
+                })
+            } else if family_says(endpoints, fam, |r| matches!(r, ProbeResult::NotLicensed)) {
+                Some(ProbeResult::NotLicensed)
+            } else {
+                None
+            }
+        })
+        .collect();
+    for (e, s) in endpoints.iter_mut().zip(settled) {
+        if let Some(r) = s {
+            e.result = r;
+        }
     }
 }
 

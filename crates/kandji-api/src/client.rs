@@ -27,7 +27,9 @@ pub async fn tally<F: std::future::Future>(f: F) -> (F::Output, u64) {
     (out, count.load(Ordering::Relaxed))
 }
 use crate::endpoint::ApiBase;
-use crate::error::{KandjiError, error_message, is_no_route_message, is_not_licensed_message};
+use crate::error::{
+    KandjiError, error_message, is_licence_gated, is_no_route_message, is_not_licensed_message,
+};
 use crate::retry::{RetryPolicy, full_jitter, server_hint};
 
 /// The default User-Agent: `kandji-collector/<version> (+read-only fleet collector; kandji-api)`.
@@ -495,6 +497,9 @@ impl KandjiClient {
             401 => Failure::Fatal(KandjiError::Unauthorized { endpoint }),
             403 if is_not_licensed_message(&message) => {
                 Failure::Fatal(KandjiError::NotLicensed { endpoint })
+            }
+            403 if is_licence_gated(&endpoint) => {
+                Failure::Fatal(KandjiError::NotLicensedOrDenied { endpoint, message })
             }
             403 => Failure::Fatal(KandjiError::PermissionDenied { endpoint }),
             404 if is_no_route_message(&message) => {

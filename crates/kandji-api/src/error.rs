@@ -75,6 +75,17 @@ pub enum KandjiError {
         /// Endpoint template.
         endpoint: String,
     },
+    /// 403 on a licence-gated endpoint (EDR, Vulnerability Management) whose body says
+    /// neither "not licensed" nor anything else that settles it: the token may lack the
+    /// permission, or the tenant the feature. Kandji's licence text is not documented, and a
+    /// DRF permission text would read the same for both.
+    #[error("{endpoint}: forbidden (403): not licensed or not permitted ({message})")]
+    NotLicensedOrDenied {
+        /// Endpoint template.
+        endpoint: String,
+        /// The server's message, leniently extracted.
+        message: String,
+    },
     /// 404 for a resource.
     #[error("{endpoint}: not found (404): {message}")]
     NotFound {
@@ -228,6 +239,7 @@ impl KandjiError {
             Self::Unauthorized { .. } => "unauthorized",
             Self::PermissionDenied { .. } => "permission_denied",
             Self::NotLicensed { .. } => "not_licensed",
+            Self::NotLicensedOrDenied { .. } => "not_licensed_or_denied",
             Self::NotFound { .. } => "not_found",
             Self::NoRoute { .. } => "no_route",
             Self::BadRequest { .. } => "bad_request",
@@ -250,6 +262,7 @@ impl KandjiError {
             Self::Unauthorized { endpoint }
             | Self::PermissionDenied { endpoint }
             | Self::NotLicensed { endpoint }
+            | Self::NotLicensedOrDenied { endpoint, .. }
             | Self::NotFound { endpoint, .. }
             | Self::NoRoute { endpoint }
             | Self::BadRequest { endpoint, .. }
@@ -365,7 +378,30 @@ fn truncate(s: &str, max: usize) -> String {
 /// Whether a 403 body says the feature is not enabled/licensed (as opposed to a missing permission).
 pub fn is_not_licensed_message(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    m.contains("not enabled") || m.contains("not licensed") || m.contains("feature")
+    [
+        "not enabled",
+        "not licensed",
+        "feature",
+        "licence",
+        "license",
+        "subscription",
+        "upgrade",
+    ]
+    .iter()
+    .any(|k| m.contains(k))
+}
+
+/// Whether an endpoint belongs to a feature a tenant may not have (EDR: threats and
+/// behavioral detections; Vulnerability Management), so that a 403 there may mean "not
+/// licensed" whatever its text.
+pub fn is_licence_gated(endpoint: &str) -> bool {
+    [
+        "/threat-details",
+        "/behavioral-detections",
+        "/vulnerability-management/",
+    ]
+    .iter()
+    .any(|p| endpoint.contains(p))
 }
 
 /// Whether a 404 body is Kong's "no Route matched".

@@ -665,3 +665,82 @@ async fn failed_and_expired_exports_are_retried_a_bounded_number_of_times() {
     assert_eq!(exports(&s), 3);
     s.shutdown().await;
 }
+
+/// A 403 is classified by its text and by the endpoint's family: the licence text says "not
+/// licensed"; on a licence-gated family (EDR, Vulnerability Management) any other text is
+/// "not licensed or not permitted", never a guess, unless another endpoint of the family
+/// settles it; elsewhere it is a missing permission.
+#[tokio::test(start_paused = true)]
+async fn forbidden_answers_are_classified_by_text_and_family() {
+    for (i, text) in kandji_sim::LICENCE_TEXTS.iter().enumerate() {
+        let s = sim(SimConfig {
+            licensed_edr: false,
+            unlicensed_detail: (*text).to_string(),
+            ..static_cfg(20)
+        })
+        .await;
+        let report = sim_client(&s).check(&probe_sets(&[])).await;
+        let row = &report.get("GET /api/v1/threat-details").unwrap().result;
+        if i == 0 {
+            assert!(matches!(row, ProbeResult::NotLicensed), "{text}: {row:?}");
+        } else {
+            assert!(
+                matches!(row, ProbeResult::NotLicensedOrDenied { permission_name } if !permission_name.is_empty()),
+                "{text}: {row:?}"
+            );
+        }
+        s.shutdown().await;
+    }
+    // A licensed tenant, a token without the EDR and users permissions: the EDR row cannot
+    // tell (DRF's permission text on a gated family), the users row can.
+    let limited = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee".to_string();
+    let s = sim(SimConfig {
+        extra_tokens: vec![TokenSpec {
+            token: limited.clone(),
+            allow: vec![
+                "GET /api/v1/devices".into(),
+                "GET /api/v1/settings/licensing".into(),
+            ],
+        }],
+        ..static_cfg(20)
+    })
+    .await;
+    let c = client_with(&s.base_url(), &limited, big_budget(), fast_retry());
+    let report = c.check(&probe_sets(&[])).await;
+    let row = |e: &str| &report.get(e).unwrap().result;
+    assert!(matches!(
+        row("GET /api/v1/threat-details"),
+        ProbeResult::NotLicensedOrDenied { .. }
+    ));
+    assert!(matches!(
+        row("GET /api/v1/users"),
+        ProbeResult::MissingPermission { .. }
+    ));
+    assert_eq!(
+        row("GET /api/v1/threat-details").status(),
+        "not_licensed_or_denied"
+    );
+    // With behavioral detections readable, EDR is licensed: the threats 403 is a permission.
+    let partial = "bbbbbbbb-bbbb-cccc-dddd-eeeeeeeeeeee".to_string();
+    s.shutdown().await;
+    let s = sim(SimConfig {
+        extra_tokens: vec![TokenSpec {
+            token: partial.clone(),
+            allow: vec![
+                "GET /api/v1/devices".into(),
+                "GET /api/v1/behavioral-detections".into(),
+            ],
+        }],
+        ..static_cfg(20)
+    })
+    .await;
+    let c = client_with(&s.base_url(), &partial, big_budget(), fast_retry());
+    let report = c.check(&probe_sets(&[])).await;
+    assert!(
+        matches!(&report.get("GET /api/v1/threat-details").unwrap().result,
+            ProbeResult::MissingPermission { permission_name } if !permission_name.is_empty()),
+        "{:?}",
+        report.get("GET /api/v1/threat-details").unwrap().result
+    );
+    s.shutdown().await;
+}

@@ -37,7 +37,18 @@ pub struct SimConfig {
     /// The share of Windows devices: on `/devices` and `/devices/{id}` only (the spec has no
     /// Windows shapes for the rest). Assumed share.
     pub windows_share: f64,
+    /// The `detail` of the 403 for an unlicensed feature. Kandji's text is not documented;
+    /// [`LICENCE_TEXTS`] are the variants tests run.
+    pub unlicensed_detail: String,
 }
+
+/// Plausible 403 texts for an unlicensed feature: one that says so, DRF's permission text
+/// (which cannot be told from a missing permission), and one that names neither.
+pub const LICENCE_TEXTS: [&str; 3] = [
+    "This feature is not enabled for your tenant.",
+    "You do not have permission to perform this action.",
+    "Vulnerability Management is not available on your current plan.",
+];
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -60,6 +71,7 @@ impl Default for SimConfig {
             refused_prism_categories: Vec::new(),
             android_share: 0.03,
             windows_share: 0.02,
+            unlicensed_detail: LICENCE_TEXTS[0].to_owned(),
         }
     }
 }

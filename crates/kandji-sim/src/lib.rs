@@ -31,7 +31,7 @@ pub mod server;
 pub mod truth;
 pub mod util;
 
-pub use config::{Churn, ClockConfig, DEFAULT_TOKEN, Faults, SimConfig, TokenSpec};
+pub use config::{Churn, ClockConfig, DEFAULT_TOKEN, Faults, LICENCE_TEXTS, SimConfig, TokenSpec};
 pub use server::Stats;
 
 use server::{Shared, lock};

@@ -73,6 +73,9 @@ struct Cli {
     /// Fraction of answers with an HTML body instead of JSON.
     #[arg(long, default_value_t = 0.0)]
     malformed_rate: f64,
+    /// The 403 `detail` for an unlicensed feature.
+    #[arg(long, default_value = kandji_sim::LICENCE_TEXTS[0])]
+    unlicensed_detail: String,
     /// Share of Android devices (0-1).
     #[arg(long, default_value_t = 0.03)]
     android_share: f64,
@@ -160,6 +163,7 @@ async fn main() -> anyhow::Result<()> {
         },
         app_richness: cli.app_richness,
         android_share: cli.android_share,
+        unlicensed_detail: cli.unlicensed_detail,
         windows_share: cli.windows_share,
         refused_prism_categories: cli.refuse_prism_category.clone(),
     };

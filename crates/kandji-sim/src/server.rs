@@ -424,6 +424,10 @@ pub async fn handle_api(
         }
     });
     let reply = match perms {
+        // DRF's texts: no credentials at all, or a token it does not know.
+        None if token.is_none() => {
+            Reply::detail(401, "Authentication credentials were not provided.")
+        }
         None => Reply::detail(401, "Invalid token."),
         Some(Some(allow)) if !allow.contains(&key) => {
             Reply::detail(403, "You do not have permission to perform this action.")
@@ -438,7 +442,7 @@ pub async fn handle_api(
                 License::Vuln => sh.cfg.licensed_vuln,
             };
             if !licensed {
-                Reply::detail(403, "This feature is not enabled for your tenant.")
+                Reply::detail(403, &sh.cfg.unlicensed_detail)
             } else {
                 let req = Req {
                     params,

@@ -34,11 +34,16 @@ async fn permission_answers() {
     let sim = start(cfg).await;
     let c = client();
 
+    // DRF's texts: no credentials, then a token it does not know.
     let r = get(&c, &sim, "/api/v1/devices", None).await;
     assert_eq!(r.status, 401);
-    assert_eq!(r.json()["detail"], "Invalid token.");
+    assert_eq!(
+        r.json()["detail"],
+        "Authentication credentials were not provided."
+    );
     let r = get(&c, &sim, "/api/v1/devices", Some("not-a-token")).await;
     assert_eq!(r.status, 401);
+    assert_eq!(r.json()["detail"], "Invalid token.");
 
     let r = get(&c, &sim, "/api/v1/devices?limit=1", Some(limited)).await;
     assert_eq!(r.status, 200);

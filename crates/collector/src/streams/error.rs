@@ -60,6 +60,9 @@ impl StreamError {
         match self {
             StreamError::Api(KandjiError::Unauthorized { .. }) => State::AuthError,
             StreamError::Api(KandjiError::PermissionDenied { .. }) => State::MissingPermission,
+            // The first thing to fix is the one the user can: the permission (the hint says
+            // the licence may be the cause).
+            StreamError::Api(KandjiError::NotLicensedOrDenied { .. }) => State::MissingPermission,
             StreamError::Api(KandjiError::NotLicensed { .. }) => State::NotLicensed,
             StreamError::Api(KandjiError::RateLimited { .. }) => State::BackingOff,
             _ => State::Failing,
@@ -111,6 +114,13 @@ pub fn hint(kind: &str, endpoint: Option<&str>) -> String {
         "permission_denied" => format!(
             "The token lacks the permission for {ep}. In Kandji → Access → API token, tick \
              '{}' for this token, or this stream stays empty.",
+            super::permission_name(ep)
+        ),
+        "not_licensed_or_denied" => format!(
+            "The API refused {ep} with a 403 that does not say why: the token lacks '{}', or \
+             the tenant does not have the feature (EDR or Vulnerability Management). Tick the \
+             permission in Kandji → Access → API token; if it is ticked, disable the stream or \
+             enable the feature.",
             super::permission_name(ep)
         ),
         "not_licensed" => "This tenant does not have the feature (EDR or Vulnerability \

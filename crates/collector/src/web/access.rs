@@ -42,6 +42,16 @@ pub async fn record(
                 endpoint: Some(endpoint.clone()),
                 next_run_at: 0,
             }),
+            Access::NotLicensedOrDenied {
+                endpoint,
+                permission,
+            } => Some(StreamOutcome::Failure {
+                state: "missing_permission",
+                kind: "not_licensed_or_denied",
+                message: check::not_licensed_or_denied(permission),
+                endpoint: Some(endpoint.clone()),
+                next_run_at: 0,
+            }),
             Access::NotLicensed { endpoint } => Some(StreamOutcome::Failure {
                 state: "not_licensed",
                 kind: "not_licensed",

@@ -265,6 +265,9 @@ pub fn matrix_rows(report: &crate::check::Report) -> Vec<MatrixRow> {
                 Access::NotLicensed { .. } => {
                     "✗: not licensed — the tenant lacks this feature (EDR or Vulnerability Management)".into()
                 }
+                Access::NotLicensedOrDenied { permission, .. } => {
+                    format!("✗: {}", crate::check::not_licensed_or_denied(permission))
+                }
                 Access::Unauthorized => {
                     "✗: unauthorized — the token is invalid, revoked or expired".into()
                 }
