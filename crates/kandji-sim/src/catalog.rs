@@ -1441,3 +1441,41 @@ pub static BD_RULES: &[(&str, &str, &str)] = &[
     ("KTI_BD_0201", "Curl piped to shell", "suspicious"),
     ("KTI_BD_0077", "TCC database modified directly", "malicious"),
 ];
+
+/// A CVE entry: (cve, software name, bundle id, severity, score, kev).
+pub type Cve = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    f64,
+    u8,
+);
+
+/// The most CVEs a tenant can have (detections index them with a `u8`).
+pub const MAX_CVES: usize = 255;
+
+/// The CVE table: the catalog's real entries, then synthesized ones (`CVE-2025-4xxxx`, the
+/// catalog's software in turn) up to [`MAX_CVES`], so that a large fleet's vulnerability list
+/// spans several pages. Built once.
+pub fn cve_table() -> &'static [Cve] {
+    static TABLE: std::sync::OnceLock<Vec<Cve>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut v: Vec<Cve> = CVES.to_vec();
+        const SEV: [(&str, f64); 4] = [
+            ("Critical", 9.1),
+            ("High", 7.8),
+            ("Medium", 5.5),
+            ("Low", 3.1),
+        ];
+        for k in CVES.len()..MAX_CVES {
+            let base = CVES[k % CVES.len()];
+            // Invariant: a bounded table built once per process; its strings live as long.
+            let id: &'static str =
+                Box::leak(format!("CVE-2025-{}", 40_000 + k * 37).into_boxed_str());
+            let (sev, score) = SEV[k % SEV.len()];
+            v.push((id, base.1, base.2, sev, score, u8::from(k % 11 == 0)));
+        }
+        v
+    })
+}

@@ -263,7 +263,7 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
         let v = VulnDet {
             device: d.idx,
             blueprint: d.blueprint,
-            cve: pick(hv >> 9, catalog::CVES.len()) as u8,
+            cve: pick(hv >> 9, t.n_cves) as u8,
             ts,
             remediated_at: None,
         };

@@ -40,6 +40,9 @@ pub struct SimConfig {
     /// The `detail` of the 403 for an unlicensed feature. Kandji's text is not documented;
     /// [`LICENCE_TEXTS`] are the variants tests run.
     pub unlicensed_detail: String,
+    /// A large tenant's dimensions: 350 blueprints (more than a page of 300), so the
+    /// blueprint walk's later pages run in tests. Off by default (4 + 1 per 2,000 devices).
+    pub large_tenant: bool,
 }
 
 /// Plausible 403 texts for an unlicensed feature: one that says so, DRF's permission text
@@ -72,6 +75,7 @@ impl Default for SimConfig {
             android_share: 0.03,
             windows_share: 0.02,
             unlicensed_detail: LICENCE_TEXTS[0].to_owned(),
+            large_tenant: false,
         }
     }
 }

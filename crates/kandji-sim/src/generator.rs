@@ -145,12 +145,17 @@ pub fn generate(cfg: &SimConfig, start_us: i64) -> Tenant {
         app_richness: cfg.app_richness,
         licensed_edr: cfg.licensed_edr,
         licensed_vuln: cfg.licensed_vuln,
+        n_cves: (catalog::CVES.len() + n / 10).min(catalog::MAX_CVES),
         android_share: cfg.android_share.clamp(0.0, 1.0),
         windows_share: cfg.windows_share.clamp(0.0, 1.0),
     };
 
     // Blueprints.
-    let nb = (4 + n / 2000).min(catalog::BLUEPRINT_NAMES.len());
+    let nb = if cfg.large_tenant {
+        350
+    } else {
+        (4 + n / 2000).min(catalog::BLUEPRINT_NAMES.len())
+    };
     for b in 0..nb {
         let hv = hs("bpitems", &[seed, b as u64]);
         let items: Vec<u16> = (0..catalog::LIBRARY_ITEMS.len())
@@ -168,7 +173,14 @@ pub fn generate(cfg: &SimConfig, start_us: i64) -> Tenant {
         let created_at = start_us - 700 * DAY + (hv % (100 * DAY as u64)) as i64;
         t.blueprints.push(Blueprint {
             idx: b as u16,
-            name: catalog::BLUEPRINT_NAMES[b].to_owned(),
+            name: match catalog::BLUEPRINT_NAMES.get(b) {
+                Some(n) => (*n).to_owned(),
+                None => format!(
+                    "{} {}",
+                    catalog::BLUEPRINT_NAMES[b % catalog::BLUEPRINT_NAMES.len()],
+                    b
+                ),
+            },
             items,
             params,
             created_at,
@@ -274,7 +286,7 @@ pub fn generate(cfg: &SimConfig, start_us: i64) -> Tenant {
         for k in 0..nv {
             let hk = h(&[hvv, k, 9]);
             let ts = start_us - (hk % (120 * DAY as u64)) as i64;
-            let cve = pick(hk >> 9, catalog::CVES.len()) as u8;
+            let cve = pick(hk >> 9, t.n_cves) as u8;
             if t.vulns
                 .iter()
                 .rev()

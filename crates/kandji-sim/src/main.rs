@@ -76,6 +76,9 @@ struct Cli {
     /// The 403 `detail` for an unlicensed feature.
     #[arg(long, default_value = kandji_sim::LICENCE_TEXTS[0])]
     unlicensed_detail: String,
+    /// A large tenant: 350 blueprints.
+    #[arg(long)]
+    large_tenant: bool,
     /// Share of Android devices (0-1).
     #[arg(long, default_value_t = 0.03)]
     android_share: f64,
@@ -164,6 +167,7 @@ async fn main() -> anyhow::Result<()> {
         app_richness: cli.app_richness,
         android_share: cli.android_share,
         unlicensed_detail: cli.unlicensed_detail,
+        large_tenant: cli.large_tenant,
         windows_share: cli.windows_share,
         refused_prism_categories: cli.refuse_prism_category.clone(),
     };

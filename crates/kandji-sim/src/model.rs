@@ -181,6 +181,9 @@ pub struct Tenant {
     /// Vulnerability Management is licensed: detections and their audit events exist only
     /// then.
     pub licensed_vuln: bool,
+    /// How many CVEs this tenant's detections draw from: 15 + 1 per 10 devices, at most
+    /// `catalog::MAX_CVES` (a fleet of 400 has more than one page of 50 vulnerabilities).
+    pub n_cves: usize,
     /// See `SimConfig::android_share` and `windows_share`.
     pub android_share: f64,
     pub windows_share: f64,

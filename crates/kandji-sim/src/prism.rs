@@ -294,7 +294,27 @@ pub fn rows(t: &Tenant, cat: &str, d: &Device) -> Vec<Value> {
     let ch = d.changed_at;
     let fe = d.first_enrollment;
     match cat {
-        "device_information" | "activation_lock" | "desktop_and_screensaver" => vec![device_information(t, d)],
+        "device_information" => vec![device_information(t, d)],
+        // The spec's examples for these two are copies of device_information (SOURCE.md):
+        // the columns below are assumed, taken from the /details sections of the same name.
+        "activation_lock" => vec![ext(common(t, d, fe, ch), json!({
+            "activation_lock_allowed_while_supervised": false,
+            "activation_lock_supported": true,
+            "bypass_code_failed": false,
+            "device_activation_lock_enabled": hs("al", &[seed, i]).is_multiple_of(4),
+            "user_activation_lock_enabled": false,
+        }))],
+        "desktop_and_screensaver" => {
+            let idle = [300, 600, 1200][(hs("ss", &[seed, i]) % 3) as usize];
+            let delay = [0, 5, 60][(hs("ssd", &[seed, i]) % 3) as usize];
+            vec![ext(common(t, d, fe, ch), json!({
+                "screensaver_enabled": true,
+                "screensaver_idle_time_seconds": idle,
+                "screensaver_require_password": !hs("ssp", &[seed, i]).is_multiple_of(10),
+                "screensaver_password_delay_seconds": delay,
+                "desktop_picture": "/System/Library/Desktop Pictures/Sonoma.heic",
+            }))]
+        }
         "apps" => {
             let base = device_common(t, d);
             derive::device_apps(t, d).iter().map(|a| app_row(t, &base, a)).collect()
@@ -459,8 +479,31 @@ impl Filter {
             let Some(ops) = ops.as_object() else {
                 return Err(format!("Invalid filter for {k}"));
             };
+            if ops.contains_key("in") && ops.contains_key("not_in") {
+                return Err(format!(
+                    "Invalid filter for {k}: in and not_in cannot be combined on one attribute"
+                ));
+            }
             for (op, val) in ops {
-                if !OPS.contains(&op.as_str()) {
+                if op == "or" {
+                    // `{"updated_at": {"or": [{"lt": a}, {"gt": b}]}}`: any of the clauses
+                    // (the documented way to exclude a time window).
+                    let Some(alts) = val.as_array().filter(|a| !a.is_empty()) else {
+                        return Err(format!(
+                            "Invalid filter for {k}: or takes a list of conditions"
+                        ));
+                    };
+                    for alt in alts {
+                        let ok = alt.as_object().is_some_and(|o| {
+                            !o.is_empty() && o.keys().all(|op| OPS.contains(&op.as_str()))
+                        });
+                        if !ok {
+                            return Err(format!(
+                                "Invalid filter for {k}: or takes a list of conditions"
+                            ));
+                        }
+                    }
+                } else if !OPS.contains(&op.as_str()) {
                     return Err(format!("Invalid filter operator: {op}"));
                 }
                 f.clauses.push((k.clone(), op.clone(), val.clone()));
@@ -509,6 +552,15 @@ impl Filter {
             .iter()
             .all(|(k, op, v)| clause(row.get(k).unwrap_or(&Value::Null), op, v))
     }
+
+    /// A key that is not one of the category's columns: the live API most likely refuses
+    /// it (assumed) rather than matching nothing.
+    pub fn unknown_key(&self, columns: &[String]) -> Option<&str> {
+        self.clauses
+            .iter()
+            .map(|(k, _, _)| k.as_str())
+            .find(|k| !columns.iter().any(|c| c == k))
+    }
 }
 
 fn as_text(v: &Value) -> Option<String> {
@@ -547,12 +599,23 @@ fn clause(val: &Value, op: &str, arg: &Value) -> bool {
             .as_array()
             .is_none_or(|a| !a.iter().any(|x| loose_eq(val, x))),
         "like" | "not_like" => {
-            let hit = match (as_text(val), as_text(arg)) {
-                (Some(x), Some(y)) => x.to_lowercase().contains(&y.to_lowercase()),
-                _ => false,
+            // A list (documented) matches when the value contains any of them.
+            let needles: Vec<String> = match arg {
+                Value::Array(a) => a.iter().filter_map(as_text).collect(),
+                other => as_text(other).into_iter().collect(),
             };
+            let hit = as_text(val).is_some_and(|x| {
+                let x = x.to_lowercase();
+                needles.iter().any(|y| x.contains(&y.to_lowercase()))
+            });
             if op == "like" { hit } else { !hit }
         }
+        "or" => arg.as_array().is_some_and(|alts| {
+            alts.iter().any(|alt| {
+                alt.as_object()
+                    .is_some_and(|o| o.iter().all(|(op, v)| clause(val, op, v)))
+            })
+        }),
         "lt" => cmp(val, arg) == Some(Less),
         "gt" => cmp(val, arg) == Some(Greater),
         "lte" => matches!(cmp(val, arg), Some(Less | Equal)),

@@ -180,6 +180,40 @@ const DEVIATIONS: &[Deviation] = &[
 /// Endpoints whose spec example is not an Apple device; compared against another source instead.
 fn replacement_example(template: &str) -> Option<(Value, &'static str)> {
     match template {
+        "/api/v1/prism/activation_lock" | "/api/v1/prism/desktop_and_screensaver" => {
+            // The spec's examples are copies of device_information (SOURCE.md): compare the
+            // Prism columns every category shares (those of the filevault and
+            // device_information examples both) and the assumed ones of the category.
+            let spec = load_spec();
+            let fv = example(&spec, "/api/v1/prism/filevault", "get");
+            let di = example(&spec, "/api/v1/prism/device_information", "get");
+            let shared: serde_json::Map<String, Value> = fv["data"][0]
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| di["data"][0].get(k.as_str()).is_some())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let mut row = Value::Object(shared);
+            let own = if template.ends_with("activation_lock") {
+                json!({"activation_lock_allowed_while_supervised": false, "activation_lock_supported": true,
+                       "bypass_code_failed": false, "device_activation_lock_enabled": false,
+                       "user_activation_lock_enabled": false})
+            } else {
+                json!({"screensaver_enabled": true, "screensaver_idle_time_seconds": 300,
+                       "screensaver_require_password": true, "screensaver_password_delay_seconds": 5,
+                       "desktop_picture": "x"})
+            };
+            for (k, v) in own.as_object().unwrap() {
+                row[k] = v.clone();
+            }
+            let mut ex = example(&spec, template, "get");
+            ex["data"] = json!([row]);
+            Some((
+                ex,
+                "spec example is a copy of device_information (SOURCE.md): the shared Prism columns from the spec and the assumed category columns",
+            ))
+        }
         "/api/v1/devices/{device_id}/details" => {
             let har: Value =
                 serde_json::from_str(&std::fs::read_to_string(har_path()).expect("HAR file"))

@@ -501,3 +501,161 @@ async fn android_and_windows_devices() {
     }
     sim.shutdown().await;
 }
+
+/// Prism's filter grammar as documented: `or` (to exclude a time window) and the list form of
+/// `like` work; `in` with `not_in` on one attribute, and a key that is not a column, are 400
+/// (assumed: the live API most likely refuses them rather than matching nothing).
+#[tokio::test]
+async fn prism_filter_grammar() {
+    let sim = start(static_config(60, 5)).await;
+    let c = client();
+    let url = |f: serde_json::Value| {
+        let f: String = url::form_urlencoded::byte_serialize(f.to_string().as_bytes()).collect();
+        format!("/api/v1/prism/device_information?limit=300&filter={f}")
+    };
+    let all = ok(&c, &sim, "/api/v1/prism/device_information?limit=300").await;
+    let rows = all["data"].as_array().unwrap();
+    let serial = |i: usize| rows[i]["serial_number"].as_str().unwrap().to_owned();
+    let (s1, s2) = (serial(0), serial(1));
+    let n = |v: &serde_json::Value| v["data"].as_array().unwrap().len();
+    let or = ok(
+        &c,
+        &sim,
+        &url(serde_json::json!({"serial_number": {"or": [{"eq": s1}, {"eq": s2}]}})),
+    )
+    .await;
+    assert_eq!(n(&or), 2);
+    let like = ok(
+        &c,
+        &sim,
+        &url(serde_json::json!({"serial_number": {"like": [s1, s2]}})),
+    )
+    .await;
+    assert_eq!(n(&like), 2);
+    // Excluding a time window with `or`: everything outside it.
+    let t = rows[rows.len() / 2]["updated_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let outside = ok(
+        &c,
+        &sim,
+        &url(serde_json::json!({"updated_at": {"or": [{"lt": t}, {"gt": t}]}})),
+    )
+    .await;
+    let at_t = rows
+        .iter()
+        .filter(|r| r["updated_at"] == t.as_str())
+        .count();
+    assert_eq!(n(&outside), rows.len() - at_t);
+    assert!(at_t > 0);
+    for (bad, why) in [
+        (
+            serde_json::json!({"serial_number": {"in": [s1.clone()], "not_in": [s2.clone()]}}),
+            "cannot be combined",
+        ),
+        (
+            serde_json::json!({"nope": {"eq": 1}}),
+            "Invalid filter key: nope",
+        ),
+        (
+            serde_json::json!({"serial_number": {"or": "x"}}),
+            "or takes a list",
+        ),
+    ] {
+        let r = get(&c, &sim, &url(bad.clone()), Some(sim.token())).await;
+        assert_eq!(r.status, 400, "{bad}");
+        assert!(
+            r.json()["detail"].as_str().unwrap().contains(why),
+            "{}",
+            r.text
+        );
+    }
+    let r = post_json(
+        &c,
+        &sim,
+        "/api/v1/prism/export",
+        sim.token(),
+        &serde_json::json!({"category": "apps", "filter": {"nope": {"eq": 1}}}),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    // The columns the collector filters on are known keys.
+    for cat in [
+        "apps",
+        "device_information",
+        "filevault",
+        "application_firewall",
+    ] {
+        let f: String = url::form_urlencoded::byte_serialize(
+            br#"{"last_changed_at":{"gte":"2020-01-01T00:00:00Z"}}"#,
+        )
+        .collect();
+        let r = get(
+            &c,
+            &sim,
+            &format!("/api/v1/prism/{cat}?limit=1&filter={f}"),
+            Some(sim.token()),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{cat}: {}", r.text);
+    }
+    sim.shutdown().await;
+}
+
+/// Volumes that make every pagination path run: the CVE list grows with the fleet (more than
+/// a page of 50 at 600 devices), and a large tenant has more than a page of 300 blueprints.
+#[tokio::test]
+async fn volumes_scale_with_the_fleet() {
+    let sim = start(static_config(600, 8)).await;
+    let c = client();
+    let first = ok(
+        &c,
+        &sim,
+        "/api/v1/vulnerability-management/vulnerabilities?size=50",
+    )
+    .await;
+    let total = first["total"].as_u64().unwrap();
+    assert!(total > 50, "{total} CVEs with detections at 600 devices");
+    let mut got = Vec::new();
+    for page in 1..=total.div_ceil(50) {
+        let v = ok(
+            &c,
+            &sim,
+            &format!("/api/v1/vulnerability-management/vulnerabilities?size=50&page={page}"),
+        )
+        .await;
+        got.extend(
+            v["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["cve_id"].clone()),
+        );
+    }
+    let truth: Vec<serde_json::Value> = sim
+        .truth("vulnerabilities")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["cve_id"].clone())
+        .collect();
+    assert_eq!(got.len(), truth.len());
+    sim.shutdown().await;
+
+    let mut cfg = static_config(50, 8);
+    cfg.large_tenant = true;
+    let sim = start(cfg).await;
+    let v = ok(&c, &sim, "/api/v1/blueprints").await;
+    assert_eq!(v["count"], 350);
+    assert!(v["next"].is_string(), "a second page of blueprints");
+    let blueprints = sim.truth("blueprints");
+    let names: std::collections::BTreeSet<&str> = blueprints
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 350, "blueprint names are distinct");
+    sim.shutdown().await;
+}

@@ -350,13 +350,23 @@ async fn truth_equals_served_data() {
         ok(&c, &sim, "/api/v1/settings/licensing").await,
         sim.truth("licensing")
     );
-    let vul = ok(
-        &c,
-        &sim,
-        "/api/v1/vulnerability-management/vulnerabilities?size=50",
-    )
-    .await;
-    assert_eq!(vul["results"], sim.truth("vulnerabilities"));
+    // Every page of 50 (the CVE list grows with the fleet).
+    let mut vul = Vec::new();
+    for page in 1.. {
+        let v = ok(
+            &c,
+            &sim,
+            &format!("/api/v1/vulnerability-management/vulnerabilities?size=50&page={page}"),
+        )
+        .await;
+        let rows = v["results"].as_array().unwrap().clone();
+        let done = rows.len() < 50;
+        vul.extend(rows);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(Value::Array(vul), sim.truth("vulnerabilities"));
 
     let mut ade = Vec::new();
     let mut page = 1;

@@ -82,7 +82,8 @@ pub fn cve(
     f64,
     u8,
 ) {
-    catalog::CVES[usize::from(i) % catalog::CVES.len()]
+    let table = catalog::cve_table();
+    table[usize::from(i) % table.len()]
 }
 
 pub fn cve_published(i: u8) -> i64 {

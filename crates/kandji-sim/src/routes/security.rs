@@ -362,7 +362,7 @@ pub fn vulnerabilities(sh: &Shared, req: &Req) -> Reply {
 }
 
 fn find_cve(id: &str) -> Option<u8> {
-    catalog::CVES
+    catalog::cve_table()
         .iter()
         .position(|c| c.0.eq_ignore_ascii_case(id))
         .map(|p| p as u8)
