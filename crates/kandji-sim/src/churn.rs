@@ -288,23 +288,18 @@ fn apply_step(t: &mut Tenant, c: &Churn, s: i64) {
         }
         let i = pick(hv, t.vulns.len());
         if t.vulns[i].open() {
-            t.vulns[i].remediated_at = Some(ts_of(hv >> 5));
+            let ts = ts_of(hv >> 5);
+            t.vulns[i].remediated_at = Some(ts);
+            let device = t.vulns[i].device;
+            if t.device_pos(device).is_some() {
+                audit(t, ts, AuditKind::VulnRemediated { vuln: i as u32 }, device);
+            }
         }
     }
     for _ in 0..count(c.admin_events, 1.0, rnd(21)) {
         let hv = rnd(22);
         let ts = ts_of(hv >> 5);
-        let (kind, target) = match hv % 3 {
-            0 => (
-                AuditKind::BlueprintUpdated,
-                pick(hv >> 8, t.blueprints.len()) as u32,
-            ),
-            1 => (
-                AuditKind::LibraryItemUpdated,
-                pick(hv >> 8, catalog::LIBRARY_ITEMS.len()) as u32,
-            ),
-            _ => (AuditKind::UserUpdated, pick(hv >> 8, t.users.len()) as u32),
-        };
+        let (kind, target) = crate::generator::admin_kind(t, hv);
         audit(t, ts, kind, target);
     }
     // Events within a step are generated out of order; keep the tail sorted.

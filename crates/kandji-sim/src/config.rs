@@ -43,6 +43,9 @@ pub struct SimConfig {
     /// A large tenant's dimensions: 350 blueprints (more than a page of 300), so the
     /// blueprint walk's later pages run in tests. Off by default (4 + 1 per 2,000 devices).
     pub large_tenant: bool,
+    /// Send the rate-limit headers (`X-RateLimit-*`, `RateLimit-*`). The 2023 recordings
+    /// have none, the 2024 ones all: a client must budget without them.
+    pub rate_limit_headers: bool,
 }
 
 /// Plausible 403 texts for an unlicensed feature: one that says so, DRF's permission text
@@ -76,6 +79,7 @@ impl Default for SimConfig {
             windows_share: 0.02,
             unlicensed_detail: LICENCE_TEXTS[0].to_owned(),
             large_tenant: false,
+            rate_limit_headers: true,
         }
     }
 }

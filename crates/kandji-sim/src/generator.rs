@@ -100,6 +100,61 @@ fn push_audit(t: &mut Tenant, ts: i64, kind: AuditKind, target: u32, salt: u64) 
     });
 }
 
+/// An admin-side audit event, weighted as a tenant's activity log would be (assumed rates):
+/// mostly blueprint, library-item and user updates, then creations and deletions, secrets
+/// read, API tokens and admins managed, and now and then an MDM removal or an owner change.
+pub fn admin_kind(t: &Tenant, hv: u64) -> (AuditKind, u32) {
+    let nb = t.blueprints.len().max(1);
+    let nl = catalog::LIBRARY_ITEMS.len();
+    let pick_dev = || {
+        t.devices
+            .get(pick(hv >> 8, t.devices.len().max(1)))
+            .map_or(0, |d| d.idx)
+    };
+    let r = (hv % 100) as u8;
+    match r {
+        0..18 => (AuditKind::BlueprintUpdated, pick(hv >> 8, nb) as u32),
+        18..36 => (AuditKind::LibraryItemUpdated, pick(hv >> 8, nl) as u32),
+        36..42 => (AuditKind::ApiTokenUpdated, 0),
+        42..56 => (
+            AuditKind::UserUpdated,
+            pick(hv >> 8, t.users.len().max(1)) as u32,
+        ),
+        56..60 => (AuditKind::BlueprintCreated, pick(hv >> 8, nb) as u32),
+        60..62 => (AuditKind::BlueprintDeleted, (hv >> 8) as u32 % 1000),
+        62..68 => (AuditKind::BlueprintParamsUpdated, pick(hv >> 8, nb) as u32),
+        68..73 => (AuditKind::LibraryItemCreated, pick(hv >> 8, nl) as u32),
+        73..76 => (AuditKind::LibraryItemDeleted, pick(hv >> 8, nl) as u32),
+        76..82 if !t.devices.is_empty() => (
+            AuditKind::SecretViewed {
+                secret: ((hv >> 20) % 3) as u8,
+            },
+            pick_dev(),
+        ),
+        82..84 if !t.devices.is_empty() => (AuditKind::MdmRemoved, pick_dev()),
+        84..86 => (AuditKind::AdminCreated, (hv >> 8) as u32 % 20),
+        86..87 => (AuditKind::AdminDeleted, (hv >> 8) as u32 % 20),
+        87..88 => (AuditKind::TenantOwnerUpdated, (hv >> 8) as u32 % 20),
+        88..91 => (AuditKind::ApiTokenCreated, (hv >> 8) as u32 % 50),
+        91..93 => (AuditKind::ApiTokenDeleted, (hv >> 8) as u32 % 50),
+        93..96 if !t.users.is_empty() => (
+            AuditKind::DirectoryUserDeleted,
+            pick(hv >> 8, t.users.len()) as u32,
+        ),
+        96..100 if t.licensed_edr && !t.threats.is_empty() => {
+            let k = pick(hv >> 8, t.threats.len());
+            let th = &t.threats[k];
+            let kind = if r < 98 {
+                AuditKind::EdrRemediated { threat: k as u32 }
+            } else {
+                AuditKind::EdrAdminAction { threat: k as u32 }
+            };
+            (kind, th.device)
+        }
+        _ => (AuditKind::BlueprintUpdated, pick(hv >> 8, nb) as u32),
+    }
+}
+
 /// Append an audit event at the end (live events are never older than history).
 pub fn audit(t: &mut Tenant, ts: i64, kind: AuditKind, target: u32) {
     let salt = t.audit.len() as u64;
@@ -228,15 +283,7 @@ pub fn generate(cfg: &SimConfig, start_us: i64) -> Tenant {
     for a in 0..admin {
         let hv = hs("admin", &[seed, a as u64]);
         let ts = start_us - 365 * DAY + (hv % (365 * DAY as u64)) as i64;
-        let (kind, target) = match hv % 4 {
-            0 => (AuditKind::BlueprintUpdated, pick(hv >> 8, nb) as u32),
-            1 => (
-                AuditKind::LibraryItemUpdated,
-                pick(hv >> 8, catalog::LIBRARY_ITEMS.len()) as u32,
-            ),
-            2 => (AuditKind::ApiTokenUpdated, 0),
-            _ => (AuditKind::UserUpdated, pick(hv >> 8, nu) as u32),
-        };
+        let (kind, target) = admin_kind(&t, hv);
         push_audit(&mut t, ts, kind, target, 2 + a as u64);
     }
     for p in 0..t.devices.len() {

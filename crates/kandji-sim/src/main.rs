@@ -76,6 +76,9 @@ struct Cli {
     /// The 403 `detail` for an unlicensed feature.
     #[arg(long, default_value = kandji_sim::LICENCE_TEXTS[0])]
     unlicensed_detail: String,
+    /// Send no rate-limit headers (as the 2023 recordings).
+    #[arg(long)]
+    no_rate_limit_headers: bool,
     /// A large tenant: 350 blueprints.
     #[arg(long)]
     large_tenant: bool,
@@ -168,6 +171,7 @@ async fn main() -> anyhow::Result<()> {
         android_share: cli.android_share,
         unlicensed_detail: cli.unlicensed_detail,
         large_tenant: cli.large_tenant,
+        rate_limit_headers: !cli.no_rate_limit_headers,
         windows_share: cli.windows_share,
         refused_prism_categories: cli.refuse_prism_category.clone(),
     };

@@ -49,15 +49,66 @@ pub struct Blueprint {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditKind {
-    DeviceEnrolled { blueprint: u16 },
+    DeviceEnrolled {
+        blueprint: u16,
+    },
     DeviceDeleted,
-    DeviceBlueprintChanged { from: u16, to: u16 },
+    DeviceBlueprintChanged {
+        from: u16,
+        to: u16,
+    },
     BlueprintUpdated,
     LibraryItemUpdated,
     ApiTokenUpdated,
     UserUpdated,
-    EdrDetection { threat: u32 },
-    VulnDetection { vuln: u32 },
+    EdrDetection {
+        threat: u32,
+    },
+    VulnDetection {
+        vuln: u32,
+    },
+    // The rest of what the spec says the feed carries (target: as noted).
+    /// target: blueprint idx.
+    BlueprintCreated,
+    /// target: a number naming a blueprint that no longer exists.
+    BlueprintDeleted,
+    /// target: blueprint idx.
+    BlueprintParamsUpdated,
+    /// target: library item idx.
+    LibraryItemCreated,
+    /// target: library item idx.
+    LibraryItemDeleted,
+    /// An admin read a device secret (0 FileVault recovery key, 1 recovery lock password,
+    /// 2 activation lock bypass code); target: device idx.
+    SecretViewed {
+        secret: u8,
+    },
+    /// target: device idx.
+    MdmRemoved,
+    /// target: admin number.
+    AdminCreated,
+    /// target: admin number.
+    AdminDeleted,
+    /// target: admin number (the new owner).
+    TenantOwnerUpdated,
+    /// target: token number.
+    ApiTokenCreated,
+    /// target: token number.
+    ApiTokenDeleted,
+    /// target: user idx.
+    DirectoryUserDeleted,
+    /// A detection fixed; target: device idx.
+    VulnRemediated {
+        vuln: u32,
+    },
+    /// A threat remediated by the agent; target: device idx.
+    EdrRemediated {
+        threat: u32,
+    },
+    /// An admin released a quarantined file; target: device idx.
+    EdrAdminAction {
+        threat: u32,
+    },
 }
 
 #[derive(Debug, Clone)]

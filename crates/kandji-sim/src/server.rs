@@ -311,7 +311,7 @@ pub async fn handle_api(
     };
     let Some((route, params)) = found else {
         let mut hdrs = Vec::new();
-        if api {
+        if api && sh.cfg.rate_limit_headers {
             let info = lock(&sh.rate).peek(now, real, lh, ls);
             hdrs = info
                 .headers()
@@ -342,11 +342,14 @@ pub async fn handle_api(
     } else {
         lock(&sh.rate).take(now, real, lh, ls)
     };
-    let mut hdrs: Vec<(String, String)> = info
-        .headers()
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+    let mut hdrs: Vec<(String, String)> = if sh.cfg.rate_limit_headers {
+        info.headers()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
+    } else {
+        Vec::new()
+    };
     if !info.allowed {
         if sh.cfg.retry_after {
             hdrs.push(("Retry-After".into(), info.retry_after.max(1).to_string()));

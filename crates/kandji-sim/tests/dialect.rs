@@ -659,3 +659,23 @@ async fn volumes_scale_with_the_fleet() {
     assert_eq!(names.len(), 350, "blueprint names are distinct");
     sim.shutdown().await;
 }
+
+/// `rate_limit_headers: false` sends none of them, as the 2023 recordings.
+#[tokio::test]
+async fn rate_limit_headers_can_be_absent() {
+    let mut cfg = static_config(10, 3);
+    cfg.rate_limit_headers = false;
+    let sim = start(cfg).await;
+    let c = client();
+    let r = get(&c, &sim, "/api/v1/devices", Some(sim.token())).await;
+    assert_eq!(r.status, 200);
+    for h in [
+        "x-ratelimit-limit-hour",
+        "x-ratelimit-remaining-hour",
+        "ratelimit-limit",
+        "ratelimit-reset",
+    ] {
+        assert!(r.header(h).is_none(), "{h}");
+    }
+    sim.shutdown().await;
+}

@@ -72,16 +72,7 @@ pub fn behavioral_item(t: &Tenant, b: &Behavioral) -> Value {
     })
 }
 
-pub fn cve(
-    i: u8,
-) -> (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-    f64,
-    u8,
-) {
+pub fn cve(i: u8) -> catalog::Cve {
     let table = catalog::cve_table();
     table[usize::from(i) % table.len()]
 }
@@ -222,6 +213,171 @@ pub fn audit_item(t: &Tenant, e: &AuditEvent) -> Value {
                     "",
                     json!({"email": t.user_email(u)}),
                     json!({}),
+                )
+            }
+            AuditKind::BlueprintCreated | AuditKind::BlueprintParamsUpdated => {
+                let b = e.target as u16;
+                let created = e.kind == AuditKind::BlueprintCreated;
+                (
+                    if created { "create" } else { "update" },
+                    admin.clone(),
+                    "user",
+                    t.blueprint_id(b),
+                    "blueprint",
+                    if created { "" } else { "parameters" },
+                    if created {
+                        json!({"name": t.blueprint_name(b), "description": "", "type": "classic"})
+                    } else {
+                        json!({"name": t.blueprint_name(b), "parameters": []})
+                    },
+                    if created {
+                        json!({"source": null, "source_id": null})
+                    } else {
+                        json!({})
+                    },
+                )
+            }
+            AuditKind::BlueprintDeleted => (
+                "delete",
+                admin.clone(),
+                "user",
+                uuid_of(uuid_u128("gonebp", &[t.seed, u64::from(e.target)])),
+                "blueprint",
+                "",
+                json!({"name": format!("Retired Blueprint {}", e.target)}),
+                json!({}),
+            ),
+            AuditKind::LibraryItemCreated | AuditKind::LibraryItemDeleted => {
+                let i = e.target as u16;
+                let li = catalog::LIBRARY_ITEMS[usize::from(i) % catalog::LIBRARY_ITEMS.len()];
+                let created = e.kind == AuditKind::LibraryItemCreated;
+                (
+                    if created { "create" } else { "delete" },
+                    admin.clone(),
+                    "user",
+                    uuid_of(t.library_item_uuid(i)),
+                    "library_item",
+                    "",
+                    json!({"name": li.0, "type": li.1, "active": created}),
+                    if created {
+                        json!({"source": null, "source_id": null})
+                    } else {
+                        json!({})
+                    },
+                )
+            }
+            AuditKind::SecretViewed { secret } => {
+                let (id, name) = dev(e.target);
+                let what = [
+                    "filevault_recovery_key",
+                    "recovery_lock_password",
+                    "activation_lock_bypass_code",
+                ][usize::from(secret) % 3];
+                (
+                    "view",
+                    admin.clone(),
+                    "user",
+                    id,
+                    "device",
+                    what,
+                    json!({"device_name": name}),
+                    json!({}),
+                )
+            }
+            AuditKind::MdmRemoved => {
+                let (id, name) = dev(e.target);
+                (
+                    "delete",
+                    id.clone(),
+                    "device",
+                    id,
+                    "device",
+                    "mdm_profile",
+                    json!({"device_name": name}),
+                    json!({"event": "mdm_removed"}),
+                )
+            }
+            AuditKind::AdminCreated | AuditKind::AdminDeleted | AuditKind::TenantOwnerUpdated => {
+                let who = uuid_of(uuid_u128("adminuser", &[t.seed, u64::from(e.target)]));
+                let email = format!("admin{}@{}.io", e.target, t.name);
+                let (action, component) = match e.kind {
+                    AuditKind::AdminCreated => ("create", ""),
+                    AuditKind::AdminDeleted => ("delete", ""),
+                    _ => ("update", "tenant_owner"),
+                };
+                (
+                    action,
+                    admin.clone(),
+                    "user",
+                    who,
+                    "admin_user",
+                    component,
+                    json!({"email": email}),
+                    json!({}),
+                )
+            }
+            AuditKind::ApiTokenCreated | AuditKind::ApiTokenDeleted => {
+                let created = e.kind == AuditKind::ApiTokenCreated;
+                (
+                    if created { "create" } else { "delete" },
+                    admin.clone(),
+                    "user",
+                    uuid_of(uuid_u128("token", &[t.seed, u64::from(e.target) + 1])),
+                    "api_token",
+                    "",
+                    json!({"label": format!("integration {}", e.target), "description": null, "permissions": [{"http_method": "GET", "path": "/api/v1/devices"}]}),
+                    if created {
+                        json!({"source": null, "source_id": null})
+                    } else {
+                        json!({})
+                    },
+                )
+            }
+            AuditKind::DirectoryUserDeleted => {
+                let u = e.target.min(t.users.len().saturating_sub(1) as u32);
+                (
+                    "delete",
+                    "directory-sync".to_owned(),
+                    "kandji",
+                    uuid_of(t.user_uuid(u)),
+                    "user",
+                    "",
+                    json!({"email": t.user_email(u)}),
+                    json!({"source": "office365", "source_id": format!("{:x}", hs("dirsrc", &[t.seed, u64::from(u)]))}),
+                )
+            }
+            AuditKind::VulnRemediated { vuln } => {
+                let v = t.vulns.get(vuln as usize);
+                let (cid, _, _, sev, score, _) =
+                    v.map(|v| cve(v.cve)).unwrap_or(("", "", "", "", 0.0, 0));
+                (
+                    "remediate",
+                    "VULNERABILITY_MANAGEMENT".to_owned(),
+                    "kandji",
+                    cid.to_owned(),
+                    "vulnerability",
+                    "",
+                    json!({"vulnerability": {"id": cid, "severity": sev, "score": score}, "device": {"id": t.device_id(e.target)}}),
+                    json!({"device_id": t.device_id(e.target)}),
+                )
+            }
+            AuditKind::EdrRemediated { threat } | AuditKind::EdrAdminAction { threat } => {
+                let th = t.threats.get(threat as usize);
+                let row = th.map(|th| threat_item(t, th)).unwrap_or(Value::Null);
+                let by_admin = matches!(e.kind, AuditKind::EdrAdminAction { .. });
+                (
+                    if by_admin { "release" } else { "remediate" },
+                    if by_admin {
+                        admin.clone()
+                    } else {
+                        "EDR".to_owned()
+                    },
+                    if by_admin { "user" } else { "kandji" },
+                    row["file_hash"].as_str().unwrap_or_default().to_owned(),
+                    "file_detection",
+                    "",
+                    json!({"threat_status": if by_admin { "released" } else { "quarantined" }, "classification": row["classification"]}),
+                    json!({"threat_id": row["file_hash"], "device_id": row["device_id"], "device_name": row["device_name"], "threat_name": row["threat_name"]}),
                 )
             }
             AuditKind::EdrDetection { threat } => {
