@@ -346,21 +346,6 @@ pub fn audit_item(t: &Tenant, e: &AuditEvent) -> Value {
                     json!({"source": "office365", "source_id": format!("{:x}", hs("dirsrc", &[t.seed, u64::from(u)]))}),
                 )
             }
-            AuditKind::VulnRemediated { vuln } => {
-                let v = t.vulns.get(vuln as usize);
-                let (cid, _, _, sev, score, _) =
-                    v.map(|v| cve(v.cve)).unwrap_or(("", "", "", "", 0.0, 0));
-                (
-                    "remediate",
-                    "VULNERABILITY_MANAGEMENT".to_owned(),
-                    "kandji",
-                    cid.to_owned(),
-                    "vulnerability",
-                    "",
-                    json!({"vulnerability": {"id": cid, "severity": sev, "score": score}, "device": {"id": t.device_id(e.target)}}),
-                    json!({"device_id": t.device_id(e.target)}),
-                )
-            }
             AuditKind::EdrRemediated { threat } | AuditKind::EdrAdminAction { threat } => {
                 let th = t.threats.get(threat as usize);
                 let row = th.map(|th| threat_item(t, th)).unwrap_or(Value::Null);
@@ -394,12 +379,16 @@ pub fn audit_item(t: &Tenant, e: &AuditEvent) -> Value {
                     json!({"threat_id": row["file_hash"], "classification": row["classification"], "threat_status": row["status"], "device_id": row["device_id"], "device_name": row["device_name"], "file_path": row["file_path"], "threat_name": row["threat_name"]}),
                 )
             }
-            AuditKind::VulnDetection { vuln } => {
+            AuditKind::VulnDetection { vuln } | AuditKind::VulnRemediated { vuln } => {
                 let v = t.vulns.get(vuln as usize);
                 let (cid, _, _, sev, score, _) =
                     v.map(|v| cve(v.cve)).unwrap_or(("", "", "", "", 0.0, 0));
                 (
-                    "detect",
+                    if matches!(e.kind, AuditKind::VulnRemediated { .. }) {
+                        "remediate"
+                    } else {
+                        "detect"
+                    },
                     "VULNERABILITY_MANAGEMENT".to_owned(),
                     "kandji",
                     cid.to_owned(),
