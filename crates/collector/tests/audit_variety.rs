@@ -50,6 +50,9 @@ async fn every_audit_kind_is_collected_and_maps_to_its_ocsf_class() {
         .collect();
     // event type → the (class, activity) pairs its events mapped to.
     let mut got: BTreeMap<String, BTreeSet<(i64, i64)>> = BTreeMap::new();
+    // event type → its first OCSF event (in outbox order: deterministic for a seed and a frozen
+    // clock), the golden one.
+    let mut golden: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     for r in &records {
         let ev = &r.body;
         let by_uid = ev["unmapped"]["event_uid"]
@@ -63,6 +66,7 @@ async fn every_audit_kind_is_collected_and_maps_to_its_ocsf_class() {
         else {
             continue;
         };
+        golden.entry(t.clone()).or_insert_with(|| ev.clone());
         got.entry(t.clone()).or_default().insert((
             ev["class_uid"].as_i64().unwrap(),
             ev["activity_id"].as_i64().unwrap(),
@@ -115,6 +119,21 @@ async fn every_audit_kind_is_collected_and_maps_to_its_ocsf_class() {
         }
     }
     assert!(wrong.is_empty(), "{}\nall: {got:?}", wrong.join("\n"));
+    // A golden OCSF event per audit kind: the whole mapping, field by field, reviewed once and
+    // kept (`cargo insta review` after an intended change).
+    for (t, ev) in &golden {
+        insta::assert_json_snapshot!(format!("audit_{}", t.replace('.', "_")), ev, {
+            ".metadata.uid" => "[uid]",
+            ".metadata.product.version" => "[version]",
+            ".metadata.product.feature.version" => "[version]",
+            ".metadata.processed_time" => "[processed]",
+        });
+    }
+    assert!(
+        golden.len() >= 23,
+        "{} audit kinds have a golden event",
+        golden.len()
+    );
     // The feed's metadata keeps its source fields.
     let with_source = count(
         &env.store,

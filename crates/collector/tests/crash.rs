@@ -26,8 +26,36 @@ fn kill_points() -> Vec<Duration> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_mid_sync_then_restart_loses_and_duplicates_nothing() {
+    kill_and_restart(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_with_refused_cursors_answered_400() {
+    kill_and_restart(Some(Dialect::Refusal400)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_with_refused_cursors_answered_404() {
+    kill_and_restart(Some(Dialect::Refusal404)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_without_rate_limit_headers() {
+    kill_and_restart(Some(Dialect::NoRateLimitHeaders)).await;
+}
+
+/// Kills at fixed points, then restarts to completion. Under a cursor-refusing dialect the
+/// tenant's clock moves a minute after every kill, so the restarted process finds every
+/// checkpointed cursor refused.
+async fn kill_and_restart(dialect: Option<Dialect>) {
     let mut cfg = sim_config(120, 21);
     cfg.churn = Churn::none();
+    if let Some(d) = dialect {
+        d.apply(&mut cfg);
+        // Short pages, so that the kills land between a walk's pages and the restart resumes
+        // from a checkpointed cursor the tenant then refuses.
+        cfg.faults.page_cap = 3;
+    }
     cfg.faults.latency_ms = 25; // every request takes a while: a sync lasts seconds, not ms
     let sim = kandji_sim::spawn(cfg).await.expect("sim");
     let dir = tempfile::tempdir().expect("dir");
@@ -67,6 +95,9 @@ async fn kill_dash_nine_mid_sync_then_restart_loses_and_duplicates_nothing() {
         if !finished {
             killed_mid_run += 1;
         }
+        if dialect.and_then(Dialect::refusal_status).is_some() {
+            sim.advance(Duration::from_secs(60));
+        }
     }
     assert!(
         killed_mid_run >= 3,
@@ -95,4 +126,7 @@ async fn kill_dash_nine_mid_sync_then_restart_loses_and_duplicates_nothing() {
         changes.len(),
         changes.iter().take(3).collect::<Vec<_>>()
     );
+    if let Some(d) = dialect {
+        d.assert_exercised(&sim, &store);
+    }
 }

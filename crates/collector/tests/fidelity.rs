@@ -29,7 +29,33 @@ async fn a_static_tenant_is_collected_completely_in_one_cycle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_tenant_converges_to_its_truth_with_removals_marked() {
-    let env = env(sim_config(80, 11)).await;
+    live_tenant_converges(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_tenant_converges_when_refused_cursors_get_400() {
+    live_tenant_converges(Some(Dialect::Refusal400)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_tenant_converges_when_refused_cursors_get_404() {
+    live_tenant_converges(Some(Dialect::Refusal404)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_tenant_converges_without_rate_limit_headers() {
+    live_tenant_converges(Some(Dialect::NoRateLimitHeaders)).await;
+}
+
+/// Churn (late audit events included) over a day, then quiet cycles: the store equals the
+/// truth, under the default dialect or `dialect`.
+async fn live_tenant_converges(dialect: Option<Dialect>) {
+    let mut cfg = sim_config(80, 11);
+    if let Some(d) = dialect {
+        d.apply(&mut cfg);
+    }
+    assert!(cfg.churn.late_audit > 0.0, "late audit events are on");
+    let env = env(cfg).await;
     cycle(&env, &[]).await;
     for _ in 0..3 {
         env.sim.advance(Duration::from_secs(6 * 3600));
@@ -66,6 +92,9 @@ async fn a_live_tenant_converges_to_its_truth_with_removals_marked() {
             "SELECT count(*) FROM events WHERE event_type = 'device_removed'"
         ) >= removed.len() as i64
     );
+    if let Some(d) = dialect {
+        d.assert_exercised(&env.sim, &env.store);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -697,3 +697,35 @@ async fn a_tenant_without_rate_limit_headers_is_collected_without_a_429() {
         .sum();
     assert_eq!(refused, 0);
 }
+
+/// A clock that runs backwards (an NTP step, or the tenant's `Date` re-read at one-second
+/// resolution) must not make a first apps export look older than itself: its rows were once
+/// stamped before the snapshot began, and the snapshot's end marked them all removed (5,000
+/// `app_removed` events from a kill -9 variant of the crash test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_that_steps_back_removes_nothing_from_a_first_snapshot() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let mut env = env(sim_config(100, 71)).await;
+    let start = (env.sim.now().unix_timestamp_nanos() / 1_000_000) as i64;
+    let t = Arc::new(AtomicI64::new(start));
+    // Every reading is 7 ms behind the one before (all within the minute the engine holds).
+    env.rt.clock = Arc::new(move || t.fetch_sub(7, Ordering::Relaxed));
+    cycle(&env, &[StreamName::Devices, StreamName::Apps]).await;
+    let truth = truth_app_keys(&env.sim);
+    assert!(
+        truth.len() > 5_000,
+        "two batches at least ({})",
+        truth.len()
+    );
+    let live = store_set(&env.store, "SELECT key FROM apps WHERE removed_at IS NULL");
+    assert_eq!(live.len(), truth.len(), "every install is live");
+    assert_eq!(
+        count(
+            &env.store,
+            "SELECT count(*) FROM events WHERE event_type = 'app_removed'"
+        ),
+        0,
+        "a first snapshot removes nothing"
+    );
+}

@@ -257,6 +257,25 @@ async fn an_uninstall_is_seen_by_the_next_hourly_apps_run() {
 /// every device lifecycle event is one the tenant's history explains.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_heavy_churn_every_lifecycle_change_reaches_the_store_and_the_sink() {
+    heavy_churn(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_heavy_churn_with_refused_cursors_answered_400() {
+    heavy_churn(Some(Dialect::Refusal400)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_heavy_churn_with_refused_cursors_answered_404() {
+    heavy_churn(Some(Dialect::Refusal404)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_heavy_churn_without_rate_limit_headers() {
+    heavy_churn(Some(Dialect::NoRateLimitHeaders)).await;
+}
+
+async fn heavy_churn(dialect: Option<Dialect>) {
     use kandji_collector::outputs::{Output, Pacing, SinkKind, SinkSpec, SourceInfo};
     use std::collections::BTreeMap;
 
@@ -270,6 +289,10 @@ async fn under_heavy_churn_every_lifecycle_change_reaches_the_store_and_the_sink
         vuln_remediations: 40.0,
         ..Churn::default()
     };
+    assert!(cfg.churn.late_audit > 0.0, "late audit events are on");
+    if let Some(d) = dialect {
+        d.apply(&mut cfg);
+    }
     let env = env(cfg).await;
     // One NDJSON sink, raw records, drained after every cycle as a running output would be:
     // a row's removal must reach it as its own record, after its live versions were read.
@@ -415,6 +438,9 @@ async fn under_heavy_churn_every_lifecycle_change_reaches_the_store_and_the_sink
         "one device_removed per removed device"
     );
     assert_every_change_event_is_explained(&env, &removed);
+    if let Some(d) = dialect {
+        d.assert_exercised(&env.sim, &env.store);
+    }
 }
 
 /// Every change event in the store is one the simulator's history explains: an app event by

@@ -550,11 +550,14 @@ impl KandjiClient {
         };
         let offset = (server - time::OffsetDateTime::now_utc()).whole_milliseconds();
         if let Ok(o) = i64::try_from(offset) {
-            self.inner.clock_offset_ms.store(o, Ordering::Relaxed);
+            let cur = self.inner.clock_offset_ms.load(Ordering::Relaxed);
+            self.inner
+                .clock_offset_ms
+                .store(settle_offset(cur, o), Ordering::Relaxed);
         }
     }
 
-    /// The server's clock minus this host's (ms), from the last response's `Date` header:
+    /// The server's clock minus this host's (ms), from the responses' `Date` headers:
     /// windows and high-water marks follow the tenant's clock, whichever way it is off.
     /// `None` before the first answer or when the server sends no `Date`.
     pub fn server_clock_offset_ms(&self) -> Option<i64> {
@@ -680,5 +683,44 @@ pub(crate) fn transport_error(endpoint: &str, e: &reqwest::Error) -> KandjiError
     KandjiError::Transport {
         endpoint: endpoint.to_string(),
         message,
+    }
+}
+
+/// The clock offset after one more `Date` observation. A `Date` has one-second resolution, so
+/// an observation `floor_offset` (the header's second minus this host's now) says only that
+/// the true offset lies in `[floor_offset, floor_offset + 999]`. The estimate stays put while
+/// it lies in that interval and moves to its nearest edge when it does not: replacing it with
+/// each observation would jitter the collector's clock back by up to a second on every
+/// response, and a clock that runs backwards makes a snapshot's rows look older than the
+/// snapshot (the first apps export once marked a whole batch removed that way).
+pub(crate) fn settle_offset(current: i64, floor_offset: i64) -> i64 {
+    let hi = floor_offset.saturating_add(999);
+    if current == i64::MIN {
+        floor_offset
+    } else {
+        current.clamp(floor_offset, hi)
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::settle_offset;
+
+    #[test]
+    fn the_offset_settles_and_never_jitters_back_within_a_second() {
+        // First observation: taken as it is.
+        let mut o = settle_offset(i64::MIN, -5_000);
+        assert_eq!(o, -5_000);
+        // Later responses within the same server second read floors up to 999 ms lower
+        // (this host's clock moved on): the estimate holds while it is consistent.
+        for floor in [-5_200, -5_600, -5_999] {
+            o = settle_offset(o, floor);
+            assert_eq!(o, -5_000, "floor {floor}");
+        }
+        // An observation it is no longer consistent with moves it to the nearest edge only.
+        o = settle_offset(o, -6_200);
+        assert_eq!(o, -5_201);
+        o = settle_offset(o, -4_000);
+        assert_eq!(o, -4_000);
     }
 }

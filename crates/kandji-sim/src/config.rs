@@ -105,6 +105,13 @@ pub struct Faults {
     /// DRF's `CursorPagination` refuses its own, instead of 400. Which one the live API sends
     /// for these is unknown, so tests run both.
     pub cursor_refusal_404: bool,
+    /// The cursor endpoints (audit, Prism, vulnerability detections) serve at most this many
+    /// items a page, whatever `limit`/`size` asked (0: their own caps). Assumed: a server may
+    /// serve short pages, and a client must follow `next` rather than stop at one.
+    pub page_cap: usize,
+    /// The next N valid custom cursors presented are refused (as `expire_cursors` refuses, 400
+    /// or 404), as if they expired between two pages of a walk.
+    pub refuse_next_cursors: u32,
     /// The next N requests get 429 regardless of budget.
     pub storm_429: u32,
     /// The next N Prism exports created end `failed` with an `error_msg` (after their polls).

@@ -22,6 +22,7 @@ pub mod config;
 pub mod derive;
 pub mod export;
 pub mod generator;
+pub mod key_order;
 pub mod model;
 pub mod prism;
 pub mod ratelimit;
@@ -191,6 +192,7 @@ fn set_faults(sh: &Shared, f: Faults) {
     let serial = sh.next_cursor_serial();
     let mut g = lock(&sh.faults);
     g.storm_left = f.storm_429;
+    g.cursor_refusals_left = f.refuse_next_cursors;
     if f.expire_cursors {
         g.cursor_epoch = serial;
     }
@@ -211,7 +213,7 @@ fn router(shared: Arc<Shared>) -> Router {
 }
 
 fn json_resp(status: StatusCode, v: &Value) -> Response<Body> {
-    let mut r = Response::new(Body::from(serde_json::to_vec(v).unwrap_or_default()));
+    let mut r = Response::new(Body::from(key_order::to_vec(v)));
     *r.status_mut() = status;
     r.headers_mut().insert(
         "content-type",

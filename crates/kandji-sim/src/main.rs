@@ -94,6 +94,9 @@ struct Cli {
     /// Refuse audit, Prism and vulnerability cursors with 404 (as DRF does) instead of 400.
     #[arg(long)]
     cursor_refusal_404: bool,
+    /// Serve at most N items a page on the audit, Prism and vulnerability cursor endpoints.
+    #[arg(long, default_value_t = 0)]
+    page_cap: usize,
     /// The first N requests get 429.
     #[arg(long, default_value_t = 0)]
     storm_429: u32,
@@ -155,6 +158,7 @@ async fn main() -> anyhow::Result<()> {
             malformed_rate: cli.malformed_rate,
             expire_cursors: cli.expire_cursors,
             cursor_refusal_404: cli.cursor_refusal_404,
+            page_cap: cli.page_cap,
             storm_429: cli.storm_429,
             ..Faults::default()
         },

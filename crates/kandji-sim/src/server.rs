@@ -34,6 +34,8 @@ pub struct Stats {
 pub struct FaultState {
     pub faults: Faults,
     pub storm_left: u32,
+    /// Valid custom cursors still to refuse (`refuse_next_cursors`).
+    pub cursor_refusals_left: u32,
     pub counter: u64,
     /// Cursors with a serial below this are refused when `expire_cursors` is on.
     pub cursor_epoch: u64,
@@ -99,7 +101,11 @@ impl Shared {
 
     /// Is a cursor issued with `serial` at `issued_us` still valid?
     pub fn cursor_ok(&self, serial: u64, issued_us: i64) -> bool {
-        let f = lock(&self.faults);
+        let mut f = lock(&self.faults);
+        if f.cursor_refusals_left > 0 {
+            f.cursor_refusals_left -= 1;
+            return false;
+        }
         if !f.faults.expire_cursors {
             return true;
         }
@@ -132,7 +138,7 @@ impl Reply {
     pub fn json_status(status: u16, v: &Value) -> Reply {
         Reply {
             status,
-            body: Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+            body: Bytes::from(crate::key_order::to_vec(v)),
             content_type: "application/json; charset=utf-8",
             headers: Vec::new(),
         }
@@ -540,6 +546,7 @@ pub fn new_shared(cfg: SimConfig) -> Shared {
     }
     let faults = FaultState {
         storm_left: cfg.faults.storm_429,
+        cursor_refusals_left: cfg.faults.refuse_next_cursors,
         faults: cfg.faults.clone(),
         counter: 0,
         cursor_epoch: 0,

@@ -17,6 +17,8 @@ use crate::store::{Store, StoreError, now_ms};
 
 /// A walk whose cursor the API refuses restarts at most this many times per run.
 pub const MAX_CURSOR_RESTARTS: u32 = 3;
+/// How far back [`SourceRuntime::now`] holds its clock (see there).
+pub const HELD_STEP_BACK_MS: i64 = 60_000;
 
 /// A record dated more than this ahead of now is future-dated (a device's clock, a bad
 /// value): stored and flagged, but it never moves a high-water mark.
@@ -100,6 +102,9 @@ pub struct SourceRuntime {
     /// Whether `now` follows the tenant's clock (the `Date` header). Off only where `clock`
     /// is already the tenant's (tests that read the simulator's clock directly).
     pub follow_server_clock: bool,
+    /// The latest [`SourceRuntime::now`] returned, once anchored: data time does not run
+    /// backwards by less than [`HELD_STEP_BACK_MS`].
+    last_now: Arc<std::sync::Mutex<Option<i64>>>,
 }
 
 impl SourceRuntime {
@@ -131,6 +136,7 @@ impl SourceRuntime {
             clock: Arc::new(now_ms),
             on_commit: None,
             follow_server_clock: true,
+            last_now: Arc::new(std::sync::Mutex::new(None)),
         })
     }
 
@@ -147,11 +153,32 @@ impl SourceRuntime {
     /// Now for data, on the tenant's clock: the tenant's (this host's clock plus the offset the last
     /// `Date` header showed; offsets under 2 s are the header's resolution, not skew), unless
     /// `follow_server_clock` is off.
+    ///
+    /// Held against small steps back: a reading up to [`HELD_STEP_BACK_MS`] behind the latest
+    /// (the offset corrected by a `Date` header, the host's clock stepped back by NTP) is the
+    /// latest, so a snapshot's rows are never stamped before the snapshot began. A larger step
+    /// is a new clock (the tenant's, first seen) and is taken. Until the first `Date` header
+    /// anchors the tenant's clock, readings are not held.
     pub fn now(&self) -> i64 {
         let local = (self.clock)();
-        match self.client.server_clock_offset_ms() {
+        let offset = self.client.server_clock_offset_ms();
+        let t = match offset {
             Some(o) if self.follow_server_clock && o.abs() >= 2_000 => local + o,
             _ => local,
+        };
+        if self.follow_server_clock && offset.is_none() {
+            return t;
+        }
+        let mut last = self
+            .last_now
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *last {
+            Some(prev) if t < prev && prev - t <= HELD_STEP_BACK_MS => prev,
+            _ => {
+                *last = Some(t);
+                t
+            }
         }
     }
 

@@ -301,3 +301,81 @@ pub fn assert_store_matches(sim: &SimHandle, store: &Store) {
         .expect("rows");
     assert_eq!(stored, truth_compliance, "compliance items and statuses");
 }
+
+/// The dialects the fidelity, crash and lifecycle suites each run under (issue 12): a refused
+/// custom cursor answered 400 or 404 (the live status is unknown; `/users` is DRF's 404 in
+/// both), and a tenant that sends no rate-limit headers, as in the 2023 recordings. Every
+/// variant also has a larger share of Android and Windows devices, so that each run holds some.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Every cursor issued before the clock last moved, and the first two presented, are
+    /// refused with 400; the cursor endpoints serve 100 items a page at most.
+    Refusal400,
+    /// As `Refusal400`, with 404.
+    Refusal404,
+    /// No `X-RateLimit-*` headers on any response.
+    NoRateLimitHeaders,
+}
+
+impl Dialect {
+    pub fn apply(self, cfg: &mut SimConfig) {
+        cfg.android_share = 0.08;
+        cfg.windows_share = 0.05;
+        match self {
+            Dialect::Refusal400 | Dialect::Refusal404 => {
+                cfg.faults.expire_cursors = true;
+                cfg.faults.cursor_refusal_404 = self == Dialect::Refusal404;
+                // Walks of several pages, the first two of whose cursors expire between pages.
+                cfg.faults.page_cap = 100;
+                cfg.faults.refuse_next_cursors = 2;
+            }
+            Dialect::NoRateLimitHeaders => cfg.rate_limit_headers = false,
+        }
+    }
+
+    /// The status a refused cursor got, if this dialect refuses them.
+    pub fn refusal_status(self) -> Option<&'static str> {
+        match self {
+            Dialect::Refusal400 => Some("400"),
+            Dialect::Refusal404 => Some("404"),
+            Dialect::NoRateLimitHeaders => None,
+        }
+    }
+
+    /// Asserts the run met its dialect: refused cursors were served (and survived, since the
+    /// suites' own checks passed), and the Android and Windows devices were stored with their
+    /// platform.
+    pub fn assert_exercised(self, sim: &SimHandle, store: &Store) {
+        if let Some(status) = self.refusal_status() {
+            let stats = sim.stats();
+            let refused: u64 = stats
+                .endpoints
+                .iter()
+                .filter(|(k, _)| ["audit", "prism", "vulnerab"].iter().any(|f| k.contains(f)))
+                .filter_map(|(_, by)| by.get(status))
+                .sum();
+            assert!(
+                refused > 0,
+                "{self:?}: no cursor was refused with {status}; the run did not exercise it ({:?})",
+                stats.endpoints
+            );
+        }
+        for platform in ["Android", "Windows"] {
+            let truth = arr(sim.truth("devices"))
+                .iter()
+                .filter(|d| d["platform"] == platform)
+                .count() as i64;
+            assert!(truth > 0, "{self:?}: the tenant has no {platform} device");
+            let stored = count(
+                store,
+                &format!(
+                    "SELECT count(*) FROM devices WHERE platform = '{platform}' AND removed_at IS NULL"
+                ),
+            );
+            assert_eq!(
+                stored, truth,
+                "{self:?}: {platform} devices stored with their platform"
+            );
+        }
+    }
+}

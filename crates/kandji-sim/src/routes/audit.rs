@@ -52,7 +52,7 @@ pub fn events(sh: &Shared, req: &Req) -> Reply {
         .qn("limit")
         .filter(|&n| n > 0)
         .unwrap_or(100)
-        .clamp(1, 500);
+        .clamp(1, super::page_cap(sh, 500));
     let sort = req.q("sort_by").unwrap_or("occurred_at").to_owned();
     if !["occurred_at", "-occurred_at", "id", "-id"].contains(&sort.as_str()) {
         return Reply::detail(400, &format!("Invalid sort_by: {sort}"));

@@ -308,6 +308,14 @@ pub fn make_cursor(sh: &Shared, fields: &[String]) -> String {
     b64(s.as_bytes())
 }
 
+/// A cursor endpoint's largest page: `cap`, or the `page_cap` fault knob's if smaller.
+pub fn page_cap(sh: &Shared, cap: usize) -> usize {
+    match lock(&sh.faults).faults.page_cap {
+        0 => cap,
+        n => n.min(cap),
+    }
+}
+
 /// The answer to a custom cursor the simulator refuses: 400 `{"detail":"Invalid cursor"}`,
 /// or 404 with the `cursor_refusal_404` knob.
 pub fn refused_cursor(sh: &Shared) -> Reply {

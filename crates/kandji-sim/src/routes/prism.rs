@@ -71,7 +71,7 @@ pub fn category(sh: &Shared, req: &Req) -> Reply {
         .qn("limit")
         .filter(|&n| n > 0)
         .unwrap_or(300)
-        .clamp(1, 300);
+        .clamp(1, super::page_cap(sh, 300));
     let start = match req.q("cursor") {
         Some(c) if !c.is_empty() => match read_cursor(sh, c, 3) {
             Ok(f) if f[0] == qh => Some(Pos {

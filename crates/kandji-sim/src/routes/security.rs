@@ -210,7 +210,7 @@ pub fn vuln_detections(sh: &Shared, req: &Req) -> Reply {
         .qn("size")
         .filter(|&n| n > 0)
         .unwrap_or(300)
-        .clamp(1, 300);
+        .clamp(1, super::page_cap(sh, 300));
     let filter = match vuln_filter(req.q("filter")) {
         Ok(f) => f,
         Err(r) => return r,
