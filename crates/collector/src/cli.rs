@@ -120,9 +120,15 @@ pub struct WebArgs {
     /// Let console-added sources use custom endpoint URLs (e.g. a kandji-sim). The demo sets it.
     #[arg(long)]
     pub allow_custom_endpoints: bool,
-    /// Mark session cookies Secure (the console is reached over TLS, e.g. behind a proxy).
+    /// Mark session cookies Secure and send HSTS (the console is reached over TLS, e.g.
+    /// behind a proxy; the listener itself speaks plain HTTP).
     #[arg(long)]
     pub secure_cookies: bool,
+    /// The URL users open the console at when it is not the listener's (a proxy or a DNS
+    /// name, e.g. https://collector.example.com/): its host is the one name besides IP
+    /// addresses and localhost the console answers for, and it is the URL printed.
+    #[arg(long, env = "KANDJI_COLLECTOR_PUBLIC_URL")]
+    pub public_url: Option<url::Url>,
     /// Collect without serving the console.
     #[arg(long)]
     pub no_console: bool,

@@ -600,7 +600,7 @@ async fn demo(
         .unwrap_or_else(|| PathBuf::from("./data/demo"));
     let token_file = dir.join("demo-token");
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(&token_file, sim.token())?;
+    crate::config::write_secret_file(&token_file, sim.token())?;
     let text = format!(
         "data_dir = {dir:?}\n[[sources]]\nname = \"demo\"\nendpoint = {:?}\ntoken_file = {token_file:?}\nallow_custom_endpoint = true\n",
         sim.base_url()

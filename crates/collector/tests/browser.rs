@@ -335,6 +335,7 @@ async fn console_flows_in_headless_chromium() {
         generate_password: false,
         secure_cookies: false,
         api_key: None,
+        public_url: None,
     })
     .await
     .unwrap();
@@ -360,6 +361,27 @@ async fn console_flows_in_headless_chromium() {
         d.title().await
     );
     d.screenshot("01-sources").await;
+
+    // The name field's pattern compiles under the `v` flag Chromium uses for `pattern`, and it
+    // refuses the path segments `.` and `..` before the server has to.
+    let mismatches = d
+        .cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(serde_json::json!({
+                "script": "const n = document.getElementById('name'); \
+                    new RegExp('^(?:' + n.pattern + ')$', 'v'); \
+                    const r = ['lab', 'a..b', '.', '..', 'a b'].map(x => { n.value = x; return n.validity.patternMismatch; }); \
+                    n.value = ''; return r;",
+                "args": []
+            })),
+        )
+        .await;
+    assert_eq!(
+        mismatches,
+        serde_json::json!([false, false, true, true, true]),
+        "name pattern"
+    );
 
     // Add the simulator with a token that lacks threat details: the matrix says what to tick.
     d.type_into("#name", "lab").await;
@@ -452,6 +474,33 @@ async fn console_flows_in_headless_chromium() {
     assert_eq!(state, "auth_error");
     assert!(d.source().await.contains("rotate it here"));
     d.screenshot("07-auth-error").await;
+
+    // Delete with purge: a confirmation page first, then the source and its data are gone,
+    // from the sources list and from the explorer's filters.
+    d.goto(&format!("{url}/sources/lab")).await;
+    d.click_nav("#delete").await;
+    assert!(
+        d.title().await.starts_with("Delete lab?"),
+        "{}",
+        d.title().await
+    );
+    d.screenshot("08-delete-confirm").await;
+    d.click("#purge").await;
+    d.click_nav("#confirm-delete").await;
+    assert!(
+        d.title().await.starts_with("Sources"),
+        "{}",
+        d.title().await
+    );
+    assert!(!d.source().await.contains("/sources/lab\""), "lab is gone");
+    d.goto(&format!("{url}/api/devices")).await;
+    assert_eq!(d.text("pre").await.trim(), "[]", "no device is left");
+    d.goto(&format!("{url}/events")).await;
+    assert!(
+        !d.source().await.contains("<option>lab</option>"),
+        "the source left the filters"
+    );
+    d.screenshot("09-deleted-and-purged").await;
 
     let _ = d
         .http

@@ -45,6 +45,7 @@ fn logs() -> Logs {
 }
 
 struct Console {
+    app: web::App,
     url: String,
     dir: tempfile::TempDir,
     stop: CancellationToken,
@@ -67,6 +68,7 @@ impl Console {
             generate_password: false,
             secure_cookies: false,
             api_key: Some(API_KEY.into()),
+            public_url: None,
         })
         .await
         .unwrap();
@@ -74,6 +76,7 @@ impl Console {
             .await
             .unwrap();
         let url = started.url.trim_end_matches('/').to_string();
+        let app = started.app.clone();
         let stop = CancellationToken::new();
         let rx = stop.clone();
         let task = tokio::spawn(async move {
@@ -84,6 +87,7 @@ impl Console {
             .build()
             .unwrap();
         Console {
+            app,
             url,
             dir,
             stop,
@@ -618,7 +622,20 @@ async fn add_source_matrix_encryption_pickup_xss_and_revocation() {
         source_state(&c, "lab").await["state"] == "disabled"
     })
     .await;
+    // A delete needs its confirmation: a bare post is sent to the confirmation page.
     let r = c.post("/sources/lab/delete", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/sources/lab/delete");
+    let confirm = c.get("/sources/lab/delete").await.text().await.unwrap();
+    assert!(confirm.contains("id=\"purge\""), "{confirm}");
+    assert_eq!(
+        c.get("/sources/lab").await.status(),
+        StatusCode::OK,
+        "not deleted yet"
+    );
+    let r = c
+        .post("/sources/lab/delete", &[("csrf", &csrf), ("confirm", "1")])
+        .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(c.get("/sources/lab").await.status(), StatusCode::NOT_FOUND);
     let devices = c
@@ -649,11 +666,17 @@ async fn bearer_api_key_and_first_run_setup() {
         generate_password: false,
         secure_cookies: true,
         api_key: Some(API_KEY.into()),
+        public_url: None,
     })
     .await
     .unwrap();
-    let url = started.url.replace("https://", "http://");
-    let url = url.trim_end_matches('/').to_string();
+    // The listener speaks plain HTTP, and says so, whatever `--secure-cookies` says.
+    assert!(started.url.starts_with("http://"), "{}", started.url);
+    let code = started
+        .setup_code
+        .clone()
+        .expect("a setup code while no password is set");
+    let url = started.url.trim_end_matches('/').to_string();
     let stop = CancellationToken::new();
     let rx = stop.clone();
     let task = tokio::spawn(async move { web::serve(started, rx).await.unwrap() });
@@ -686,7 +709,26 @@ async fn bearer_api_key_and_first_run_setup() {
     // No password yet: the login page sends to the setup page, which sets it once.
     let r = http.get(format!("{url}/login")).send().await.unwrap();
     assert_eq!(r.headers()[LOCATION], "/setup");
-    let r = http.get(format!("{url}/setup")).send().await.unwrap();
+    // Served behind TLS: HSTS on every answer.
+    assert_eq!(
+        r.headers()["strict-transport-security"],
+        "max-age=31536000",
+        "HSTS with --secure-cookies"
+    );
+    // A page reached under another host name (DNS rebinding) is refused.
+    let foreign = http
+        .get(format!("{url}/setup"))
+        .header("host", "attacker.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), StatusCode::MISDIRECTED_REQUEST);
+    assert!(foreign.text().await.unwrap().contains("--public-url"));
+    let r = http
+        .get(format!("{url}/setup?code={code}"))
+        .send()
+        .await
+        .unwrap();
     let pre = set_cookie(&r, "kc_pre").unwrap();
     let raw = r.headers()[SET_COOKIE].to_str().unwrap().to_string();
     assert!(
@@ -695,15 +737,51 @@ async fn bearer_api_key_and_first_run_setup() {
     );
     let body = r.text().await.unwrap();
     let csrf = hidden(&body, "csrf");
-    let post = |form: Vec<(&'static str, String)>| {
+    assert_eq!(
+        hidden(&body, "code"),
+        code,
+        "the link's code fills the field"
+    );
+    let post_as = |host: &'static str, form: Vec<(&'static str, String)>| {
         http.post(format!("{url}/setup"))
+            .header("host", host)
             .header("cookie", format!("kc_pre={pre}"))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(serde_urlencoded::to_string(form).unwrap())
             .send()
     };
+    let local = url.trim_start_matches("http://").to_string().leak() as &'static str;
+    let post = |form: Vec<(&'static str, String)>| post_as(local, form);
+    // Without the code, or with a wrong one, or under a foreign Host: refused, nothing set.
+    for (host, form_code) in [
+        (local, String::new()),
+        (local, "0".repeat(16)),
+        ("attacker.example", code.clone()),
+    ] {
+        let r = post_as(
+            host,
+            vec![
+                ("csrf", csrf.clone()),
+                ("code", form_code),
+                ("password", PASSWORD.into()),
+                ("confirm", PASSWORD.into()),
+            ],
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(
+                r.status(),
+                StatusCode::FORBIDDEN | StatusCode::MISDIRECTED_REQUEST
+            ),
+            "{host}: {}",
+            r.status()
+        );
+        assert!(set_cookie(&r, "kc_session").is_none());
+    }
     let r = post(vec![
         ("csrf", csrf.clone()),
+        ("code", code.clone()),
         ("password", "short".into()),
         ("confirm", "short".into()),
     ])
@@ -712,6 +790,7 @@ async fn bearer_api_key_and_first_run_setup() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = post(vec![
         ("csrf", csrf.clone()),
+        ("code", code.clone()),
         ("password", PASSWORD.into()),
         ("confirm", PASSWORD.into()),
     ])
@@ -724,6 +803,7 @@ async fn bearer_api_key_and_first_run_setup() {
     assert_eq!(r.headers()[LOCATION], "/login");
     let r = post(vec![
         ("csrf", csrf),
+        ("code", code),
         ("password", "another password 123".into()),
         ("confirm", "another password 123".into()),
     ])
@@ -757,4 +837,92 @@ async fn a_hanging_request_is_answered_408_by_the_timeout() {
     assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     assert!(kandji_collector::web::REQUEST_TIMEOUT >= Duration::from_secs(15));
+}
+
+/// 100 wrong passwords at once: each reserves its place before the (slow) argon2 check, so at
+/// most the free few are checked and the rest are told how long to wait (from any address:
+/// the throttle is the account's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_guesses_are_counted_before_they_are_checked() {
+    let mut c = Console::start(false).await;
+    let (pre, csrf) = c.login_form().await;
+    c.cookie = format!("kc_pre={pre}");
+    let guesses: Vec<[(&str, String); 2]> = (0..100)
+        .map(|i| [("csrf", csrf.clone()), ("password", format!("guess {i}"))])
+        .collect();
+    let forms: Vec<[(&str, &str); 2]> = guesses
+        .iter()
+        .map(|[(a, x), (b, y)]| [(*a, x.as_str()), (*b, y.as_str())])
+        .collect();
+    let rs = futures::future::join_all(forms.iter().map(|f| c.post("/login", f))).await;
+    let checked = rs
+        .iter()
+        .filter(|r| r.status() == StatusCode::UNAUTHORIZED)
+        .count();
+    let waited: Vec<&reqwest::Response> = rs
+        .iter()
+        .filter(|r| r.status() == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert_eq!(
+        checked + waited.len(),
+        100,
+        "every guess answered 401 or 429"
+    );
+    assert!(
+        checked <= web::auth::MAX_FAILURES as usize,
+        "{checked} of 100 parallel guesses were checked"
+    );
+    let checks = c.app.auth.checks.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        checks <= u64::from(web::auth::MAX_FAILURES),
+        "{checks} password checks ran"
+    );
+    assert!(
+        waited
+            .iter()
+            .all(|r| r.headers().contains_key("retry-after"))
+    );
+    c.stop().await;
+}
+
+/// Search text is values, never syntax: a NUL byte, FTS5 operators and quotes answer 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_with_nul_bytes_and_fts_syntax_answers_200() {
+    let mut c = Console::start(false).await;
+    c.login().await;
+    for q in [
+        "a%00b",
+        "%00",
+        "NEAR(a%20b)",
+        "%22unbalanced",
+        "a%20OR%20*",
+        "col%3Ax%20-y%20^z",
+    ] {
+        let r = c.get(&format!("/events?q={q}")).await;
+        assert_eq!(r.status(), StatusCode::OK, "/events?q={q}");
+        let r = c.get(&format!("/api/events?q={q}")).await;
+        assert_eq!(r.status(), StatusCode::OK, "/api/events?q={q}");
+    }
+    // A date that is not one is refused with a message that names it, not ignored.
+    let r = c.get("/events?from=2026-13-45").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("from &#34;2026-13-45&#34; is not a date")
+            || body.contains("from &quot;2026-13-45&quot; is not a date"),
+        "{body}"
+    );
+    assert!(body.contains("id=\"q\""), "the form stays to fix it");
+    let r = c.get("/api/events?to=yesterday").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("yesterday") && body.contains("is not a date"),
+        "{body}"
+    );
+    let r = c.get("/events?from=2026-11-02&to=2026-11-01").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = c.get("/events?from=2026-11-01&to=2026-11-02T10:00").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    c.stop().await;
 }

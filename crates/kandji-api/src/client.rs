@@ -68,7 +68,17 @@ pub struct ClientConfig {
     pub max_pages: u64,
     /// User-Agent header (default [`USER_AGENT`]).
     pub user_agent: String,
+    /// The hosts signed export URLs may name (a host or any subdomain of it; default
+    /// [`DEFAULT_DOWNLOAD_HOSTS`]). Downloads go over https only, and follow redirects within
+    /// one host only. A custom base (the simulator) may also be downloaded from, over its own
+    /// scheme.
+    pub download_hosts: Vec<String>,
 }
+
+/// Where Kandji's signed export URLs point: S3 presigned links
+/// (`https://<bucket>.s3.<region>.amazonaws.com/…?X-Amz-…`; the spec's example names
+/// `amazonaws.com` itself). NOTES.md §8.10.
+pub const DEFAULT_DOWNLOAD_HOSTS: &[&str] = &["amazonaws.com"];
 
 impl ClientConfig {
     /// Settings with defaults for everything but the base, token and budget.
@@ -83,6 +93,10 @@ impl ClientConfig {
             retry: RetryPolicy::default(),
             max_pages: 100_000,
             user_agent: USER_AGENT.to_string(),
+            download_hosts: DEFAULT_DOWNLOAD_HOSTS
+                .iter()
+                .map(|h| (*h).to_string())
+                .collect(),
         }
     }
 }
@@ -272,6 +286,22 @@ impl KandjiClient {
         let mut download = reqwest::Client::builder()
             .user_agent(ua)
             .gzip(true)
+            // Redirects within the signed URL's own host only, and never from https to http:
+            // a redirect elsewhere is answered as the 3xx it is, and refused.
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let first = attempt.previous().first();
+                let same_host = first.is_some_and(|f| {
+                    f.host_str() == attempt.url().host_str()
+                        && f.port_or_known_default() == attempt.url().port_or_known_default()
+                        && (f.scheme() == attempt.url().scheme()
+                            || attempt.url().scheme() == "https")
+                });
+                if same_host && attempt.previous().len() < 5 {
+                    attempt.follow()
+                } else {
+                    attempt.stop()
+                }
+            }))
             .pool_idle_timeout(cfg.pool_idle_timeout);
         if let Some(t) = cfg.connect_timeout {
             http = http.connect_timeout(t);
@@ -567,9 +597,53 @@ impl KandjiClient {
         }
     }
 
+    /// Whether a signed export URL may be downloaded: https to one of
+    /// [`ClientConfig::download_hosts`] (or a subdomain), or, for a custom base (the
+    /// simulator), the base's own host and scheme. Anything else is refused before a byte is
+    /// sent: a tenant (or whoever answers for it) cannot aim the collector at another host.
+    pub fn check_download_url(&self, url: &str) -> Result<(), KandjiError> {
+        let parsed = url::Url::parse(url).map_err(|e| KandjiError::DownloadRefused {
+            host: String::new(),
+            reason: format!("the signed URL is not a URL ({e})"),
+        })?;
+        let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
+        let base = &self.inner.cfg.base;
+        if base.is_custom() {
+            let b = base.join("/");
+            if b.host_str().map(str::to_ascii_lowercase).as_deref() == Some(host.as_str())
+                && b.port_or_known_default() == parsed.port_or_known_default()
+                && b.scheme() == parsed.scheme()
+            {
+                return Ok(());
+            }
+        }
+        if parsed.scheme() != "https" {
+            return Err(KandjiError::DownloadRefused {
+                host: format!("{}://{host}", parsed.scheme()),
+                reason: "signed export URLs are downloaded over https only".into(),
+            });
+        }
+        let listed = self.inner.cfg.download_hosts.iter().any(|h| {
+            let h = h.trim().trim_start_matches('.').to_ascii_lowercase();
+            !h.is_empty() && (host == h || host.ends_with(&format!(".{h}")))
+        });
+        if !listed {
+            return Err(KandjiError::DownloadRefused {
+                host,
+                reason: format!(
+                    "not one of the signed-URL hosts ({}); add it to `download_hosts` if Kandji \
+                     moved its exports",
+                    self.inner.cfg.download_hosts.join(", ")
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// GET a signed export URL WITHOUT the bearer header (S3 presigned links reject it),
     /// with retries on 5xx/429/transport errors. Does not use the request budget.
     pub async fn download(&self, url: &str) -> Result<reqwest::Response, KandjiError> {
+        self.check_download_url(url)?;
         let endpoint = "GET <signed export URL>".to_string();
         let policy = &self.inner.cfg.retry;
         let start = Instant::now();
@@ -580,6 +654,24 @@ impl KandjiClient {
             let result = self.inner.download.get(url).send().await;
             let err = match result {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
+                Ok(resp) if resp.status().is_redirection() => {
+                    let to = resp
+                        .headers()
+                        .get(header::LOCATION)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|l| resp.url().join(l).ok());
+                    return Err(KandjiError::DownloadRefused {
+                        host: to
+                            .as_ref()
+                            .and_then(|u| u.host_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                        reason: format!(
+                            "the signed URL redirected ({}) to another host or to plain http; \
+                             downloads follow redirects within one host only",
+                            resp.status().as_u16()
+                        ),
+                    });
+                }
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let body = resp.bytes().await.unwrap_or_default();

@@ -191,6 +191,16 @@ pub enum KandjiError {
     /// The export's CSV could not be parsed.
     #[error("prism export CSV: {0}")]
     Csv(String),
+    /// A signed export URL (or a redirect from one) names a host or scheme the client does
+    /// not download from: only https to the signed-URL hosts (S3's by default; see
+    /// [`crate::client::DEFAULT_DOWNLOAD_HOSTS`]), or the custom base's own host.
+    #[error("refused to download a Prism export from {host:?}: {reason}")]
+    DownloadRefused {
+        /// The host named (or `scheme://host`).
+        host: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Human list of accepted address forms, used in [`KandjiError::InvalidEndpoint`].
@@ -253,6 +263,7 @@ impl KandjiError {
             Self::ExportFailed { .. } => "export_failed",
             Self::ExportTimeout { .. } => "export_timeout",
             Self::Csv(_) => "csv",
+            Self::DownloadRefused { .. } => "download_refused",
         }
     }
 

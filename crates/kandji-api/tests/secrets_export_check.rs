@@ -311,3 +311,90 @@ async fn check_reports_a_permission_matrix() {
     let lic = report.licensing.as_ref().unwrap();
     assert_eq!(lic.counts.as_ref().unwrap().macos_count, Some(7));
 }
+
+/// Signed export URLs: https to the signed-URL hosts only (or the custom base itself), with
+/// no redirect to another host. A tenant's answer cannot aim the collector elsewhere.
+#[tokio::test]
+async fn export_downloads_go_only_to_signed_url_hosts() {
+    // A Kandji base (nothing is sent: every refusal happens before a request).
+    let base = ApiBase::parse("acme", Region::Us, false).expect("base");
+    let c = KandjiClient::new(ClientConfig::new(
+        base,
+        "t".to_string().into(),
+        big_budget(),
+    ))
+    .expect("client");
+    for ok in [
+        "https://kandji-prd-exports.s3.us-west-2.amazonaws.com/t/export.csv?X-Amz-Expires=172800",
+        "https://amazonaws.com/28344fcc/export-2023-09-14-apps.csv?X-Amz-Algorithm=AWS4-HMAC-SHA256",
+    ] {
+        c.check_download_url(ok)
+            .unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    for bad in [
+        "http://kandji-prd-exports.s3.amazonaws.com/export.csv",
+        "https://amazonaws.com.attacker.example/export.csv",
+        "https://attacker.example/export.csv",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://acme.api.kandji.io/api/v1/devices",
+        "file:///etc/passwd",
+        "not a url",
+    ] {
+        let e = c.check_download_url(bad).expect_err(bad);
+        assert_eq!(e.kind(), "download_refused", "{bad}: {e}");
+        let e = c.download(bad).await.expect_err(bad);
+        assert_eq!(e.kind(), "download_refused", "{bad}: {e}");
+    }
+    // Configurable: a host added to the list is accepted.
+    let mut cfg = ClientConfig::new(
+        ApiBase::parse("acme", Region::Us, false).expect("base"),
+        "t".to_string().into(),
+        big_budget(),
+    );
+    cfg.download_hosts.push("exports.iru.com".into());
+    let c = KandjiClient::new(cfg).expect("client");
+    c.check_download_url("https://eu.exports.iru.com/x.csv")
+        .expect("listed host");
+
+    // A custom base (the simulator) may be downloaded from, but a redirect from it to another
+    // host (here another loopback port) is refused, and nothing is fetched there.
+    let tenant = MockServer::start().await;
+    let elsewhere = MockServer::start().await;
+    Mock::given(path("/other/export.csv"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("device_id\nd1\n"))
+        .mount(&elsewhere)
+        .await;
+    Mock::given(path("/bucket/export.csv"))
+        .respond_with(
+            ResponseTemplate::new(302)
+                .insert_header("location", format!("{}/other/export.csv", elsewhere.uri())),
+        )
+        .mount(&tenant)
+        .await;
+    Mock::given(path("/bucket/same-host.csv"))
+        .respond_with(ResponseTemplate::new(302).insert_header("location", "/bucket/final.csv"))
+        .mount(&tenant)
+        .await;
+    Mock::given(path("/bucket/final.csv"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("device_id\nd1\n"))
+        .mount(&tenant)
+        .await;
+    let c = client(&tenant.uri());
+    let e = c
+        .download(&format!("{}/bucket/export.csv", tenant.uri()))
+        .await
+        .expect_err("a cross-host redirect");
+    assert_eq!(e.kind(), "download_refused", "{e}");
+    assert!(elsewhere.received_requests().await.unwrap().is_empty());
+    let e = c
+        .download(&format!("{}/x.csv", elsewhere.uri()))
+        .await
+        .expect_err("another host than the custom base");
+    assert_eq!(e.kind(), "download_refused", "{e}");
+    // Within the one host, a redirect is followed.
+    let r = c
+        .download(&format!("{}/bucket/same-host.csv", tenant.uri()))
+        .await
+        .expect("a same-host redirect");
+    assert_eq!(r.text().await.unwrap(), "device_id\nd1\n");
+}

@@ -87,6 +87,10 @@ pub struct SourceConfig {
     pub schedules: BTreeMap<String, String>,
     #[serde(default)]
     pub filters: FilterConfig,
+    /// Hosts the Prism export downloads may go to besides S3's (`amazonaws.com`), should
+    /// Kandji move its signed URLs: `["exports.example.com"]`. Over https only.
+    #[serde(default)]
+    pub export_download_hosts: Vec<String>,
     /// Outputs (`[[sources.sinks]]`), typed and validated by [`sinks`].
     #[serde(default)]
     pub sinks: Vec<toml::Value>,
@@ -301,6 +305,7 @@ impl SourceConfig {
             streams,
             intervals,
             filters,
+            export_download_hosts: self.export_download_hosts.clone(),
         })
     }
 }
@@ -344,4 +349,42 @@ fn read_token(
         ));
     }
     Ok(SecretString::from(value))
+}
+
+/// Writes a secret (a token) to `path`, readable by this user only (0600 on Unix, also when the
+/// file existed with wider permissions).
+pub fn write_secret_file(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    f.write_all(secret.as_bytes())?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod secret_file_tests {
+    #[cfg(unix)]
+    #[test]
+    fn a_secret_file_is_0600_even_over_a_wider_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("demo-token");
+        std::fs::write(&p, "old").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        super::write_secret_file(&p, "tok").unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "tok");
+    }
 }

@@ -199,6 +199,54 @@ impl Store {
         .await
     }
 
+    /// Deletes everything collected from `source`, in one transaction: every row of every
+    /// table with a `source` column (inventory, events and their search index, checkpoints,
+    /// status, samples, outbox, offsets, dead letters, snapshots…), and its app installs
+    /// (keyed by device, with the shared versions' install counts kept right). The console's
+    /// own settings are [`Store::delete_console_source`]'s. Returns the rows deleted.
+    pub async fn purge_source(&self, source: &str) -> Result<u64, StoreError> {
+        let source = source.to_string();
+        self.exec("purging a source's data", move |w| {
+            let tx = w.conn.transaction()?;
+            let mut n = 0u64;
+            tx.execute(
+                "UPDATE app_versions SET installs = installs - (
+                   SELECT count(*) FROM app_installs i JOIN app_devices d ON d.id = i.dev
+                   WHERE d.source = ?1 AND i.ver = app_versions.id AND i.removed_at IS NULL)
+                 WHERE id IN (SELECT i.ver FROM app_installs i
+                              JOIN app_devices d ON d.id = i.dev WHERE d.source = ?1)",
+                [&source],
+            )?;
+            n += tx.execute(
+                "DELETE FROM app_installs WHERE dev IN (SELECT id FROM app_devices WHERE source = ?1)",
+                [&source],
+            )? as u64;
+            let tables: Vec<String> = {
+                let mut st = tx.prepare(
+                    "SELECT m.name FROM sqlite_master m
+                     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'
+                       AND m.name NOT LIKE 'events_fts%' AND m.name != 'console_sources'
+                       AND EXISTS (SELECT 1 FROM pragma_table_info(m.name) p WHERE p.name = 'source')
+                     ORDER BY m.name",
+                )?;
+                st.query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?
+            };
+            for t in tables {
+                // `t` comes from the schema itself, quoted as an identifier.
+                n += tx.execute(
+                    &format!("DELETE FROM \"{}\" WHERE source = ?1", t.replace('"', "\"\"")),
+                    [&source],
+                )? as u64;
+            }
+            tx.commit()?;
+            // The write path caches app device ids (and stages): the purged ones are gone.
+            w.rolled_back();
+            Ok(n)
+        })
+        .await
+    }
+
     /// The admin's password hash, if one was set.
     pub async fn admin_password_hash(&self) -> Result<Option<String>, StoreError> {
         self.read(|c| {

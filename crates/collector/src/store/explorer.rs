@@ -45,17 +45,51 @@ pub fn parse_time(s: &str) -> Option<i64> {
     kandji_api::parse_timestamp(&full).map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
-/// Quotes each word so user text is never FTS5 syntax.
+/// Quotes each word so user text is never FTS5 syntax; control characters (a NUL byte ends
+/// an FTS5 string early and made the search a 500) separate words.
 pub fn fts_query(q: &str) -> Option<String> {
     let words: Vec<String> = q
-        .split_whitespace()
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
         .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
         .collect();
     (!words.is_empty()).then(|| words.join(" "))
 }
 
 fn like(q: &str) -> String {
-    format!("%{}%", q.trim().replace(['%', '_'], ""))
+    let text: String = q.chars().filter(|c| !c.is_control()).collect();
+    format!("%{}%", text.trim().replace(['%', '_'], ""))
+}
+
+impl EventFilter {
+    /// What is wrong with the filter's dates, in words for the user: a date that does not
+    /// parse (`2026-13-45`) or a range that ends before it starts. A bad date was once
+    /// ignored, so the page listed everything as if no range had been asked for.
+    pub fn problem(&self) -> Option<String> {
+        let mut bounds = [None, None];
+        for (i, (name, v)) in [("from", &self.from), ("to", &self.to)]
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(s) = opt(v) {
+                match parse_time(s) {
+                    Some(t) => bounds[i] = Some(t),
+                    None => {
+                        return Some(format!(
+                            "{name} {s:?} is not a date: use 2026-11-01, 2026-11-01T09:30 or an \
+                             RFC 3339 time"
+                        ));
+                    }
+                }
+            }
+        }
+        match bounds {
+            [Some(a), Some(b)] if a > b => {
+                Some("the range ends (to) before it starts (from)".into())
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -87,7 +121,7 @@ pub struct EventView {
     pub summary: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct EventPage {
     pub events: Vec<EventView>,
     /// The cursor of the next (older) page.

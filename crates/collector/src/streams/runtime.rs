@@ -119,11 +119,10 @@ impl SourceRuntime {
             per_second: source.per_second,
             ..BudgetConfig::default()
         }));
-        let client = KandjiClient::new(ClientConfig::new(
-            source.base.clone(),
-            source.token.clone(),
-            budget.clone(),
-        ))?;
+        let mut cfg = ClientConfig::new(source.base.clone(), source.token.clone(), budget.clone());
+        cfg.download_hosts
+            .extend(source.export_download_hosts.iter().cloned());
+        let client = KandjiClient::new(cfg)?;
         Ok(SourceRuntime {
             source,
             client,

@@ -47,4 +47,7 @@ pub struct Source {
     pub streams: Vec<StreamName>,
     pub intervals: BTreeMap<StreamName, Duration>,
     pub filters: FilterConfig,
+    /// Hosts signed export URLs may name besides the built-in ones (S3's): a host or a
+    /// parent domain, reached over https only.
+    pub export_download_hosts: Vec<String>,
 }

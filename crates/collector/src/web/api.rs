@@ -143,6 +143,9 @@ pub async fn events(
     _c: ApiCaller,
     Query(f): Query<EventFilter>,
 ) -> Result<Json<EventPage>, WebError> {
+    if let Some(problem) = f.problem() {
+        return Err(WebError::BadRequest(problem));
+    }
     Ok(Json(app.store.events_page(f, PAGE).await?))
 }
 

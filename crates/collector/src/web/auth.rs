@@ -1,10 +1,13 @@
 //! The admin login: an argon2 password hash in the store, in-memory sessions with a CSRF
-//! token each, a double-submit cookie for the login and setup forms, and a per-IP limit on
-//! failed logins.
+//! token each, a double-submit cookie for the login and setup forms, and a per-account
+//! throttle on password checks: an attempt reserves its place before the (slow) argon2 check,
+//! so parallel guesses count, and failures past the free few space the next attempts out with
+//! exponential delays rather than a lockout (the right password gets in once the delay
+//! passes; nobody behind the same proxy can keep the admin out for good).
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use argon2::Argon2;
@@ -19,9 +22,38 @@ pub const SESSION_COOKIE: &str = "kc_session";
 pub const PRE_COOKIE: &str = "kc_pre";
 /// Sessions end after this long without a request.
 pub const SESSION_IDLE: Duration = Duration::from_secs(12 * 3600);
-/// Failed logins allowed per IP per window.
+/// Password checks allowed back to back; after them each failure doubles the wait before the
+/// next check (1 s, 2 s, 4 s … up to [`MAX_DELAY`]).
 pub const MAX_FAILURES: u32 = 5;
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(300);
+/// The longest wait between two checks.
+pub const MAX_DELAY: Duration = Duration::from_secs(60);
+/// Failures are forgotten after this long without an attempt.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(900);
+
+/// The per-account throttle (the console has one account, the admin).
+#[derive(Debug, Default)]
+struct Throttle {
+    /// Attempts since the last success, counted when reserved (before their check ends).
+    failures: u32,
+    /// No check before this.
+    next_at: Option<tokio::time::Instant>,
+    last_at: Option<tokio::time::Instant>,
+}
+
+/// The wait before the next check after `failures` reserved ones.
+fn delay_after(failures: u32) -> Option<Duration> {
+    (failures >= MAX_FAILURES).then(|| {
+        let doublings = (failures - MAX_FAILURES).min(16);
+        Duration::from_secs(1u64 << doublings).min(MAX_DELAY)
+    })
+}
+
+/// A login attempt's place, or how long to wait for one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    Check,
+    Wait(Duration),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -41,7 +73,9 @@ pub struct Session {
 #[derive(Debug, Default)]
 pub struct Auth {
     sessions: Mutex<HashMap<String, Session>>,
-    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    throttle: Mutex<Throttle>,
+    /// Password checks run (tests count them).
+    pub checks: AtomicU64,
     /// Cookies get `Secure` when the console is served over TLS (or behind a TLS proxy).
     pub secure_cookies: bool,
     /// A bearer key for `/api/` and `/metrics` (env `KANDJI_COLLECTOR_API_KEY`).
@@ -162,26 +196,44 @@ impl Auth {
         lock(&self.sessions).clear();
     }
 
-    /// Whether `ip` may try to log in now.
-    pub fn login_allowed(&self, ip: IpAddr) -> bool {
-        let map = lock(&self.failures);
-        match map.get(&ip) {
-            Some((since, n)) => since.elapsed() >= FAILURE_WINDOW || *n < MAX_FAILURES,
-            None => true,
+    /// Reserves a password check, counted as a failure until [`Auth::login_succeeded`]: the
+    /// first [`MAX_FAILURES`] go at once, and each one after them sets the wait before the
+    /// next. A reservation refused says how long to wait.
+    pub fn reserve_login(&self) -> Attempt {
+        let now = tokio::time::Instant::now();
+        let mut t = lock(&self.throttle);
+        if t.last_at
+            .is_some_and(|l| now.duration_since(l) >= FAILURE_WINDOW)
+        {
+            *t = Throttle::default();
+        }
+        if let Some(at) = t.next_at
+            && now < at
+        {
+            return Attempt::Wait(at - now);
+        }
+        t.failures += 1;
+        t.last_at = Some(now);
+        if let Some(delay) = delay_after(t.failures) {
+            t.next_at = Some(now + delay);
+        }
+        self.checks.fetch_add(1, Ordering::Relaxed);
+        Attempt::Check
+    }
+
+    /// The reserved check found a wrong password: the wait runs from now (a slow check does
+    /// not eat into it).
+    pub fn login_failed(&self) {
+        let now = tokio::time::Instant::now();
+        let mut t = lock(&self.throttle);
+        if let Some(delay) = delay_after(t.failures) {
+            t.next_at = Some(t.next_at.map_or(now + delay, |at| at.max(now + delay)));
         }
     }
 
-    pub fn login_failed(&self, ip: IpAddr) {
-        let mut map = lock(&self.failures);
-        let e = map.entry(ip).or_insert((Instant::now(), 0));
-        if e.0.elapsed() >= FAILURE_WINDOW {
-            *e = (Instant::now(), 0);
-        }
-        e.1 += 1;
-    }
-
-    pub fn login_succeeded(&self, ip: IpAddr) {
-        lock(&self.failures).remove(&ip);
+    /// The reserved check found the right password: the throttle starts over.
+    pub fn login_succeeded(&self) {
+        *lock(&self.throttle) = Throttle::default();
     }
 
     /// A bearer API key matches.
@@ -210,17 +262,39 @@ mod tests {
         assert!(!verify_password("x", "not a hash"));
     }
 
-    #[test]
-    fn rate_limit_blocks_after_failures() {
+    #[tokio::test(start_paused = true)]
+    async fn checks_are_reserved_then_spaced_out_exponentially_and_a_success_resets() {
         let a = Auth::new(false, None);
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        // The free few at once (reserved before any check ends: parallel guesses count).
         for _ in 0..MAX_FAILURES {
-            assert!(a.login_allowed(ip));
-            a.login_failed(ip);
+            assert_eq!(a.reserve_login(), Attempt::Check);
         }
-        assert!(!a.login_allowed(ip));
-        let other: IpAddr = "127.0.0.2".parse().unwrap();
-        assert!(a.login_allowed(other));
+        // Then a wait, whatever the address: 1 s, then 2 s, 4 s …
+        assert_eq!(a.reserve_login(), Attempt::Wait(Duration::from_secs(1)));
+        for wait in [1, 2, 4, 8] {
+            tokio::time::advance(Duration::from_secs(wait)).await;
+            assert_eq!(a.reserve_login(), Attempt::Check, "after {wait} s");
+            assert!(matches!(a.reserve_login(), Attempt::Wait(_)));
+        }
+        // Capped at a minute, and the right password gets in once it passes.
+        for _ in 0..10 {
+            tokio::time::advance(MAX_DELAY).await;
+            assert_eq!(a.reserve_login(), Attempt::Check);
+        }
+        assert_eq!(a.reserve_login(), Attempt::Wait(MAX_DELAY));
+        tokio::time::advance(MAX_DELAY).await;
+        assert_eq!(a.reserve_login(), Attempt::Check);
+        a.login_succeeded();
+        for _ in 0..MAX_FAILURES {
+            assert_eq!(a.reserve_login(), Attempt::Check);
+        }
+        // Failures are forgotten after a quiet window.
+        tokio::time::advance(FAILURE_WINDOW).await;
+        assert_eq!(a.reserve_login(), Attempt::Check);
+        assert_eq!(
+            a.checks.load(Ordering::Relaxed),
+            u64::from(MAX_FAILURES) * 2 + 4 + 10 + 1 + 1
+        );
     }
 
     #[test]

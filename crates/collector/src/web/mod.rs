@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::{HeaderValue, StatusCode, header, request::Parts};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -63,6 +63,34 @@ pub struct Console {
     pub allow_custom_endpoints: bool,
     pub pending: Mutex<HashMap<String, Pending>>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The one-time code `/setup` asks for, while no admin password is set (printed to the
+    /// terminal and the log at start, as Jupyter and Grafana do).
+    pub setup_code: Option<String>,
+    /// The host names the console answers for besides IP literals and `localhost`
+    /// (`--public-url`): a DNS-rebinding page names its own.
+    pub public_host: Option<String>,
+    /// `Strict-Transport-Security` on every answer (`--secure-cookies`: served over TLS).
+    pub hsts: bool,
+}
+
+/// Whether a `Host` header names this console: an IP literal (with or without a port),
+/// `localhost`, or the host of `--public-url`. A DNS-rebinding page reaches the listener
+/// under its own domain name, which this refuses.
+pub fn host_allowed(host: &str, public_host: Option<&str>) -> bool {
+    let host = host.trim().to_ascii_lowercase();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // `[::1]:8080`
+        return rest
+            .split_once(']')
+            .is_some_and(|(ip, _)| ip.parse::<std::net::Ipv6Addr>().is_ok());
+    } else {
+        host.rsplit_once(':')
+            .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+            .map_or(host.as_str(), |(h, _)| h)
+    };
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name == "localhost"
+        || public_host.is_some_and(|p| p.eq_ignore_ascii_case(name))
 }
 
 pub type App = Arc<Console>;
@@ -176,6 +204,33 @@ impl FromRequest<App> for Posted {
     }
 }
 
+/// Refuses a request whose `Host` is not this console's (see [`host_allowed`]).
+async fn host_guard(State(app): State<App>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    if !host_allowed(host, app.public_host.as_deref()) {
+        tracing::warn!(host, "refused a request for another host name");
+        let msg = format!(
+            "This console does not answer for the host {host:?}. Open it by IP address or \
+             localhost, or start it with --public-url naming the address you use."
+        );
+        return (StatusCode::MISDIRECTED_REQUEST, msg).into_response();
+    }
+    let hsts = app.hsts;
+    let mut res = next.run(req).await;
+    if hsts {
+        res.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    res
+}
+
 /// Adds the security headers to every response.
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
@@ -234,7 +289,10 @@ pub fn router(app: App) -> Router {
         .route("/sources/{name}/token", post(pages::source_token))
         .route("/sources/{name}/recheck", post(pages::source_recheck))
         .route("/sources/{name}/enable", post(pages::source_enable))
-        .route("/sources/{name}/delete", post(pages::source_delete))
+        .route(
+            "/sources/{name}/delete",
+            get(pages::source_delete_page).post(pages::source_delete),
+        )
         .route("/sources/{name}/sync", post(pages::source_sync))
         .route("/sources/{name}/budget.svg", get(pages::budget_svg))
         .route("/sources/{name}/records.svg", get(pages::records_svg))
@@ -259,6 +317,10 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(api::readyz))
         .layer(axum::middleware::from_fn(security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            host_guard,
+        ))
         .layer(request_timeout(REQUEST_TIMEOUT))
         .with_state(app)
 }
@@ -299,15 +361,23 @@ pub struct ConsoleOptions {
     pub secure_cookies: bool,
     /// The bearer key for `/api/` and `/metrics` (`KANDJI_COLLECTOR_API_KEY`).
     pub api_key: Option<String>,
+    /// The URL users open the console at, when it is not the listener's (a proxy, a DNS
+    /// name): its host joins the `Host` allow-list and it is the URL printed.
+    pub public_url: Option<url::Url>,
 }
 
 /// A console bound to its listener, not yet serving.
 pub struct Started {
     pub app: App,
     pub listener: tokio::net::TcpListener,
+    /// Where the listener answers (always plain HTTP: TLS, when used, is a proxy's).
     pub url: String,
+    /// The URL to show users: `--public-url`, else [`Started::url`].
+    pub public_url: String,
     /// The generated admin password, when one was generated.
     pub password: Option<String>,
+    /// The one-time setup code, while no admin password is set.
+    pub setup_code: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -355,10 +425,19 @@ pub async fn start_with(store: Store, opts: ConsoleOptions) -> Result<Started, S
         addr: opts.listen,
         message: e.to_string(),
     })?;
-    let url = format!(
-        "{}://{addr}/",
-        if opts.secure_cookies { "https" } else { "http" }
+    // The listener speaks plain HTTP: print that, whatever `--secure-cookies` says.
+    let url = format!("http://{addr}/");
+    let public_url = opts.public_url.as_ref().map_or_else(
+        || url.clone(),
+        |u| {
+            let s = u.to_string();
+            if s.ends_with('/') { s } else { format!("{s}/") }
+        },
     );
+    let setup_code = match auth::stored_hash(&store).await? {
+        Some(_) => None,
+        None => Some(crypto::random_hex(8)),
+    };
     // A second process (`sync --once`) finds the console here, over plain loopback HTTP.
     let local = match addr.ip() {
         ip if ip.is_unspecified() => SocketAddr::new(
@@ -386,12 +465,21 @@ pub async fn start_with(store: Store, opts: ConsoleOptions) -> Result<Started, S
         allow_custom_endpoints: opts.allow_custom_endpoints,
         pending: Mutex::new(HashMap::new()),
         metrics: metrics_handle(),
+        setup_code: setup_code.clone(),
+        public_host: opts
+            .public_url
+            .as_ref()
+            .and_then(|u| u.host_str())
+            .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase()),
+        hsts: opts.secure_cookies,
     });
     Ok(Started {
         app,
         listener,
         url,
+        public_url,
         password,
+        setup_code,
     })
 }
 
@@ -432,24 +520,72 @@ pub async fn run_cmd(
             generate_password: demo,
             secure_cookies: web.secure_cookies,
             api_key: std::env::var("KANDJI_COLLECTOR_API_KEY").ok(),
+            public_url: web.public_url.clone(),
         },
     )
     .await?;
-    println!("console: {}", started.url);
+    if started.public_url != started.url {
+        println!(
+            "console: {} (listening on {})",
+            started.public_url, started.url
+        );
+    } else {
+        println!("console: {}", started.url);
+    }
     match &started.password {
         Some(pw) => println!(
             "admin password: {pw}   (shown once; set KANDJI_COLLECTOR_ADMIN_PASSWORD to choose one)"
         ),
         None => {
-            if auth::stored_hash(&started.app.store).await?.is_none() {
-                println!(
-                    "first run: open {}setup to choose the admin password",
-                    started.url
-                );
+            if let Some(code) = &started.setup_code {
+                let setup = format!("{}setup?code={code}", started.public_url);
+                println!("first run: open {setup} to choose the admin password");
+                // The log too (a service's terminal is its journal), as Jupyter does.
+                tracing::info!(setup_url = %setup, "first run: the admin password is not set");
             }
         }
     }
     println!("collecting on schedule; Ctrl-C to stop");
     serve(started, shutdown).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::host_allowed;
+
+    #[test]
+    fn the_console_answers_for_ip_literals_localhost_and_the_public_host_only() {
+        for ok in [
+            "127.0.0.1:8080",
+            "127.0.0.1",
+            "[::1]:8080",
+            "localhost:8080",
+            "LOCALHOST",
+            "10.1.2.3:80",
+        ] {
+            assert!(host_allowed(ok, None), "{ok}");
+        }
+        for bad in [
+            "attacker.example",
+            "attacker.example:8080",
+            "",
+            "localhost.attacker.example",
+            "[evil]:80",
+        ] {
+            assert!(!host_allowed(bad, None), "{bad}");
+        }
+        assert!(host_allowed(
+            "collector.example.com",
+            Some("collector.example.com")
+        ));
+        assert!(host_allowed(
+            "Collector.Example.com:443",
+            Some("collector.example.com")
+        ));
+        assert!(!host_allowed(
+            "other.example.com",
+            Some("collector.example.com")
+        ));
+    }
 }

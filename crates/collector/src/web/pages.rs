@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use askama::Template;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::SecretString;
 use serde_json::Value;
@@ -34,6 +34,8 @@ struct LoginPage {
     csrf: String,
     setup: bool,
     error: String,
+    /// The setup form's one-time code, as the link carried it.
+    code: String,
 }
 
 fn pre_token(app: &App, headers: &HeaderMap) -> (String, Option<String>) {
@@ -66,6 +68,7 @@ pub async fn login_page(State(app): State<App>, headers: HeaderMap) -> Result<Re
         csrf,
         setup: false,
         error: String::new(),
+        code: String::new(),
     };
     Ok(with_cookie(render(&page)?, cookie))
 }
@@ -112,36 +115,54 @@ pub async fn login_post(
             csrf: csrf.clone(),
             setup: false,
             error: error.into(),
+            code: String::new(),
         };
         let mut res = render(&page)?;
         *res.status_mut() = status;
         Ok(with_cookie(res, cookie.clone()))
     };
-    if !app.auth.login_allowed(ip) {
-        tracing::warn!(%ip, "login rate-limited");
-        return fail(
-            "Too many failed attempts. Wait a few minutes and try again.",
-            StatusCode::TOO_MANY_REQUESTS,
-        );
-    }
     let Some(hash) = auth::stored_hash(&app.store).await? else {
         return Ok(Redirect::to("/setup").into_response());
     };
+    if let auth::Attempt::Wait(wait) = app.auth.reserve_login() {
+        tracing::warn!(%ip, wait_s = wait.as_secs_f64().ceil(), "login throttled");
+        let mut res = fail(
+            &format!(
+                "Too many failed attempts. Wait {} s and try again.",
+                wait.as_secs_f64().ceil()
+            ),
+            StatusCode::TOO_MANY_REQUESTS,
+        )?;
+        if let Ok(v) = HeaderValue::from_str(&(wait.as_secs_f64().ceil() as u64).to_string()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Ok(res);
+    }
     let pw = form.get("password").unwrap_or("").to_string();
     let ok = tokio::task::spawn_blocking(move || auth::verify_password(&pw, &hash))
         .await
         .unwrap_or(false);
     if !ok {
-        app.auth.login_failed(ip);
+        app.auth.login_failed();
         tracing::warn!(%ip, "failed console login");
         return fail("Wrong password.", StatusCode::UNAUTHORIZED);
     }
-    app.auth.login_succeeded(ip);
+    app.auth.login_succeeded();
     tracing::info!(%ip, "console login");
     Ok(logged_in(&app))
 }
 
-pub async fn setup_page(State(app): State<App>, headers: HeaderMap) -> Result<Response, WebError> {
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct SetupQuery {
+    #[serde(default)]
+    code: String,
+}
+
+pub async fn setup_page(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(q): Query<SetupQuery>,
+) -> Result<Response, WebError> {
     if auth::stored_hash(&app.store).await?.is_some() {
         return Ok(Redirect::to("/login").into_response());
     }
@@ -151,8 +172,21 @@ pub async fn setup_page(State(app): State<App>, headers: HeaderMap) -> Result<Re
         csrf,
         setup: true,
         error: String::new(),
+        code: q
+            .code
+            .chars()
+            .filter(char::is_ascii_hexdigit)
+            .take(64)
+            .collect(),
     };
     Ok(with_cookie(render(&page)?, cookie))
+}
+
+/// Whether a setup form carries the one-time code.
+fn setup_code_ok(app: &App, form: &FormData) -> bool {
+    app.setup_code
+        .as_deref()
+        .is_some_and(|code| auth::ct_eq(form.get("code").unwrap_or("").trim(), code))
 }
 
 pub async fn setup_post(
@@ -169,18 +203,35 @@ pub async fn setup_post(
     if auth::stored_hash(&app.store).await?.is_some() {
         return Ok(Redirect::to("/login").into_response());
     }
-    let pw = form.get("password").unwrap_or("");
-    if pw.chars().count() < 12 || Some(pw) != form.get("confirm") {
+    let again = |error: &str, status: StatusCode, code: String| -> Result<Response, WebError> {
         let (csrf, cookie) = pre_token(&app, &headers);
         let page = LoginPage {
             title: "Set the admin password".into(),
             csrf,
             setup: true,
-            error: "Use at least 12 characters, typed the same twice.".into(),
+            error: error.into(),
+            code,
         };
         let mut res = render(&page)?;
-        *res.status_mut() = StatusCode::BAD_REQUEST;
-        return Ok(with_cookie(res, cookie));
+        *res.status_mut() = status;
+        Ok(with_cookie(res, cookie))
+    };
+    if !setup_code_ok(&app, &form) {
+        tracing::warn!("first-run setup refused: the one-time code is missing or wrong");
+        return again(
+            "The setup code is missing or wrong. It is printed in the terminal (and the log) \
+             where kandji-collector started: open the link shown there.",
+            StatusCode::FORBIDDEN,
+            String::new(),
+        );
+    }
+    let pw = form.get("password").unwrap_or("");
+    if pw.chars().count() < 12 || Some(pw) != form.get("confirm") {
+        return again(
+            "Use at least 12 characters, typed the same twice.",
+            StatusCode::BAD_REQUEST,
+            form.text("code"),
+        );
     }
     auth::set_password(&app.store, pw)
         .await
@@ -329,6 +380,7 @@ pub async fn source_check(State(app): State<App>, p: Posted) -> Result<Response,
         streams: StreamName::ALL.to_vec(),
         intervals: BTreeMap::new(),
         filters: Default::default(),
+        export_download_hosts: Vec::new(),
     };
     let rt = SourceRuntime::new(source, app.store.clone(), CancellationToken::new())
         .map_err(|e| WebError::BadRequest(e.to_string()))?;
@@ -840,14 +892,49 @@ pub async fn source_enable(
     Ok(back(&name))
 }
 
+#[derive(Template)]
+#[template(path = "delete.html")]
+struct DeletePage {
+    title: String,
+    csrf: String,
+    name: String,
+}
+
+/// The confirmation a delete needs (with "also purge collected data").
+pub async fn source_delete_page(
+    State(app): State<App>,
+    Admin(s): Admin,
+    Path(name): Path<String>,
+) -> Result<Response, WebError> {
+    editable(&app, &name).await?;
+    render(&DeletePage {
+        title: format!("Delete {name}?"),
+        csrf: s.csrf,
+        name,
+    })
+}
+
 pub async fn source_delete(
     State(app): State<App>,
     Path(name): Path<String>,
-    _p: Posted,
+    p: Posted,
 ) -> Result<Response, WebError> {
     editable(&app, &name).await?;
-    sources::delete(&app.store, &name).await?;
-    tracing::info!(source = %name, "console source deleted");
+    if p.form.get("confirm") != Some("1") {
+        // A one-click delete (an old form, a stray post): ask first.
+        // (Console source names are letters, digits, `-`, `_` and `.`: no escaping needed.)
+        return Ok(Redirect::to(&format!("/sources/{name}/delete")).into_response());
+    }
+    if p.form.checked("purge") {
+        // Stop its runtime first (reconcile waits for it), so no page commits after the purge.
+        sources::delete(&app.store, &name).await?;
+        app.supervisor.reconcile().await?;
+        let rows = app.store.purge_source(&name).await?;
+        tracing::info!(source = %name, rows, "console source deleted and its data purged");
+    } else {
+        sources::delete(&app.store, &name).await?;
+        tracing::info!(source = %name, "console source deleted");
+    }
     app.supervisor.poke();
     Ok(Redirect::to("/sources").into_response())
 }
@@ -945,6 +1032,8 @@ struct EventsPage {
     categories: Vec<String>,
     types: Vec<String>,
     severities: Vec<String>,
+    /// Why the filter was refused (a bad date), shown above the form.
+    error: String,
 }
 
 fn v(s: &Option<String>) -> String {
@@ -960,7 +1049,11 @@ pub async fn events_page(
     Admin(s): Admin,
     Query(f): Query<EventFilter>,
 ) -> Result<Response, WebError> {
-    let page = app.store.events_page(f.clone(), PAGE).await?;
+    let error = f.problem();
+    let page = match error {
+        Some(_) => Default::default(),
+        None => app.store.events_page(f.clone(), PAGE).await?,
+    };
     let menus = app.store.menus().await?;
     let (sources, categories, types) = (menus.sources, menus.categories, menus.event_types);
     let severities: Vec<String> = ["informational", "low", "medium", "high", "critical"]
@@ -985,8 +1078,13 @@ pub async fn events_page(
         categories,
         types,
         severities,
+        error: error.clone().unwrap_or_default(),
     };
-    render(&page)
+    let mut res = render(&page)?;
+    if error.is_some() {
+        *res.status_mut() = StatusCode::BAD_REQUEST;
+    }
+    Ok(res)
 }
 
 #[derive(Template)]

@@ -70,6 +70,14 @@ pub fn valid_name(name: &str) -> Result<(), SourceError> {
     {
         return Err(invalid("name", "use 1-64 letters, digits, '-', '_' or '.'"));
     }
+    // `.` and `..` are path segments: a source so named cannot be opened, edited or deleted
+    // at `/sources/{name}`.
+    if name == "." || name == ".." {
+        return Err(invalid(
+            "name",
+            format!("{name:?} is a path segment, not a name; use letters or digits too"),
+        ));
+    }
     Ok(())
 }
 
@@ -148,6 +156,7 @@ impl ConsoleSource {
                 tags: self.filters.tags.clone(),
                 device_types: self.filters.device_types.clone(),
             },
+            export_download_hosts: Vec::new(),
         })
     }
 }
@@ -274,4 +283,19 @@ pub async fn rotate_token(
 /// Deletes the source's settings; its collected data stays in the store.
 pub async fn delete(store: &Store, name: &str) -> Result<(), StoreError> {
     store.delete_console_source(name).await
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::valid_name;
+
+    #[test]
+    fn path_segments_are_not_names() {
+        for bad in [".", "..", "", "a/b", "a b", &"x".repeat(65)] {
+            assert!(valid_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["acme", "acme.eu", "a..b", "...", "prod_1-x"] {
+            assert!(valid_name(good).is_ok(), "{good:?}");
+        }
+    }
 }

@@ -52,6 +52,7 @@ pub fn source_for(sim: &SimHandle, name: &str) -> Source {
             .map(|s| (*s, s.default_interval()))
             .collect::<BTreeMap<_, _>>(),
         filters: FilterConfig::default(),
+        export_download_hosts: Vec::new(),
     }
 }
 
