@@ -729,3 +729,34 @@ async fn a_clock_that_steps_back_removes_nothing_from_a_first_snapshot() {
         "a first snapshot removes nothing"
     );
 }
+
+/// A large tenant (350 blueprints over two pages, 2,500 tags in one answer) is collected
+/// whole, and a tag filter naming a tag far down the list resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_tenants_blueprints_and_tags_are_collected_whole() {
+    let mut cfg = sim_config(30, 83);
+    cfg.large_tenant = true;
+    let env = env(cfg).await;
+    cycle(&env, &[StreamName::Blueprints, StreamName::Tags]).await;
+    assert_eq!(
+        count(
+            &env.store,
+            "SELECT count(*) FROM blueprints WHERE removed_at IS NULL"
+        ),
+        350
+    );
+    assert_eq!(
+        count(
+            &env.store,
+            "SELECT count(*) FROM tags WHERE removed_at IS NULL"
+        ),
+        2_500
+    );
+    assert_eq!(
+        count(
+            &env.store,
+            "SELECT count(*) FROM tags WHERE json_extract(raw, '$.name') = 'team-2500'"
+        ),
+        1
+    );
+}

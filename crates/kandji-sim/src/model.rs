@@ -238,6 +238,9 @@ pub struct Tenant {
     /// See `SimConfig::android_share` and `windows_share`.
     pub android_share: f64,
     pub windows_share: f64,
+    /// Tags in `/tags`: the 12 devices carry, and with `large_tenant` thousands more that no
+    /// device carries (yet), as a tenant that has used tags for years has.
+    pub n_tags: usize,
 }
 
 pub const TAG_COUNT: usize = 12;
@@ -351,6 +354,13 @@ impl Tenant {
             .unwrap_or("")
     }
 
+    /// Tag `i`'s name: the catalog's for the first [`TAG_COUNT`], `team-0013`… after them.
+    pub fn tag_name(&self, i: usize) -> std::borrow::Cow<'static, str> {
+        match catalog::TAG_NAMES.get(i) {
+            Some(n) if i < TAG_COUNT => std::borrow::Cow::Borrowed(n),
+            _ => std::borrow::Cow::Owned(format!("team-{:04}", i + 1)),
+        }
+    }
     pub fn tag_uuid(&self, t: usize) -> u128 {
         crate::util::canon_uuid(uuid_u128("tag", &[self.seed, t as u64]))
     }

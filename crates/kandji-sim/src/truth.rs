@@ -111,9 +111,7 @@ pub fn chunk(
         "blueprints" => (0..t.blueprints.len() as u16)
             .map(|b| render::blueprint_item(t, b))
             .collect(),
-        "tags" => (0..crate::model::TAG_COUNT)
-            .map(|i| render::tag_item(t, i))
-            .collect(),
+        "tags" => (0..t.n_tags).map(|i| render::tag_item(t, i)).collect(),
         "ade_devices" => crate::routes::ade::ade_all(t),
         "removed_devices" => t
             .removed

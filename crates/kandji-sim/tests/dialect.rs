@@ -657,6 +657,22 @@ async fn volumes_scale_with_the_fleet() {
         .map(|b| b["name"].as_str().unwrap())
         .collect();
     assert_eq!(names.len(), 350, "blueprint names are distinct");
+    // Thousands of tags, in the one envelope `/tags` has (no paging documented); the 12 the
+    // devices carry first, and a search still finds one.
+    let v = ok(&c, &sim, "/api/v1/tags").await;
+    assert_eq!(v["count"], 2_500);
+    assert_eq!(v["results"].as_array().unwrap().len(), 2_500);
+    assert!(v["next"].is_null());
+    let names: std::collections::BTreeSet<String> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), 2_500, "tag names are distinct");
+    let v = ok(&c, &sim, "/api/v1/tags?search=team-2500").await;
+    assert_eq!(v["count"], 1);
+    assert_eq!(sim.truth("tags").as_array().unwrap().len(), 2_500);
     sim.shutdown().await;
 }
 

@@ -634,7 +634,7 @@ pub fn blueprint_item(t: &Tenant, b: u16) -> Value {
 }
 
 pub fn tag_item(t: &Tenant, i: usize) -> Value {
-    json!({"id": uuid_of(t.tag_uuid(i)), "name": catalog::TAG_NAMES[i]})
+    json!({"id": uuid_of(t.tag_uuid(i)), "name": t.tag_name(i)})
 }
 
 pub fn licensing(t: &Tenant) -> Value {

@@ -111,11 +111,10 @@ pub fn blueprint_items(sh: &Shared, req: &Req) -> Reply {
 
 pub fn tags(sh: &Shared, req: &Req) -> Reply {
     let t = sh.tenant();
-    let rows: Vec<Value> = (0..crate::model::TAG_COUNT)
-        .filter(|&i| {
-            req.q("search")
-                .is_none_or(|s| catalog::TAG_NAMES[i].contains(s))
-        })
+    // One envelope with every tag: `/tags` documents no paging parameters (NOTES, style F),
+    // so even thousands come in one answer with `next: null`.
+    let rows: Vec<Value> = (0..t.n_tags)
+        .filter(|&i| req.q("search").is_none_or(|s| t.tag_name(i).contains(s)))
         .map(|i| render::tag_item(&t, i))
         .collect();
     Reply::json(&json!({"count": rows.len(), "next": null, "previous": null, "results": rows}))
