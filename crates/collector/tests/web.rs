@@ -362,6 +362,15 @@ async fn add_source_matrix_encryption_pickup_xss_and_revocation() {
     assert!(threats.contains("Kandji → Access → API token"));
     // Save with the streams that work (the ticked ones), in a smaller set for speed.
     let pending = hidden(&page, "pending");
+    // With nothing ticked, "save" shows the matrix again and keeps the check for a retry.
+    let r = c
+        .post("/sources/save", &[("csrf", &csrf), ("pending", &pending)])
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let again = r.text().await.unwrap();
+    assert!(again.contains("Tick at least one stream"), "{again}");
+    assert!(again.contains("id=\"matrix\""), "{again}");
+    assert_eq!(hidden(&again, "pending"), pending, "the check is kept");
     let r = c
         .post(
             "/sources/save",
@@ -377,6 +386,30 @@ async fn add_source_matrix_encryption_pickup_xss_and_revocation() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
+
+    // A refused check keeps the page: the sources table still lists lab, the typed endpoint
+    // stays, and the page says why the token field is blank.
+    let r = c
+        .post(
+            "/sources/check",
+            &[
+                ("csrf", csrf.as_str()),
+                ("name", ".."),
+                ("endpoint", "acme.kandji.io"),
+                ("token", "some-token"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("href=\"/sources/lab\""),
+        "the table stays: {page}"
+    );
+    assert!(page.contains("path segment"), "{page}");
+    assert!(page.contains("Paste it once more"), "{page}");
+    assert!(page.contains("value=\"acme.kandji.io\""), "{page}");
+    assert!(!page.contains("some-token"), "a token is never echoed");
 
     // The engine picks it up without a restart and its five streams turn healthy. Threats,
     // which the token may not read, stays in the table as a missing permission, so the
@@ -546,6 +579,20 @@ async fn add_source_matrix_encryption_pickup_xss_and_revocation() {
     let form: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let r = c.post("/sources/lab/edit", &form).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST, "not an interval");
+    // The refusal is the source page, with the edits as posted and what to fix.
+    let page = r.text().await.unwrap();
+    assert!(page.contains("id=\"settings-error\""), "{page}");
+    assert!(page.contains("value=\"soon\""), "the edits stay: {page}");
+    assert!(page.contains("value=\"0.4\""), "the edits stay: {page}");
+    // Nothing ticked: refused with a message, not a bare error page.
+    let none: Vec<(&str, &str)> = form
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "stream")
+        .collect();
+    let r = c.post("/sources/lab/edit", &none).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("Tick at least one stream"));
     let pairs = edit("2m");
     let form: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let r = c.post("/sources/lab/edit", &form).await;

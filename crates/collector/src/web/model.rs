@@ -15,6 +15,7 @@ pub struct ListQuery {
     pub page: Option<usize>,
 }
 
+#[derive(Clone)]
 pub struct SourceRow {
     pub name: String,
     pub endpoint: String,

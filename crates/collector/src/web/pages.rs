@@ -299,6 +299,8 @@ struct CheckPage {
     fleet: String,
     plan: String,
     unauthorized: bool,
+    /// Why "save" was refused (the check stays pending, to fix and save again).
+    error: String,
 }
 
 pub fn matrix_rows(report: &crate::check::Report) -> Vec<MatrixRow> {
@@ -336,13 +338,19 @@ pub async fn source_check(State(app): State<App>, p: Posted) -> Result<Response,
     let endpoint = f.text("endpoint");
     let region_s = f.text("region");
     let token = f.get("token").unwrap_or("").trim().to_string();
+    // An error keeps the rest of the page (the sources table was once empty, as if every
+    // source had gone) and says why the token field is blank.
+    let rows = source_rows(&app).await?;
     let again = |error: String| -> Result<Response, WebError> {
         let page = SourcesPage {
             title: "Sources".into(),
             csrf: p.session.csrf.clone(),
-            sources: Vec::new(),
+            sources: rows.clone(),
             allow_custom: app.allow_custom_endpoints,
-            error,
+            error: format!(
+                "{error} (The token field is blank again: the console never writes a token back \
+                 into a page. Paste it once more.)"
+            ),
             form_name: name.clone(),
             form_endpoint: endpoint.clone(),
             form_region: region_s.clone(),
@@ -429,12 +437,39 @@ pub async fn source_check(State(app): State<App>, p: Posted) -> Result<Response,
             })
             .unwrap_or_default(),
         unauthorized,
+        error: String::new(),
     };
     render(&page)
 }
 
 pub async fn source_save(State(app): State<App>, p: Posted) -> Result<Response, WebError> {
     let id = p.form.text("pending");
+    let streams = sources::parse_streams(&p.form.all("stream"))
+        .map_err(|e| WebError::BadRequest(e.to_string()))?;
+    if streams.is_empty() {
+        // Nothing ticked: the check page again, its answers and the pending token kept.
+        let map = app.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pending) = map
+            .get(&id)
+            .filter(|v| v.created.elapsed() < Duration::from_secs(600))
+        {
+            let page = CheckPage {
+                title: format!("Check {}", pending.name),
+                csrf: p.session.csrf.clone(),
+                name: pending.name.clone(),
+                endpoint: pending.endpoint.clone(),
+                pending: id.clone(),
+                rows: matrix_rows(&pending.report),
+                fleet: String::new(),
+                plan: String::new(),
+                unauthorized: false,
+                error: "Tick at least one stream to collect, then save.".into(),
+            };
+            let mut res = render(&page)?;
+            *res.status_mut() = StatusCode::BAD_REQUEST;
+            return Ok(res);
+        }
+    }
     let pending = app
         .pending
         .lock()
@@ -442,11 +477,6 @@ pub async fn source_save(State(app): State<App>, p: Posted) -> Result<Response, 
         .remove(&id)
         .filter(|v| v.created.elapsed() < Duration::from_secs(600))
         .ok_or_else(|| WebError::BadRequest("This check expired; add the source again.".into()))?;
-    let streams = sources::parse_streams(&p.form.all("stream"))
-        .map_err(|e| WebError::BadRequest(e.to_string()))?;
-    if streams.is_empty() {
-        return Err(WebError::BadRequest("Choose at least one stream.".into()));
-    }
     let name = pending.name.clone();
     sources::insert(
         &app.store,
@@ -513,6 +543,8 @@ struct SourcePage {
     tags: Vec<Choice>,
     device_types: Vec<Choice>,
     problem: String,
+    /// Why the settings just posted were refused (they are shown as posted, to fix).
+    settings_error: String,
 }
 
 fn s_of(v: &Value, k: &str) -> String {
@@ -527,6 +559,17 @@ pub async fn source_page(
     State(app): State<App>,
     Admin(s): Admin,
     Path(name): Path<String>,
+) -> Result<Response, WebError> {
+    source_view(&app, s.csrf, name, None).await
+}
+
+/// The source page; with `edit`, the settings form shows the posted values and why they
+/// were refused (an error once gave a bare 400 page, and the edits were lost).
+async fn source_view(
+    app: &App,
+    csrf: String,
+    name: String,
+    edit: Option<(&FormData, String)>,
 ) -> Result<Response, WebError> {
     let console = sources::get(&app.store, &name).await?;
     let config = app
@@ -575,6 +618,36 @@ pub async fn source_page(
             c.token_last4.clone(),
         ),
         (None, None) => return Err(WebError::NotFound),
+    };
+    // The form shows the posted values; the status rows keep the stored ones.
+    let (endpoint, share_text, form_selected, form_schedules, filters) = match &edit {
+        Some((f, _)) => {
+            let mut posted = BTreeMap::new();
+            for st in StreamName::ALL {
+                let v = f.text(&format!("schedule_{}", st.as_str()));
+                if !v.is_empty() {
+                    posted.insert(st.as_str().to_string(), v);
+                }
+            }
+            (
+                f.text("endpoint"),
+                f.text("budget_share"),
+                f.all("stream"),
+                posted,
+                Filters {
+                    blueprints: f.all("blueprint"),
+                    tags: f.all("tag"),
+                    device_types: f.all("device_type"),
+                },
+            )
+        }
+        None => (
+            endpoint,
+            format!("{share}"),
+            selected.clone(),
+            schedules.clone(),
+            filters,
+        ),
     };
     let store = app.store.clone();
     let n2 = name.clone();
@@ -637,7 +710,7 @@ pub async fn source_page(
         streams.push(StreamRow {
             stream: st.as_str().into(),
             state,
-            selected: sel,
+            selected: form_selected.iter().any(|x| x == st.as_str()),
             shown: sel || refused.is_some(),
             last_success: row.map(|r| s_of(r, "last_success_at")).unwrap_or_default(),
             last_error,
@@ -656,7 +729,7 @@ pub async fn source_page(
                 })
                 .unwrap_or_default(),
             next_run: next_run(row, &intervals, st, enabled && sel),
-            schedule: schedules.get(st.as_str()).cloned().unwrap_or_default(),
+            schedule: form_schedules.get(st.as_str()).cloned().unwrap_or_default(),
             default_interval: humantime::format_duration(st.default_interval()).to_string(),
             planned: plan
                 .per_stream
@@ -694,9 +767,14 @@ pub async fn source_page(
     let region = console
         .as_ref()
         .map_or_else(|| "us".to_string(), |c| c.region.clone());
+    let region = match &edit {
+        Some((f, _)) => f.text("region"),
+        None => region,
+    };
+    let settings_error = edit.as_ref().map(|(_, e)| e.clone()).unwrap_or_default();
     let page = SourcePage {
         title: format!("Source {name}"),
-        csrf: s.csrf,
+        csrf,
         region,
         state: overall(&states, enabled),
         endpoint,
@@ -704,7 +782,7 @@ pub async fn source_page(
         enabled,
         running: rt.is_some() && enabled,
         token_last4: last4,
-        budget_share: format!("{share}"),
+        budget_share: share_text,
         streams,
         budget,
         plan: format!(
@@ -722,9 +800,14 @@ pub async fn source_page(
             })
             .collect(),
         problem,
+        settings_error: settings_error.clone(),
         name,
     };
-    render(&page)
+    let mut res = render(&page)?;
+    if !settings_error.is_empty() {
+        *res.status_mut() = StatusCode::BAD_REQUEST;
+    }
+    Ok(res)
 }
 
 /// When the stream runs next: its last success plus its interval, or the engine's retry time
@@ -787,30 +870,33 @@ pub async fn source_edit(
 ) -> Result<Response, WebError> {
     let cur = editable(&app, &name).await?;
     let f = &p.form;
-    let streams = sources::parse_streams(&f.all("stream"))
-        .map_err(|e| WebError::BadRequest(e.to_string()))?;
-    let mut schedules = BTreeMap::new();
-    for s in StreamName::ALL {
-        let v = f.text(&format!("schedule_{}", s.as_str()));
-        if !v.is_empty() {
-            schedules.insert(s.as_str().to_string(), v);
+    let settings = || -> Result<Settings, String> {
+        let streams = sources::parse_streams(&f.all("stream")).map_err(|e| e.to_string())?;
+        if streams.is_empty() {
+            return Err("Tick at least one stream to collect (or disable the source).".into());
         }
-    }
-    let share: f64 = f
-        .text("budget_share")
-        .parse()
-        .map_err(|_| WebError::BadRequest("budget_share: not a number".into()))?;
-    let endpoint = f.text("endpoint");
-    let region = sources::parse_region(&f.text("region"))
-        .map_err(|e| WebError::BadRequest(e.to_string()))?;
-    // The same guard as on add: a Kandji host, or a custom URL only when the server allows it.
-    let allow_custom = app.allow_custom_endpoints || (cur.allow_custom && endpoint == cur.endpoint);
-    kandji_api::ApiBase::parse(&endpoint, region, allow_custom)
-        .map_err(|e| WebError::BadRequest(format!("endpoint: {e}")))?;
-    sources::update(
-        &app.store,
-        &name,
-        Settings {
+        let mut schedules = BTreeMap::new();
+        for s in StreamName::ALL {
+            let v = f.text(&format!("schedule_{}", s.as_str()));
+            if !v.is_empty() {
+                schedules.insert(s.as_str().to_string(), v);
+            }
+        }
+        let share: f64 = f.text("budget_share").parse().map_err(|_| {
+            format!(
+                "budget share {:?} is not a number between 0 and 1",
+                f.text("budget_share")
+            )
+        })?;
+        let endpoint = f.text("endpoint");
+        let region = sources::parse_region(&f.text("region")).map_err(|e| e.to_string())?;
+        // The same guard as on add: a Kandji host, or a custom URL only when the server
+        // allows it.
+        let allow_custom =
+            app.allow_custom_endpoints || (cur.allow_custom && endpoint == cur.endpoint);
+        kandji_api::ApiBase::parse(&endpoint, region, allow_custom)
+            .map_err(|e| format!("endpoint: {e}"))?;
+        Ok(Settings {
             endpoint,
             region,
             enabled: cur.enabled,
@@ -822,10 +908,19 @@ pub async fn source_edit(
                 tags: f.all("tag"),
                 device_types: f.all("device_type"),
             },
+        })
+    };
+    let refused = match settings() {
+        Ok(s) => match sources::update(&app.store, &name, s).await {
+            Ok(()) => None,
+            Err(e) => Some(e.to_string()),
         },
-    )
-    .await
-    .map_err(|e| WebError::BadRequest(e.to_string()))?;
+        Err(e) => Some(e),
+    };
+    if let Some(error) = refused {
+        tracing::info!(source = %name, %error, "console source edit refused");
+        return source_view(&app, p.session.csrf.clone(), name, Some((f, error))).await;
+    }
     tracing::info!(source = %name, "console source edited");
     app.supervisor.poke();
     Ok(back(&name))
