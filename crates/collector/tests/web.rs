@@ -57,13 +57,21 @@ struct Console {
 
 impl Console {
     async fn start(allow_custom: bool) -> Console {
+        Console::start_with(allow_custom, Vec::new()).await
+    }
+
+    /// A console whose config file names `sources` (collected at once by its supervisor).
+    async fn start_with(
+        allow_custom: bool,
+        sources: Vec<kandji_collector::config::Source>,
+    ) -> Console {
         kandji_api::client::install_crypto_provider();
         logs();
         let dir = tempfile::tempdir().unwrap();
         let started = web::start(ConsoleOptions {
             data_dir: dir.path().to_path_buf(),
             listen: "127.0.0.1:0".parse().unwrap(),
-            config_sources: Vec::new(),
+            config_sources: sources,
             allow_custom_endpoints: allow_custom,
             generate_password: false,
             secure_cookies: false,
@@ -972,4 +980,75 @@ async fn search_with_nul_bytes_and_fts_syntax_answers_200() {
     let r = c.get("/events?from=2026-11-01&to=2026-11-02T10:00").await;
     assert_eq!(r.status(), StatusCode::OK);
     c.stop().await;
+}
+
+/// Users page through all of them (they were once capped at the first 50), and a search that
+/// matches nobody says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_paged_and_an_empty_search_says_what_to_do() {
+    use kandji_collector::streams::StreamName;
+    let sim = kandji_sim::spawn(SimConfig {
+        devices: 100,
+        per_second_limit: 1_000_000,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let source = kandji_collector::config::Source {
+        name: "acme".into(),
+        base: kandji_api::ApiBase::parse(&sim.base_url(), kandji_api::Region::Us, true).unwrap(),
+        token: sim.token().to_string().into(),
+        enabled: true,
+        budget_share: 1.0,
+        hourly_limit: 10_000,
+        per_second: 50,
+        streams: vec![StreamName::Users],
+        intervals: Default::default(),
+        filters: Default::default(),
+        export_download_hosts: Vec::new(),
+    };
+    let mut c = Console::start_with(true, vec![source]).await;
+    c.login().await;
+    let truth = sim.truth("users").as_array().unwrap().len();
+    assert!(truth > 50, "{truth} users: more than a page");
+    wait_for("the users", || async {
+        source_state(&c, "acme").await["streams"]
+            .as_array()
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|s| s["stream"] == "users" && s["state"] == "healthy")
+            })
+    })
+    .await;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut path = "/users".to_string();
+    for page in 1.. {
+        let body = c.get(&path).await.text().await.unwrap();
+        assert!(body.contains(&format!("Page {page}")), "{body}");
+        seen.extend(
+            body.match_indices("<tr><td>")
+                .map(|(i, _)| body[i + 8..].split('<').next().unwrap().to_string()),
+        );
+        // `<a href="/users?page=N" id="older">`: the link before the marker.
+        let Some((before, _)) = body.split_once("id=\"older\"") else {
+            break;
+        };
+        let href = before.rsplit("href=\"").next().unwrap();
+        path = href.split('"').next().unwrap().replace("&amp;", "&");
+        assert!(page < 10, "paging ends");
+    }
+    assert_eq!(
+        seen.len(),
+        truth,
+        "every user is reachable through the pager"
+    );
+    let body = c
+        .get("/users?q=nobody-matches-this")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("id=\"empty\""), "{body}");
+    c.stop().await;
+    sim.shutdown().await;
 }

@@ -1387,6 +1387,11 @@ struct UsersPage {
     csrf: String,
     q: String,
     users: Vec<UserView>,
+    /// 1-based, for the pager.
+    page: usize,
+    /// Query strings of the previous and next pages ("" at either end).
+    prev: String,
+    next: String,
 }
 
 pub async fn users_page(
@@ -1395,15 +1400,34 @@ pub async fn users_page(
     Query(lq): Query<ListQuery>,
 ) -> Result<Response, WebError> {
     let q = v(&lq.q);
-    let users = app
-        .store
-        .users_page(Some(q.clone()), lq.page.unwrap_or(0))
-        .await?;
+    let page = lq.page.unwrap_or(0);
+    let users = app.store.users_page(Some(q.clone()), page).await?;
+    let link = |p: usize| {
+        let mut pairs = vec![("page", p.to_string())];
+        if !q.is_empty() {
+            pairs.insert(0, ("q", q.clone()));
+        }
+        serde_urlencoded::to_string(pairs).unwrap_or_default()
+    };
+    // A full page may have a next one (users were once capped at the first 50).
+    let next = if users.len() == crate::store::PAGE {
+        link(page + 1)
+    } else {
+        String::new()
+    };
+    let prev = if page > 0 {
+        link(page - 1)
+    } else {
+        String::new()
+    };
     render(&UsersPage {
         title: "Users".into(),
         csrf: s.csrf,
         q,
         users,
+        page: page + 1,
+        prev,
+        next,
     })
 }
 
