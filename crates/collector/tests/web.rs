@@ -979,6 +979,40 @@ async fn search_with_nul_bytes_and_fts_syntax_answers_200() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = c.get("/events?from=2026-11-01&to=2026-11-02T10:00").await;
     assert_eq!(r.status(), StatusCode::OK);
+    // Range presets keep the other filters and replace the range; a later page links back to
+    // the first; an empty result says what to try.
+    let body = c
+        .get("/events?category=audit&to=2026-11-02&after=1700000000000:5")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let presets = body
+        .split("id=\"presets\"")
+        .nth(1)
+        .unwrap()
+        .split("</p>")
+        .next()
+        .unwrap();
+    assert!(
+        presets.contains("Last hour") && presets.contains("7 days"),
+        "{presets}"
+    );
+    assert!(
+        presets.contains("category=audit") && presets.contains("from="),
+        "{presets}"
+    );
+    assert!(
+        !presets.contains("to=2026") && !presets.contains("after="),
+        "{presets}"
+    );
+    let first = body.split("id=\"first\"").next().unwrap();
+    let first = first.rsplit("href=\"").next().unwrap();
+    assert!(
+        first.contains("category=audit") && !first.contains("after="),
+        "{first}"
+    );
+    assert!(body.contains("id=\"empty\""), "{body}");
     c.stop().await;
 }
 

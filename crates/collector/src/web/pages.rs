@@ -1129,6 +1129,10 @@ struct EventsPage {
     severities: Vec<String>,
     /// Why the filter was refused (a bad date), shown above the form.
     error: String,
+    /// Time-range presets: (label, query string), the other filters kept.
+    presets: Vec<(String, String)>,
+    /// The first page's query string, when this is a later page.
+    first: String,
 }
 
 fn v(s: &Option<String>) -> String {
@@ -1145,6 +1149,39 @@ pub async fn events_page(
     Query(f): Query<EventFilter>,
 ) -> Result<Response, WebError> {
     let error = f.problem();
+    let now = time::OffsetDateTime::now_utc();
+    let presets = [("Last hour", 1), ("24 h", 24), ("7 days", 24 * 7)]
+        .into_iter()
+        .map(|(label, hours)| {
+            let from = (now - time::Duration::hours(hours))
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            let q = qs(&EventFilter {
+                from: Some(from),
+                to: None,
+                after: None,
+                ..f.clone()
+            });
+            (label.to_string(), q)
+        })
+        .chain(std::iter::once((
+            "All time".to_string(),
+            qs(&EventFilter {
+                from: None,
+                to: None,
+                after: None,
+                ..f.clone()
+            }),
+        )))
+        .collect();
+    let first = if f.after.is_some() {
+        qs(&EventFilter {
+            after: None,
+            ..f.clone()
+        })
+    } else {
+        String::new()
+    };
     let page = match error {
         Some(_) => Default::default(),
         None => app.store.events_page(f.clone(), PAGE).await?,
@@ -1174,6 +1211,8 @@ pub async fn events_page(
         types,
         severities,
         error: error.clone().unwrap_or_default(),
+        presets,
+        first,
     };
     let mut res = render(&page)?;
     if error.is_some() {
