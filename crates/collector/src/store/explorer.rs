@@ -312,6 +312,28 @@ pub struct DeviceView {
     pub apps: i64,
 }
 
+impl DeviceView {
+    /// The tags, one per chip: `tags` holds them as the API gave them (a JSON array of names,
+    /// or of `{name}` objects); anything else is one tag as written.
+    pub fn tag_list(&self) -> Vec<String> {
+        match serde_json::from_str::<serde_json::Value>(&self.tags) {
+            Ok(serde_json::Value::Array(items)) => items
+                .iter()
+                .filter_map(|t| match t {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Object(o) => {
+                        o.get("name").and_then(|n| n.as_str()).map(str::to_owned)
+                    }
+                    _ => None,
+                })
+                .filter(|s| !s.is_empty())
+                .collect(),
+            _ if self.tags.trim().is_empty() || self.tags.trim() == "null" => Vec::new(),
+            _ => vec![self.tags.clone()],
+        }
+    }
+}
+
 /// The devices page's sort keys and the column each sorts by (each has an index).
 const DEVICE_SORTS: [(&str, &str); 8] = [
     ("name", "device_name"),
@@ -974,5 +996,46 @@ mod tests {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tag_tests {
+    use super::DeviceView;
+
+    fn with_tags(tags: &str) -> DeviceView {
+        DeviceView {
+            source: String::new(),
+            id: String::new(),
+            name: String::new(),
+            serial: String::new(),
+            platform: String::new(),
+            model: String::new(),
+            os_version: String::new(),
+            blueprint: String::new(),
+            tags: tags.into(),
+            user: String::new(),
+            last_check_in: None,
+            compliance_pass: 0,
+            compliance_fail: 0,
+            filevault: String::new(),
+            apps: 0,
+        }
+    }
+
+    #[test]
+    fn tags_become_chips_whatever_their_json_shape() {
+        assert_eq!(
+            with_tags(r#"["Finance","<b>bold-tag</b>"]"#).tag_list(),
+            ["Finance", "<b>bold-tag</b>"]
+        );
+        assert_eq!(
+            with_tags(r#"[{"name":"Eng"},{"id":1}]"#).tag_list(),
+            ["Eng"]
+        );
+        assert!(with_tags("").tag_list().is_empty());
+        assert!(with_tags("[]").tag_list().is_empty());
+        assert!(with_tags("null").tag_list().is_empty());
+        assert_eq!(with_tags("legacy").tag_list(), ["legacy"]);
     }
 }
