@@ -649,9 +649,16 @@ async fn add_source_matrix_encryption_pickup_xss_and_revocation() {
     );
     // The rotation re-checked the permissions: the full token reads threats, which is not
     // chosen, so it leaves the table, and the source recovers to healthy.
-    let _ = c.post("/sources/lab/sync", &[("csrf", &csrf)]).await;
+    // "Sync now" reaches the restarted runtime only once it runs: before, the console
+    // answers "not running", or the runtime being replaced takes it. Under load that race was
+    // lost and the streams waited for their schedule, so ask again every 2 s until healthy.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let mut asked = tokio::time::Instant::now() - Duration::from_secs(10);
     loop {
+        if asked.elapsed() >= Duration::from_secs(2) {
+            let _ = c.post("/sources/lab/sync", &[("csrf", &csrf)]).await;
+            asked = tokio::time::Instant::now();
+        }
         let v = source_state(&c, "lab").await;
         if v["state"] == "healthy" {
             break;

@@ -94,6 +94,9 @@ pub struct Supervisor {
     changed: Notify,
     /// Set once the first reconcile ran (readiness).
     ready: std::sync::atomic::AtomicBool,
+    /// One reconcile at a time: the run loop and the console (a token rotation, a purge) both
+    /// reconcile, and two at once could each start a runtime for the same source.
+    reconciling: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -125,6 +128,7 @@ impl Supervisor {
             broken: Mutex::new(Vec::new()),
             changed: Notify::new(),
             ready: std::sync::atomic::AtomicBool::new(false),
+            reconciling: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -200,7 +204,10 @@ impl Supervisor {
     }
 
     /// Starts, restarts and stops runtimes to match the config and the console's sources.
+    /// One at a time; a caller waits for one in flight, then runs its own (so on return the
+    /// catalog as it was at the call is in force, and the runtimes it stopped have stopped).
     pub async fn reconcile(&self) -> Result<(), StoreError> {
+        let _one = self.reconciling.lock().await;
         let catalog = self.catalog.load().await?;
         let desired: Vec<(Source, String, bool)> = catalog
             .sources

@@ -947,7 +947,11 @@ pub async fn source_token(
     tracing::info!(source = %name, "console source token rotated");
     // A new token may have other permissions: probe again before the engine restarts.
     recheck(&app, &name).await?;
-    app.supervisor.poke();
+    // Restart the runtime on the new token now (reconcile waits for the old one to stop), and
+    // run every stream at once: a source in auth_error recovers without waiting for its
+    // schedule, or for a "sync now" that could reach the runtime being replaced.
+    app.supervisor.reconcile().await?;
+    app.supervisor.sync_now(&name, None);
     Ok(back(&name))
 }
 
