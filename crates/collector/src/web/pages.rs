@@ -393,11 +393,6 @@ pub async fn source_check(State(app): State<App>, p: Posted) -> Result<Response,
     let rt = SourceRuntime::new(source, app.store.clone(), CancellationToken::new())
         .map_err(|e| WebError::BadRequest(e.to_string()))?;
     let report = crate::check::run_with(&rt).await;
-    let rows = matrix_rows(&report);
-    let unauthorized = report
-        .matrix
-        .iter()
-        .all(|(_, a)| *a == Access::Unauthorized);
     let id = crypto::random_hex(16);
     {
         let mut map = app.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -416,19 +411,39 @@ pub async fn source_check(State(app): State<App>, p: Posted) -> Result<Response,
             },
         );
     }
-    let page = CheckPage {
-        title: format!("Check {name}"),
-        csrf: p.session.csrf,
+    render(&check_page(
+        p.session.csrf,
+        id,
         name,
         endpoint,
-        pending: id,
-        rows,
+        &report,
+        String::new(),
+    ))
+}
+
+/// The check page of a report (after "check", and again when "save" is refused).
+fn check_page(
+    csrf: String,
+    pending: String,
+    name: String,
+    endpoint: String,
+    report: &crate::check::Report,
+    error: String,
+) -> CheckPage {
+    CheckPage {
+        title: format!("Check {name}"),
+        csrf,
+        name,
+        endpoint,
+        pending,
+        rows: matrix_rows(report),
         fleet: report
             .fleet
             .map(|f| format!("{} devices", f.devices))
             .unwrap_or_default(),
         plan: report
             .plan
+            .as_ref()
             .map(|p| {
                 format!(
                     "about {:.0} requests/hour of a {:.0} share",
@@ -436,10 +451,12 @@ pub async fn source_check(State(app): State<App>, p: Posted) -> Result<Response,
                 )
             })
             .unwrap_or_default(),
-        unauthorized,
-        error: String::new(),
-    };
-    render(&page)
+        unauthorized: report
+            .matrix
+            .iter()
+            .all(|(_, a)| *a == Access::Unauthorized),
+        error,
+    }
 }
 
 pub async fn source_save(State(app): State<App>, p: Posted) -> Result<Response, WebError> {
@@ -453,18 +470,14 @@ pub async fn source_save(State(app): State<App>, p: Posted) -> Result<Response, 
             .get(&id)
             .filter(|v| v.created.elapsed() < Duration::from_secs(600))
         {
-            let page = CheckPage {
-                title: format!("Check {}", pending.name),
-                csrf: p.session.csrf.clone(),
-                name: pending.name.clone(),
-                endpoint: pending.endpoint.clone(),
-                pending: id.clone(),
-                rows: matrix_rows(&pending.report),
-                fleet: String::new(),
-                plan: String::new(),
-                unauthorized: false,
-                error: "Tick at least one stream to collect, then save.".into(),
-            };
+            let page = check_page(
+                p.session.csrf.clone(),
+                id.clone(),
+                pending.name.clone(),
+                pending.endpoint.clone(),
+                &pending.report,
+                "Tick at least one stream to collect, then save.".into(),
+            );
             let mut res = render(&page)?;
             *res.status_mut() = StatusCode::BAD_REQUEST;
             return Ok(res);
