@@ -1,7 +1,8 @@
 //! Browser tests in real headless Chromium, driven over WebDriver (chromedriver on a loopback
 //! port). Needs Debian's `chromium` and `chromium-driver`; `.ci/run` installs them and runs
 //! this with `KANDJI_BROWSER_TESTS=1`. Without chromedriver the test prints why and skips,
-//! unless `KANDJI_BROWSER_TESTS=1` demands it. Screenshots land in `target/artifacts/`.
+//! unless `KANDJI_BROWSER_TESTS=1` demands it. Screenshots land in `target/artifacts/`, with
+//! an axe-core report for every page (`axe-*.json`; axe is vendored in `tests/vendor/`).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -13,6 +14,10 @@ use serde_json::{Value, json};
 
 const PASSWORD: &str = "browser-test-password-1";
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+/// axe-core, from its npm package (`tests/vendor/README.md`).
+const AXE: &str = include_str!("vendor/axe-4.14.1.min.js");
+const TAB: &str = "\u{E004}";
+const ENTER: &str = "\u{E007}";
 
 fn find_binary(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -113,7 +118,12 @@ impl Driver {
         if let Some(c) = chromium {
             opts["binary"] = json!(c.display().to_string());
         }
-        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": opts}}});
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": opts,
+            // The console log, to find CSP refusals (a blocked script or style is only logged).
+            "goog:loggingPrefs": {"browser": "ALL"},
+        }}});
         let r: Value = http
             .post(format!("{base}/session"))
             .json(&caps)
@@ -246,6 +256,102 @@ impl Driver {
             .to_string()
     }
 
+    async fn exec(&self, script: &str) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
+    /// Waits (up to 30 s) until the page has `css`: a boosted form swaps the page in place.
+    async fn wait_for(&self, css: &str) {
+        let probe = format!(
+            "return document.querySelector({}) !== null",
+            serde_json::to_string(css).unwrap()
+        );
+        for _ in 0..300 {
+            if self.exec(&probe).await == json!(true) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css} never appeared: {}", self.source().await);
+    }
+
+    /// Types `keys` into whatever has the focus (WebDriver key actions: Tab, Enter, text).
+    async fn keys(&self, keys: &str) {
+        let mut acts = Vec::new();
+        for c in keys.chars() {
+            acts.push(json!({"type": "keyDown", "value": c.to_string()}));
+            acts.push(json!({"type": "keyUp", "value": c.to_string()}));
+        }
+        self.cmd(
+            reqwest::Method::POST,
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": acts}]})),
+        )
+        .await;
+    }
+
+    async fn focused(&self) -> String {
+        self.exec("return document.activeElement ? document.activeElement.id : ''")
+            .await
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// Runs axe-core on the current page; fails on a serious or critical violation. The full
+    /// report lands in `target/artifacts/axe-NAME.json`.
+    async fn axe(&self, name: &str) {
+        self.exec(&format!("{AXE}\nreturn typeof axe;")).await;
+        let r = self
+            .cmd(
+                reqwest::Method::POST,
+                "/execute/async",
+                Some(json!({
+                    "script": "const done = arguments[arguments.length - 1]; \
+                        axe.run(document, {resultTypes: ['violations']}) \
+                          .then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, \
+                            help: v.help, nodes: v.nodes.slice(0, 5).map(n => n.target.join(' '))})))) \
+                          .catch(e => done({error: String(e)}));",
+                    "args": []
+                })),
+            )
+            .await;
+        std::fs::write(
+            artifacts().join(format!("axe-{name}.json")),
+            serde_json::to_vec_pretty(&r).unwrap(),
+        )
+        .unwrap();
+        let list = r.as_array().unwrap_or_else(|| panic!("axe on {name}: {r}"));
+        let bad: Vec<&Value> = list
+            .iter()
+            .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+            .collect();
+        assert!(bad.is_empty(), "axe on {name}: {bad:#?}");
+    }
+
+    /// What the page's console logged that a Content-Security-Policy refused.
+    async fn csp_refusals(&self) -> Vec<String> {
+        let log = self
+            .cmd(
+                reqwest::Method::POST,
+                "/se/log",
+                Some(json!({"type": "browser"})),
+            )
+            .await;
+        log.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["message"].as_str())
+            .filter(|m| m.contains("Content Security Policy"))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Clicks something that navigates, and waits until the browser is on the new page.
     async fn click_nav(&self, css: &str) {
         let before = self.current_url().await;
@@ -353,6 +459,7 @@ async fn console_flows_in_headless_chromium() {
     // Log in.
     d.goto(&format!("{url}/sources")).await;
     assert!(d.title().await.starts_with("Log in"));
+    d.axe("login").await;
     d.type_into("#password", PASSWORD).await;
     d.click_nav("#login").await;
     assert!(
@@ -361,20 +468,16 @@ async fn console_flows_in_headless_chromium() {
         d.title().await
     );
     d.screenshot("01-sources").await;
+    d.axe("sources").await;
 
     // The name field's pattern compiles under the `v` flag Chromium uses for `pattern`, and it
     // refuses the path segments `.` and `..` before the server has to.
     let mismatches = d
-        .cmd(
-            reqwest::Method::POST,
-            "/execute/sync",
-            Some(serde_json::json!({
-                "script": "const n = document.getElementById('name'); \
-                    new RegExp('^(?:' + n.pattern + ')$', 'v'); \
-                    const r = ['lab', 'a..b', '.', '..', 'a b'].map(x => { n.value = x; return n.validity.patternMismatch; }); \
-                    n.value = ''; return r;",
-                "args": []
-            })),
+        .exec(
+            "const n = document.getElementById('name'); \
+             new RegExp('^(?:' + n.pattern + ')$', 'v'); \
+             const r = ['lab', 'a..b', '.', '..', 'a b'].map(x => { n.value = x; return n.validity.patternMismatch; }); \
+             n.value = ''; return r;",
         )
         .await;
     assert_eq!(
@@ -383,11 +486,63 @@ async fn console_flows_in_headless_chromium() {
         "name pattern"
     );
 
-    // Add the simulator with a token that lacks threat details: the matrix says what to tick.
+    // Step 1 with an endpoint nothing answers at (a closed loopback port): the check answers
+    // at once, nothing passed, so "save" is disabled and says why.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
     d.type_into("#name", "lab").await;
     d.type_into("#token", token).await;
+    d.type_into("#endpoint", &format!("http://127.0.0.1:{closed}"))
+        .await;
+    d.click("#check").await;
+    d.wait_for("#matrix").await;
+    assert_eq!(
+        d.exec("return document.getElementById('save').disabled")
+            .await,
+        json!(true),
+        "nothing passed: save is disabled"
+    );
+    assert!(d.text("#nothing-passed").await.contains("nothing to save"));
+    d.screenshot("02a-check-unreachable").await;
+    d.axe("check-unreachable").await;
+
+    // A bad token: refused, and the page says so.
+    d.goto(&format!("{url}/sources")).await;
+    d.type_into("#name", "lab").await;
+    d.type_into("#token", "not-a-token-of-this-tenant").await;
     d.type_into("#endpoint", &sim.base_url()).await;
-    d.click_nav("#check").await;
+    d.click("#check").await;
+    d.wait_for("#matrix").await;
+    assert!(d.source().await.contains("The token was refused"));
+    assert_eq!(
+        d.exec("return document.getElementById('save').disabled")
+            .await,
+        json!(true)
+    );
+    d.screenshot("02b-check-bad-token").await;
+
+    // The add flow by keyboard alone: Tab through name, token, endpoint, region and the
+    // button, and Enter runs the check. The token lacks threat details: the matrix says what
+    // to tick.
+    d.goto(&format!("{url}/sources")).await;
+    d.wait_for("#name").await;
+    d.exec("document.getElementById('name').focus(); return true")
+        .await;
+    d.keys("lab").await;
+    d.keys(TAB).await;
+    assert_eq!(d.focused().await, "token");
+    d.keys(token).await;
+    d.keys(TAB).await;
+    assert_eq!(d.focused().await, "endpoint");
+    d.keys(&sim.base_url()).await;
+    d.keys(TAB).await;
+    assert_eq!(d.focused().await, "region");
+    d.keys(TAB).await;
+    assert_eq!(d.focused().await, "check");
+    d.keys(ENTER).await;
+    d.wait_for("#matrix").await;
     let matrix = d.text("#matrix").await;
     assert!(matrix.contains("devices ✓"), "{matrix}");
     assert!(matrix.contains("audit_events ✓"), "{matrix}");
@@ -397,6 +552,7 @@ async fn console_flows_in_headless_chromium() {
     );
     assert!(!d.source().await.contains(token));
     d.screenshot("02-check-matrix").await;
+    d.axe("check-matrix").await;
     d.click_nav("#save").await;
 
     // Watch its streams turn healthy. Threats, which the token may not read, stays in the
@@ -417,6 +573,49 @@ async fn console_flows_in_headless_chromium() {
     assert_eq!(state, "missing_permission");
     assert!(d.source().await.contains("Re-check permissions"));
     d.screenshot("03-source-healthy").await;
+    d.axe("source").await;
+
+    // Settings and a half-typed token survive the status region's refresh: it is swapped in
+    // place, the forms are not reloaded.
+    d.on_element(
+        "#settings input[name=budget_share]",
+        reqwest::Method::POST,
+        "clear",
+        Some(json!({})),
+    )
+    .await;
+    d.type_into("#settings input[name=budget_share]", "0.35")
+        .await;
+    d.type_into("input[name=token][type=password]", "half-typed-token")
+        .await;
+    d.exec("document.getElementById('live').dataset.old = '1'; document.body.dispatchEvent(new Event('kc:refresh')); return true")
+        .await;
+    let mut swapped = false;
+    for _ in 0..100 {
+        if d.exec("const l = document.getElementById('live'); return !!l && l.dataset.old !== '1'")
+            .await
+            == json!(true)
+        {
+            swapped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(swapped, "the status region was not refreshed in place");
+    let kept = d
+        .exec(
+            "return [document.querySelector('#settings input[name=budget_share]').value, \
+                document.querySelector('input[name=token][type=password]').value, \
+                document.querySelectorAll('#live #streams tbody tr').length > 0, \
+                document.querySelectorAll('#live svg title').length > 0]",
+        )
+        .await;
+    assert_eq!(
+        kept,
+        json!(["0.35", "half-typed-token", true, true]),
+        "edits kept across a refresh"
+    );
+    d.screenshot("03b-edits-kept-across-refresh").await;
 
     // Find an audit event by search.
     d.goto(&format!("{url}/events?category=audit")).await;
@@ -435,8 +634,10 @@ async fn console_flows_in_headless_chromium() {
         "{word}: {rows}"
     );
     d.screenshot("04-events-search").await;
+    d.axe("events").await;
     d.click_nav("#events tbody tr .summary").await;
     assert!(d.source().await.contains("id=\"raw\""));
+    d.axe("event").await;
 
     // Open a device (the simulator's names carry markup; it renders as text).
     d.goto(&format!("{url}/devices")).await;
@@ -444,6 +645,7 @@ async fn console_flows_in_headless_chromium() {
     let name = d.text("#device-name").await;
     assert!(!name.is_empty());
     d.screenshot("05-device").await;
+    d.axe("device").await;
     d.goto(&format!("{url}/devices?q=script")).await;
     let shown = d.text("#devices tbody").await;
     assert!(
@@ -451,6 +653,13 @@ async fn console_flows_in_headless_chromium() {
         "the markup shows as text: {shown}"
     );
     d.screenshot("06-devices-inert-markup").await;
+    d.axe("devices").await;
+    d.goto(&format!("{url}/users")).await;
+    d.axe("users").await;
+    d.goto(&format!("{url}/apps")).await;
+    d.axe("apps").await;
+    d.goto(&format!("{url}/apps?q=a")).await;
+    d.axe("apps-search").await;
 
     // Revoke the token in the tenant: the source fails with an auth error.
     sim.revoke_token(token);
@@ -485,6 +694,7 @@ async fn console_flows_in_headless_chromium() {
         d.title().await
     );
     d.screenshot("08-delete-confirm").await;
+    d.axe("delete-confirm").await;
     d.click("#purge").await;
     d.click_nav("#confirm-delete").await;
     assert!(
@@ -501,6 +711,26 @@ async fn console_flows_in_headless_chromium() {
         "the source left the filters"
     );
     d.screenshot("09-deleted-and-purged").await;
+
+    // Nothing the pages load or do was refused by the CSP (htmx's own inline styles are off).
+    let refused = d.csp_refusals().await;
+    assert!(refused.is_empty(), "CSP refusals: {refused:#?}");
+    // And the log does show a refusal: an image from another origin (refused before any
+    // request is made).
+    d.exec("const i = document.createElement('img'); i.src = 'http://127.0.0.2:9/probe.png'; document.body.appendChild(i); return true")
+        .await;
+    let mut probe = Vec::new();
+    for _ in 0..50 {
+        probe = d.csp_refusals().await;
+        if !probe.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        probe.iter().any(|m| m.contains("probe.png")),
+        "the console log shows CSP refusals: {probe:?}"
+    );
 
     let _ = d
         .http

@@ -1,7 +1,8 @@
 //! The web console: sources, per-source status dashboards, the data explorer, a JSON API,
 //! Prometheus metrics and health checks, served by axum from the same store and engine the
 //! CLI uses. Pages are server-rendered askama templates (auto-escaped: every Kandji value is
-//! untrusted), with no JavaScript; the one stylesheet is vendored in `static/`.
+//! untrusted). Status regions refresh in place with htmx (vendored in `static/vendor/`, served
+//! from `/static/`, CSP `script-src 'self'`, nothing inline); every page works without it.
 
 pub mod access;
 pub mod api;
@@ -35,9 +36,19 @@ pub use auth::Auth;
 pub use catalog::ConsoleCatalog;
 pub use crypto::TokenCipher;
 
-/// The Content-Security-Policy of every response: nothing inline, nothing from elsewhere.
-pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
-    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The Content-Security-Policy of every response: nothing inline, nothing from elsewhere. The
+/// one script is the vendored htmx, which fetches fragments from this origin (`connect-src`).
+pub const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
+    style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; \
+    base-uri 'none'";
+
+/// Where the vendored htmx is served (`static/vendor/README.md` says where it came from).
+pub const HTMX_PATH: &str = "/static/htmx-2.0.11.min.js";
+
+/// Whether a request came from htmx (a fragment refresh), not a navigation.
+pub fn is_htmx(headers: &axum::http::HeaderMap) -> bool {
+    headers.get("hx-request").is_some_and(|v| v == "true")
+}
 
 /// A check's result waiting for "save": the token stays server-side, never in the page.
 pub struct Pending {
@@ -150,6 +161,11 @@ impl FromRequestParts<App> for Admin {
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
         match app.auth.session(&parts.headers) {
             Some(s) => Ok(Admin(s)),
+            // A refresh after the session ended: the whole page goes to the login form, not a
+            // login form swapped into a status table.
+            None if is_htmx(&parts.headers) => {
+                Err(([("hx-redirect", "/login")], StatusCode::UNAUTHORIZED).into_response())
+            }
             None => Err(Redirect::to("/login").into_response()),
         }
     }
@@ -273,11 +289,24 @@ async fn static_css() -> Response {
         .into_response()
 }
 
+async fn static_htmx() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            // The version is in the path: a new one is a new URL.
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        include_str!("../../static/vendor/htmx-2.0.11.min.js"),
+    )
+        .into_response()
+}
+
 /// The console's routes.
 pub fn router(app: App) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::to("/sources") }))
         .route("/static/app.css", get(static_css))
+        .route(HTMX_PATH, get(static_htmx))
         .route("/login", get(pages::login_page).post(pages::login_post))
         .route("/setup", get(pages::setup_page).post(pages::setup_post))
         .route("/logout", post(pages::logout))
@@ -285,6 +314,9 @@ pub fn router(app: App) -> Router {
         .route("/sources/check", post(pages::source_check))
         .route("/sources/save", post(pages::source_save))
         .route("/sources/{name}", get(pages::source_page))
+        // The regions htmx refreshes in place (a source may be named "live": its own prefix).
+        .route("/live/sources", get(pages::sources_live))
+        .route("/live/sources/{name}", get(pages::source_live))
         .route("/sources/{name}/edit", post(pages::source_edit))
         .route("/sources/{name}/token", post(pages::source_token))
         .route("/sources/{name}/recheck", post(pages::source_recheck))

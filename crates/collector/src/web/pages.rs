@@ -255,7 +255,7 @@ pub async fn logout(State(app): State<App>, p: Posted) -> Response {
 // ---------- sources ----------
 
 #[derive(Template)]
-#[template(path = "sources.html")]
+#[template(path = "sources.html", blocks = ["live"])]
 struct SourcesPage {
     title: String,
     csrf: String,
@@ -265,20 +265,38 @@ struct SourcesPage {
     form_name: String,
     form_endpoint: String,
     form_region: String,
+    /// When the status table was read (the live region's stamp).
+    updated: String,
 }
 
-pub async fn sources_page(State(app): State<App>, Admin(s): Admin) -> Result<Response, WebError> {
-    let page = SourcesPage {
+/// The time of day in UTC, for "updated" stamps.
+fn clock_now() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!("{:02}:{:02}:{:02} UTC", t.hour(), t.minute(), t.second())
+}
+
+async fn sources_list(app: &App, csrf: String) -> Result<SourcesPage, WebError> {
+    Ok(SourcesPage {
         title: "Sources".into(),
-        csrf: s.csrf,
-        sources: source_rows(&app).await?,
+        csrf,
+        sources: source_rows(app).await?,
         allow_custom: app.allow_custom_endpoints,
         error: String::new(),
         form_name: String::new(),
         form_endpoint: String::new(),
         form_region: "us".into(),
-    };
-    render(&page)
+        updated: clock_now(),
+    })
+}
+
+pub async fn sources_page(State(app): State<App>, Admin(s): Admin) -> Result<Response, WebError> {
+    render(&sources_list(&app, s.csrf).await?)
+}
+
+/// The sources table alone, for htmx to swap in place: the add form around it is never
+/// reloaded under the user (a `<meta refresh>` once wiped a half-typed token).
+pub async fn sources_live(State(app): State<App>, Admin(s): Admin) -> Result<Response, WebError> {
+    render(&sources_list(&app, s.csrf).await?.as_live())
 }
 
 pub struct MatrixRow {
@@ -301,6 +319,8 @@ struct CheckPage {
     unauthorized: bool,
     /// Why "save" was refused (the check stays pending, to fix and save again).
     error: String,
+    /// Some stream passed: "save" is offered only then.
+    any_ok: bool,
 }
 
 pub fn matrix_rows(report: &crate::check::Report) -> Vec<MatrixRow> {
@@ -354,6 +374,7 @@ pub async fn source_check(State(app): State<App>, p: Posted) -> Result<Response,
             form_name: name.clone(),
             form_endpoint: endpoint.clone(),
             form_region: region_s.clone(),
+            updated: clock_now(),
         };
         let mut r = render(&page)?;
         *r.status_mut() = StatusCode::BAD_REQUEST;
@@ -436,6 +457,7 @@ fn check_page(
         name,
         endpoint,
         pending,
+        any_ok: report.matrix.iter().any(|(_, a)| *a == Access::Ok),
         rows: matrix_rows(report),
         fleet: report
             .fleet
@@ -536,8 +558,14 @@ pub struct Choice {
 }
 
 #[derive(Template)]
-#[template(path = "source.html")]
+#[template(path = "source.html", blocks = ["live"])]
 struct SourcePage {
+    /// When the status was read (the live region's stamp).
+    updated: String,
+    /// Inline SVG (so each bar's `<title>` shows on hover), from [`super::svg`]: numbers and
+    /// escaped labels only.
+    budget_chart: String,
+    records_chart: String,
     title: String,
     csrf: String,
     name: String,
@@ -573,7 +601,17 @@ pub async fn source_page(
     Admin(s): Admin,
     Path(name): Path<String>,
 ) -> Result<Response, WebError> {
-    source_view(&app, s.csrf, name, None).await
+    source_view(&app, s.csrf, name, None, false).await
+}
+
+/// The source's status region alone (state, streams, budget, charts), for htmx to swap in
+/// place: the settings and token forms below it are never reloaded under the user.
+pub async fn source_live(
+    State(app): State<App>,
+    Admin(s): Admin,
+    Path(name): Path<String>,
+) -> Result<Response, WebError> {
+    source_view(&app, s.csrf, name, None, true).await
 }
 
 /// The source page; with `edit`, the settings form shows the posted values and why they
@@ -583,6 +621,7 @@ async fn source_view(
     csrf: String,
     name: String,
     edit: Option<(&FormData, String)>,
+    live_only: bool,
 ) -> Result<Response, WebError> {
     let console = sources::get(&app.store, &name).await?;
     let config = app
@@ -668,8 +707,16 @@ async fn source_view(
         .await
         .map_err(|e| WebError::Internal(e.to_string()))?;
     let fleet = app.store.fleet_size(&name).await?;
-    let bps = app.store.dimension(&name, Table::Blueprints).await?;
-    let tgs = app.store.dimension(&name, Table::Tags).await?;
+    // The filter choices (thousands of tags) belong to the settings form, which a refresh of
+    // the status region leaves alone.
+    let (bps, tgs) = if live_only {
+        (Vec::new(), Vec::new())
+    } else {
+        (
+            app.store.dimension(&name, Table::Blueprints).await?,
+            app.store.dimension(&name, Table::Tags).await?,
+        )
+    };
     let stream_list: Vec<StreamName> = selected
         .iter()
         .filter_map(|s| StreamName::parse(s))
@@ -786,6 +833,9 @@ async fn source_view(
     };
     let settings_error = edit.as_ref().map(|(_, e)| e.clone()).unwrap_or_default();
     let page = SourcePage {
+        updated: clock_now(),
+        budget_chart: budget_chart(app, &name).await?,
+        records_chart: records_chart(app, &name).await?,
         title: format!("Source {name}"),
         csrf,
         region,
@@ -816,6 +866,9 @@ async fn source_view(
         settings_error: settings_error.clone(),
         name,
     };
+    if live_only {
+        return render(&page.as_live());
+    }
     let mut res = render(&page)?;
     if !settings_error.is_empty() {
         *res.status_mut() = StatusCode::BAD_REQUEST;
@@ -932,7 +985,7 @@ pub async fn source_edit(
     };
     if let Some(error) = refused {
         tracing::info!(source = %name, %error, "console source edit refused");
-        return source_view(&app, p.session.csrf.clone(), name, Some((f, error))).await;
+        return source_view(&app, p.session.csrf.clone(), name, Some((f, error)), false).await;
     }
     tracing::info!(source = %name, "console source edited");
     app.supervisor.poke();
@@ -1081,13 +1134,10 @@ fn last_24h() -> (Vec<i64>, i64) {
     (hours, since)
 }
 
-pub async fn budget_svg(
-    State(app): State<App>,
-    Admin(_): Admin,
-    Path(name): Path<String>,
-) -> Result<Response, WebError> {
+/// The budget chart: our requests per hour against our share and the tenant's limit.
+async fn budget_chart(app: &App, name: &str) -> Result<String, WebError> {
     let (hours, since) = last_24h();
-    let rows = app.store.budget_series(&name, since).await?;
+    let rows = app.store.budget_series(name, since).await?;
     let vals: Vec<f64> = hours
         .iter()
         .map(|h| rows.iter().find(|r| r.0 == *h).map_or(0.0, |r| r.1 as f64))
@@ -1095,25 +1145,35 @@ pub async fn budget_svg(
     let (limit, share) = rows
         .last()
         .map_or((10_000.0, 0.0), |r| (r.2 as f64, r.3 as f64));
-    let mut lines = vec![("hourly limit".to_string(), limit)];
-    if share > 0.0 {
-        lines.push(("our share".to_string(), share));
+    let mut refs = Vec::new();
+    if share > 0.0 && share < limit {
+        refs.push(super::svg::Reference {
+            label: "our share".into(),
+            value: share,
+            colour: "#b45309",
+            band: true,
+        });
     }
-    Ok(svg(super::svg::hourly_bars(
+    refs.push(super::svg::Reference {
+        label: "hourly limit".into(),
+        value: limit,
+        colour: "#b91c1c",
+        band: false,
+    });
+    Ok(super::svg::hourly_bars(
         "API requests per hour",
+        "requests",
         &hours,
         &[("requests".to_string(), vals)],
-        &lines,
-    )))
+        &refs,
+    ))
 }
 
-pub async fn records_svg(
-    State(app): State<App>,
-    Admin(_): Admin,
-    Path(name): Path<String>,
-) -> Result<Response, WebError> {
+/// The records chart: records collected per hour, stacked by category in a fixed order and
+/// colour.
+async fn records_chart(app: &App, name: &str) -> Result<String, WebError> {
     let (hours, since) = last_24h();
-    let rows = app.store.record_series(&name, since).await?;
+    let rows = app.store.record_series(name, since).await?;
     let mut cats: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for (h, cat, n) in rows {
         let v = cats.entry(cat).or_insert_with(|| vec![0.0; hours.len()]);
@@ -1121,13 +1181,31 @@ pub async fn records_svg(
             v[i] += n as f64;
         }
     }
-    let series: Vec<(String, Vec<f64>)> = cats.into_iter().collect();
-    Ok(svg(super::svg::hourly_bars(
+    let mut series: Vec<(String, Vec<f64>)> = cats.into_iter().collect();
+    series.sort_by_key(|(c, _)| (super::svg::category_rank(c), c.clone()));
+    Ok(super::svg::hourly_bars(
         "Records collected per hour",
+        "records",
         &hours,
         &series,
         &[],
-    )))
+    ))
+}
+
+pub async fn budget_svg(
+    State(app): State<App>,
+    Admin(_): Admin,
+    Path(name): Path<String>,
+) -> Result<Response, WebError> {
+    Ok(svg(budget_chart(&app, &name).await?))
+}
+
+pub async fn records_svg(
+    State(app): State<App>,
+    Admin(_): Admin,
+    Path(name): Path<String>,
+) -> Result<Response, WebError> {
+    Ok(svg(records_chart(&app, &name).await?))
 }
 
 // ---------- explorer ----------
