@@ -646,6 +646,20 @@ async fn console_flows_in_headless_chromium() {
     assert!(!name.is_empty());
     d.screenshot("05-device").await;
     d.axe("device").await;
+    // The console's script shows the copy button for the raw record, and puts the viewer's
+    // time zone in each time's hover text.
+    let enhanced = d
+        .exec(
+            "const b = document.querySelector('button[data-copy=device-raw]'); \
+               const t = document.querySelector('time[datetime]'); \
+               return [!!b && !b.hidden, !!t && t.title.includes('(')]",
+        )
+        .await;
+    assert_eq!(
+        enhanced,
+        json!([true, true]),
+        "app.js enhanced the device page"
+    );
     d.goto(&format!("{url}/devices?q=script")).await;
     let shown = d.text("#devices tbody").await;
     assert!(

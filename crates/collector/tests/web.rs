@@ -500,8 +500,12 @@ async fn add_source_matrix_encryption_pickup_xss_and_revocation() {
     }
 
     // Kandji values are untrusted: the simulator's names with markup render inert.
-    // The one script element a page has is the vendored htmx; anything else is markup.
-    let ours = format!("<script src=\"{}\" defer></script>", web::HTMX_PATH);
+    // The script elements a page has are the console's own two (the vendored htmx and
+    // app.js); anything else is markup.
+    let ours = format!(
+        "<script src=\"{}\" defer></script>\n<script src=\"/static/app.js\" defer></script>",
+        web::HTMX_PATH
+    );
     let devices = c.get("/devices?q=script").await.text().await.unwrap();
     assert_eq!(devices.matches(&ours).count(), 1);
     let devices = devices.replace(&ours, "");
@@ -1206,6 +1210,47 @@ async fn status_regions_refresh_in_place_and_forms_are_never_reloaded() {
         c.get("/live/sources/nope").await.status(),
         StatusCode::NOT_FOUND
     );
+
+    // Lists name devices (the id on hover), times read "… ago" with the exact time on hover,
+    // and a device's raw record has a copy button (shown by the console's script).
+    wait_for("the audit events", || async {
+        source_state(&c, "acme").await["streams"]
+            .as_array()
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|s| s["stream"] == "audit_events" && s["state"] == "healthy")
+            })
+    })
+    .await;
+    let events = c.get("/events?category=audit").await.text().await.unwrap();
+    let named = events
+        .split("class=\"device\">")
+        .skip(1)
+        .filter_map(|rest| rest.split("</a>").next())
+        .filter(|n| !n.starts_with("<code"))
+        .count();
+    assert!(named > 0, "no event names its device: {events}");
+    assert!(events.contains("<time datetime=\""), "{events}");
+    assert!(events.contains(" ago</time>") || events.contains("just now</time>"));
+    let js = c.get("/static/app.js").await;
+    assert_eq!(js.status(), StatusCode::OK);
+    assert!(js.text().await.unwrap().contains("data-copy"));
+    let devices = c
+        .get("/api/devices")
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let id = devices[0]["id"].as_str().unwrap().to_string();
+    let page = c
+        .get(&format!("/devices/acme/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("data-copy=\"device-raw\""), "{page}");
+    let raw = page.split("<pre id=\"device-raw\">").nth(1).unwrap();
+    assert!(raw.contains(&id), "the raw record is the device's: {raw}");
 
     // A refresh after the session ended sends the whole page to the login form.
     let r = c

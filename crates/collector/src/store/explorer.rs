@@ -8,6 +8,8 @@
 //! gathered (`ANALYZE`), so SQLite's choice does not depend on the data: the plans tested
 //! on a small store are the plans of a big one.
 
+use std::collections::HashMap;
+
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde::{Deserialize, Serialize};
@@ -119,6 +121,45 @@ pub struct EventView {
     pub user_id: Option<String>,
     pub severity: Option<String>,
     pub summary: String,
+    /// The device's name, from the inventory (lists show it, with the id on hover).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_name: Option<String>,
+}
+
+pub(crate) const DEVICE_NAME_SQL: &str = "SELECT device_name FROM devices
+     WHERE source = ?1 AND device_id = ?2 ORDER BY first_seen DESC LIMIT 1";
+
+/// The newest name the inventory has for a device (by `devices_device`).
+fn device_name(
+    c: &Connection,
+    source: &str,
+    device_id: &str,
+) -> Result<Option<String>, StoreError> {
+    let mut st = c.prepare_cached(DEVICE_NAME_SQL)?;
+    Ok(st
+        .query_row(params![source, device_id], |r| {
+            r.get::<_, Option<String>>(0)
+        })
+        .optional()?
+        .flatten()
+        .filter(|n| !n.is_empty()))
+}
+
+/// Fills in each event's device name (one indexed lookup per distinct device of the page).
+fn name_devices(c: &Connection, events: &mut [EventView]) -> Result<(), StoreError> {
+    let mut seen: HashMap<(String, String), Option<String>> = HashMap::new();
+    for e in events.iter_mut() {
+        let Some(id) = e.device_id.clone() else {
+            continue;
+        };
+        let key = (e.source.clone(), id);
+        if !seen.contains_key(&key) {
+            let n = device_name(c, &key.0, &key.1)?;
+            seen.insert(key.clone(), n);
+        }
+        e.device_name = seen.get(&key).cloned().flatten();
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -224,6 +265,7 @@ fn events(c: &Connection, f: &EventFilter, limit: usize) -> Result<EventPage, St
                     user_id: r.get(7)?,
                     severity: r.get(8)?,
                     summary: r.get(9)?,
+                    device_name: None,
                 },
             ))
         })?
@@ -234,10 +276,9 @@ fn events(c: &Connection, f: &EventFilter, limit: usize) -> Result<EventPage, St
     } else {
         None
     };
-    Ok(EventPage {
-        events: raw.into_iter().map(|(_, e)| e).collect(),
-        next,
-    })
+    let mut events: Vec<EventView> = raw.into_iter().map(|(_, e)| e).collect();
+    name_devices(c, &mut events)?;
+    Ok(EventPage { events, next })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -254,31 +295,37 @@ pub(crate) const EVENT_SQL: &str =
             severity, summary, uid, collected_at, raw FROM events WHERE seq = ?1";
 
 fn event(c: &Connection, seq: i64) -> Result<Option<EventDetail>, StoreError> {
-    Ok(c.query_row(EVENT_SQL, [seq], |r| {
-        let raw: String = r.get(12)?;
-        let pretty = serde_json::from_str::<serde_json::Value>(&raw)
-            .ok()
-            .and_then(|v| serde_json::to_string_pretty(&v).ok())
-            .unwrap_or(raw);
-        Ok(EventDetail {
-            event: EventView {
-                seq: r.get(0)?,
-                source: r.get(1)?,
-                stream: r.get(2)?,
-                category: r.get(3)?,
-                event_type: r.get(4)?,
-                occurred_at: rfc3339(r.get(5)?),
-                device_id: r.get(6)?,
-                user_id: r.get(7)?,
-                severity: r.get(8)?,
-                summary: r.get(9)?,
-            },
-            uid: r.get(10)?,
-            collected_at: rfc3339(r.get(11)?),
-            raw: pretty,
+    let mut found = c
+        .query_row(EVENT_SQL, [seq], |r| {
+            let raw: String = r.get(12)?;
+            let pretty = serde_json::from_str::<serde_json::Value>(&raw)
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or(raw);
+            Ok(EventDetail {
+                event: EventView {
+                    seq: r.get(0)?,
+                    source: r.get(1)?,
+                    stream: r.get(2)?,
+                    category: r.get(3)?,
+                    event_type: r.get(4)?,
+                    occurred_at: rfc3339(r.get(5)?),
+                    device_id: r.get(6)?,
+                    user_id: r.get(7)?,
+                    severity: r.get(8)?,
+                    summary: r.get(9)?,
+                    device_name: None,
+                },
+                uid: r.get(10)?,
+                collected_at: rfc3339(r.get(11)?),
+                raw: pretty,
+            })
         })
-    })
-    .optional()?)
+        .optional()?;
+    if let Some(d) = found.as_mut() {
+        name_devices(c, std::slice::from_mut(&mut d.event))?;
+    }
+    Ok(found)
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -499,7 +546,13 @@ pub struct DeviceDetail {
     pub apps: Vec<AppView>,
     pub compliance: Vec<ComplianceView>,
     pub events: Vec<EventView>,
+    /// The raw inventory record, pretty-printed (the page's raw view; the API has its own).
+    #[serde(skip)]
+    pub raw: String,
 }
+
+pub(crate) const DEVICE_RAW_SQL: &str =
+    "SELECT raw FROM devices WHERE source = ?1 AND key = ?2 AND removed_at IS NULL";
 
 pub(crate) const DEVICE_SQL: &str =
     "SELECT {COLS} FROM devices d WHERE d.source = ?1 AND d.key = ?2 AND d.removed_at IS NULL";
@@ -567,12 +620,22 @@ fn device(c: &Connection, source: &str, id: &str) -> Result<Option<DeviceDetail>
         100,
     )?
     .events;
+    let raw: String = c
+        .prepare_cached(DEVICE_RAW_SQL)?
+        .query_row(params![source, id], |r| r.get(0))
+        .optional()?
+        .unwrap_or_default();
+    let raw = serde_json::from_str::<serde_json::Value>(&raw)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or(raw);
     Ok(Some(DeviceDetail {
         device,
         details,
         apps,
         compliance,
         events,
+        raw,
     }))
 }
 
@@ -914,6 +977,16 @@ mod tests {
                 vec![text("org.mozilla.firefox"), Sql::Null],
             ),
             ("event", EVENT_SQL.into(), vec![Sql::Integer(1)]),
+            (
+                "device raw",
+                DEVICE_RAW_SQL.into(),
+                vec![text("acme"), text("d1")],
+            ),
+            (
+                "device name",
+                DEVICE_NAME_SQL.into(),
+                vec![text("acme"), text("d1")],
+            ),
         ];
         for (what, sql, p) in cases {
             let lines = plan(&c, &sql, p);
@@ -921,6 +994,13 @@ mod tests {
             if what == "users" {
                 assert!(
                     lines.iter().any(|l| l.contains("users_live_email"))
+                        && !lines.iter().any(|l| l.contains("TEMP B-TREE")),
+                    "{what}: {lines:#?}"
+                );
+            }
+            if what == "device name" {
+                assert!(
+                    lines.iter().any(|l| l.contains("devices_device"))
                         && !lines.iter().any(|l| l.contains("TEMP B-TREE")),
                     "{what}: {lines:#?}"
                 );

@@ -289,6 +289,17 @@ async fn static_css() -> Response {
         .into_response()
 }
 
+async fn static_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../static/app.js"),
+    )
+        .into_response()
+}
+
 async fn static_htmx() -> Response {
     (
         [
@@ -307,6 +318,7 @@ pub fn router(app: App) -> Router {
         .route("/", get(|| async { Redirect::to("/sources") }))
         .route("/static/app.css", get(static_css))
         .route(HTMX_PATH, get(static_htmx))
+        .route("/static/app.js", get(static_js))
         .route("/login", get(pages::login_page).post(pages::login_post))
         .route("/setup", get(pages::setup_page).post(pages::setup_post))
         .route("/logout", post(pages::logout))

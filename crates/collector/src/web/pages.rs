@@ -252,6 +252,61 @@ pub async fn logout(State(app): State<App>, p: Posted) -> Response {
     res
 }
 
+/// How long ago (or how soon) `at_ms` is from `now_ms`: "just now", "3 min ago", "in 2 h".
+pub fn relative(at_ms: i64, now_ms: i64) -> String {
+    let d = (now_ms - at_ms) / 1000;
+    let (n, past) = (d.unsigned_abs(), d >= 0);
+    if n < 10 {
+        return "just now".into();
+    }
+    let span = match n {
+        0..60 => format!("{n} s"),
+        60..3_600 => format!("{} min", n / 60),
+        3_600..172_800 => format!("{} h", n / 3_600),
+        _ => format!("{} days", n / 86_400),
+    };
+    if past {
+        format!("{span} ago")
+    } else {
+        format!("in {span}")
+    }
+}
+
+/// Template filters (askama finds them by this module's name).
+mod filters {
+    /// A timestamp as a relative `<time>` ("3 min ago"), the exact UTC time on hover (the
+    /// console's script puts the viewer's time zone there). Anything that is not a timestamp
+    /// ("due", "running") is shown as it is. Output is escaped here: use with `|safe`.
+    pub fn when<T: std::fmt::Display>(value: T, _: &dyn askama::Values) -> askama::Result<String> {
+        let text = value.to_string();
+        let esc = |s: &str| {
+            askama::filters::escape(s, askama::filters::Html)
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let Some(t) = kandji_api::parse_timestamp(&text) else {
+            return Ok(esc(&text));
+        };
+        let t = t.to_offset(time::UtcOffset::UTC);
+        let ms = (t.unix_timestamp_nanos() / 1_000_000) as i64;
+        let exact = format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
+        Ok(format!(
+            r#"<time datetime="{}" title="{}">{}</time>"#,
+            esc(&text),
+            exact,
+            super::relative(ms, crate::store::now_ms())
+        ))
+    }
+}
+
 // ---------- sources ----------
 
 #[derive(Template)]
@@ -1600,4 +1655,36 @@ pub async fn apps_page(
         apps,
         devices,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative;
+
+    #[test]
+    fn relative_times() {
+        let now = 1_000_000_000;
+        assert_eq!(relative(now, now), "just now");
+        assert_eq!(relative(now - 30_000, now), "30 s ago");
+        assert_eq!(relative(now - 180_000, now), "3 min ago");
+        assert_eq!(relative(now - 7_200_000, now), "2 h ago");
+        assert_eq!(relative(now - 3 * 86_400_000, now), "3 days ago");
+        assert_eq!(relative(now + 840_000, now), "in 14 min");
+    }
+
+    #[test]
+    fn the_time_filter_escapes_what_is_not_a_time() {
+        let v = askama::NO_VALUES;
+        assert_eq!(
+            super::filters::when("<b>due</b>", v).unwrap(),
+            "&#60;b&#62;due&#60;/b&#62;"
+        );
+        let t = super::filters::when("2026-01-02T03:04:05Z", v).unwrap();
+        assert!(
+            t.starts_with(
+                "<time datetime=\"2026-01-02T03:04:05Z\" title=\"2026-01-02 03:04:05 UTC\">"
+            ),
+            "{t}"
+        );
+    }
 }
