@@ -670,7 +670,14 @@ async fn console_flows_in_headless_chromium() {
     d.axe("devices").await;
     d.goto(&format!("{url}/users")).await;
     d.axe("users").await;
+    // Apps opens on a landing page: most installed, several versions, behind the newest.
     d.goto(&format!("{url}/apps")).await;
+    let landing = d
+        .exec("return ['#top-apps', '#several-versions', '#outdated'].map(s => document.querySelectorAll(s + ' tbody tr').length)")
+        .await;
+    let counts: Vec<u64> = serde_json::from_value(landing.clone()).unwrap();
+    assert!(counts[0] > 0 && counts[1] > 0, "apps landing: {landing}");
+    d.screenshot("06b-apps-landing").await;
     d.axe("apps").await;
     d.goto(&format!("{url}/apps?q=a")).await;
     d.axe("apps-search").await;

@@ -701,6 +701,149 @@ pub(crate) const APPS_SQL: &str = "SELECT coalesce(name, ''), coalesce(bundle_id
      WHERE installs > 0 AND (name LIKE ?1 OR bundle_id LIKE ?1) AND (?2 IS NULL OR version = ?2)
      GROUP BY name, bundle_id, version ORDER BY name, version DESC LIMIT 500";
 
+/// Every app version the fleet has, for the apps landing page: a scan of `app_versions`,
+/// which holds one row per distinct version (not per install), so it stays small.
+pub(crate) const APP_OVERVIEW_SQL: &str = "SELECT coalesce(bundle_id, ''), coalesce(name, ''),
+        coalesce(version, ''), installs
+     FROM app_versions WHERE installs > 0";
+
+/// One app across the fleet (all its versions).
+#[derive(Debug, Clone, Serialize)]
+pub struct AppGroup {
+    pub name: String,
+    pub bundle_id: String,
+    /// Installs over every version.
+    pub installs: i64,
+    /// Distinct versions in the fleet.
+    pub versions: usize,
+    /// The newest version seen in the fleet (by version order, not by date).
+    pub newest: String,
+    /// Installs of an older version than `newest`.
+    pub outdated: i64,
+}
+
+/// The apps landing page: the most installed apps, apps with several versions in the fleet,
+/// and apps with installs older than the newest version the fleet has.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AppsOverview {
+    pub top: Vec<AppGroup>,
+    pub several_versions: Vec<AppGroup>,
+    pub outdated: Vec<AppGroup>,
+    /// Distinct apps in the fleet.
+    pub apps: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum VersionPart {
+    // Text sorts before numbers: "1.0b" < "1.0.1".
+    Text(String),
+    Num(u64),
+}
+
+/// A version string's sort key: runs of digits compare as numbers ("10.2" > "9.14").
+fn version_key(v: &str) -> Vec<VersionPart> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let flush = |cur: &mut String, out: &mut Vec<VersionPart>| {
+        if cur.is_empty() {
+            return;
+        }
+        out.push(match cur.parse::<u64>() {
+            Ok(n) => VersionPart::Num(n),
+            Err(_) => VersionPart::Text(cur.to_ascii_lowercase()),
+        });
+        cur.clear();
+    };
+    for ch in v.chars() {
+        if !ch.is_alphanumeric() {
+            flush(&mut cur, &mut out);
+        } else if cur
+            .chars()
+            .last()
+            .is_some_and(|l| l.is_ascii_digit() != ch.is_ascii_digit())
+        {
+            flush(&mut cur, &mut out);
+            cur.push(ch);
+        } else {
+            cur.push(ch);
+        }
+    }
+    flush(&mut cur, &mut out);
+    out
+}
+
+fn apps_overview(c: &Connection, n: usize) -> Result<AppsOverview, StoreError> {
+    let mut by_app: HashMap<String, (String, Vec<(String, i64)>)> = HashMap::new();
+    let mut st = c.prepare_cached(APP_OVERVIEW_SQL)?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let (bundle, name, version, installs): (String, String, String, i64) =
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+        // Apps without a bundle id (Android, Windows) are grouped by name.
+        let key = if bundle.is_empty() {
+            name.clone()
+        } else {
+            bundle
+        };
+        let e = by_app
+            .entry(key)
+            .or_insert_with(|| (name.clone(), Vec::new()));
+        if e.0.is_empty() {
+            e.0 = name;
+        }
+        match e.1.iter_mut().find(|(v, _)| *v == version) {
+            Some(x) => x.1 += installs,
+            None => e.1.push((version, installs)),
+        }
+    }
+    let groups: Vec<AppGroup> = by_app
+        .into_iter()
+        .map(|(bundle_id, (name, versions))| {
+            let installs = versions.iter().map(|(_, n)| n).sum();
+            let newest = versions
+                .iter()
+                .max_by_key(|(v, _)| version_key(v))
+                .map(|(v, _)| v.clone())
+                .unwrap_or_default();
+            let on_newest: i64 = versions
+                .iter()
+                .filter(|(v, _)| *v == newest)
+                .map(|(_, n)| n)
+                .sum();
+            AppGroup {
+                name,
+                bundle_id,
+                installs,
+                versions: versions.len(),
+                newest,
+                outdated: installs - on_newest,
+            }
+        })
+        .collect();
+    let pick = |mut v: Vec<AppGroup>, key: fn(&AppGroup) -> (i64, i64)| {
+        v.sort_by(|a, b| {
+            key(b)
+                .cmp(&key(a))
+                .then_with(|| a.name.cmp(&b.name))
+                .then_with(|| a.bundle_id.cmp(&b.bundle_id))
+        });
+        v.truncate(n);
+        v
+    };
+    Ok(AppsOverview {
+        apps: groups.len(),
+        top: pick(groups.clone(), |g| (g.installs, 0)),
+        several_versions: pick(
+            groups.iter().filter(|g| g.versions > 1).cloned().collect(),
+            |g| (g.versions as i64, g.installs),
+        ),
+        outdated: pick(
+            groups.into_iter().filter(|g| g.outdated > 0).collect(),
+            |g| (g.outdated, g.installs),
+        ),
+    })
+}
+
 fn apps(c: &Connection, q: &str, version: Option<&str>) -> Result<Vec<AppSummary>, StoreError> {
     let rows = c
         .prepare_cached(APPS_SQL)?
@@ -826,6 +969,12 @@ impl Store {
         self.read(move |c| users(c, q.as_deref(), page)).await
     }
 
+    /// The apps landing page: the `n` most installed apps, those with the most versions in
+    /// the fleet, and those with the most installs behind the fleet's newest version.
+    pub async fn apps_overview(&self, n: usize) -> Result<AppsOverview, StoreError> {
+        self.read(move |c| apps_overview(c, n)).await
+    }
+
     /// "Which devices have app X (at version Y)": versions matching `q` with device counts,
     /// and (with `bundle_id`) the devices of one app.
     pub async fn apps_search(
@@ -883,6 +1032,51 @@ mod tests {
                 "{what}: devices scanned without an index: {l}\n{lines:#?}"
             );
         }
+    }
+
+    #[test]
+    fn versions_compare_by_their_numbers() {
+        assert!(version_key("10.2") > version_key("9.14"));
+        assert!(version_key("128.0.1") > version_key("128.0"));
+        assert!(version_key("1.0.1") > version_key("1.0b"));
+        assert!(version_key("2.0") == version_key("2-0"));
+    }
+
+    #[test]
+    fn the_apps_overview_ranks_installs_versions_and_outdated_installs() {
+        let (_d, c) = store();
+        let add = |id: i64, bundle: &str, name: &str, version: &str, installs: i64| {
+            c.execute(
+                "INSERT INTO app_versions (id, title, name, bundle_id, version, path, installs, fields)
+                 VALUES (?1, 1, ?2, ?3, ?4, '', ?5, ?1)",
+                params![id, name, bundle, version, installs],
+            )
+            .unwrap();
+        };
+        add(1, "org.mozilla.firefox", "Firefox", "128.0", 30);
+        add(2, "org.mozilla.firefox", "Firefox", "99.1", 12);
+        add(3, "org.mozilla.firefox", "Firefox", "127.2", 8);
+        add(4, "com.tinyspeck.slackmacgap", "Slack", "4.41", 45);
+        add(5, "com.apple.Safari", "Safari", "18.1", 10);
+        add(6, "com.apple.Safari", "Safari", "18.2", 0);
+        let o = apps_overview(&c, 10).unwrap();
+        assert_eq!(o.apps, 3);
+        let top: Vec<_> = o
+            .top
+            .iter()
+            .map(|a| (a.name.as_str(), a.installs))
+            .collect();
+        assert_eq!(top, [("Firefox", 50), ("Slack", 45), ("Safari", 10)]);
+        assert_eq!(
+            o.several_versions.len(),
+            1,
+            "an uninstalled version does not count"
+        );
+        assert_eq!(o.several_versions[0].versions, 3);
+        let ff = &o.outdated[0];
+        assert_eq!((ff.newest.as_str(), ff.outdated), ("128.0", 20));
+        assert_eq!(o.outdated.len(), 1);
+        assert_eq!(apps_overview(&c, 1).unwrap().top.len(), 1);
     }
 
     fn store() -> (tempfile::TempDir, Connection) {
@@ -977,6 +1171,7 @@ mod tests {
                 vec![text("org.mozilla.firefox"), Sql::Null],
             ),
             ("event", EVENT_SQL.into(), vec![Sql::Integer(1)]),
+            ("apps overview", APP_OVERVIEW_SQL.into(), vec![]),
             (
                 "device raw",
                 DEVICE_RAW_SQL.into(),

@@ -50,9 +50,9 @@ use tokio::sync::oneshot;
 pub use apps::{AppInstall, AppRowMapper, AppVersion, DeviceCtx};
 pub use console::{ConsoleSourceRow, NewConsoleSource, SourceSettings};
 pub use explorer::{
-    AppDevice, AppSummary, AppView, ComplianceView, DeviceDetail, DeviceFilter, DeviceView,
-    EventDetail, EventFilter, EventPage, EventView, PAGE, UserView, device_sorts, fts_query,
-    parse_time,
+    AppDevice, AppGroup, AppSummary, AppView, AppsOverview, ComplianceView, DeviceDetail,
+    DeviceFilter, DeviceView, EventDetail, EventFilter, EventPage, EventView, PAGE, UserView,
+    device_sorts, fts_query, parse_time,
 };
 pub use export::{ExportItem, ExportKind};
 pub use lookups::Menus;

@@ -1630,6 +1630,8 @@ struct AppsPage {
     bundle: String,
     apps: Vec<AppSummary>,
     devices: Vec<AppDevice>,
+    /// The landing page (nothing searched yet).
+    overview: Option<crate::store::AppsOverview>,
 }
 
 pub async fn apps_page(
@@ -1639,7 +1641,13 @@ pub async fn apps_page(
 ) -> Result<Response, WebError> {
     let (q, version, bundle) = (v(&lq.q), v(&lq.version), v(&lq.bundle));
     let ver = Some(version.trim().to_string()).filter(|v| !v.is_empty());
-    let (apps, devices) = if q.trim().is_empty() && bundle.is_empty() {
+    let landing = q.trim().is_empty() && bundle.is_empty();
+    let overview = if landing {
+        Some(app.store.apps_overview(15).await?)
+    } else {
+        None
+    };
+    let (apps, devices) = if landing {
         (Vec::new(), Vec::new())
     } else {
         let summary_q = if bundle.is_empty() { &q } else { &bundle };
@@ -1654,6 +1662,7 @@ pub async fn apps_page(
         bundle,
         apps,
         devices,
+        overview,
     })
 }
 
