@@ -1252,6 +1252,19 @@ async fn status_regions_refresh_in_place_and_forms_are_never_reloaded() {
     let raw = page.split("<pre id=\"device-raw\">").nth(1).unwrap();
     assert!(raw.contains(&id), "the raw record is the device's: {raw}");
 
+    // Devices have a source column and filter.
+    let mine = c.get("/devices?source=acme").await.text().await.unwrap();
+    assert!(mine.contains("<option selected>acme</option>"), "{mine}");
+    assert!(mine.contains("class=\"source\">acme</a>"), "{mine}");
+    let none = c
+        .get("/devices?source=elsewhere")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!none.contains("class=\"source\">"), "{none}");
+    assert!(none.contains("id=\"empty\""), "{none}");
+
     // A refresh after the session ended sends the whole page to the login form.
     let r = c
         .http

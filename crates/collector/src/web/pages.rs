@@ -1401,6 +1401,8 @@ struct DevicesPage {
     devices: Vec<DeviceView>,
     platforms: Vec<String>,
     blueprints: Vec<String>,
+    /// The sources with data, for the source filter.
+    sources: Vec<String>,
     sorts: Vec<&'static str>,
     query: String,
     next: String,
@@ -1414,7 +1416,7 @@ pub async fn devices_page(
 ) -> Result<Response, WebError> {
     let devices = app.store.devices_page(f.clone()).await?;
     let menus = app.store.menus().await?;
-    let (platforms, blueprints) = (menus.platforms, menus.blueprints);
+    let (platforms, blueprints, sources) = (menus.platforms, menus.blueprints, menus.sources);
     let page_n = f.page.unwrap_or(0);
     let next = if devices.len() == PAGE {
         qs(&DeviceFilter {
@@ -1443,6 +1445,7 @@ pub async fn devices_page(
         devices,
         platforms,
         blueprints,
+        sources,
         sorts: device_sorts(),
         query,
         next,
