@@ -357,7 +357,9 @@ async fn add_source_matrix_encryption_pickup_xss_and_revocation() {
     );
     // The matrix: devices and audit events ✓, threats ✗ with what to tick.
     let row = |stream: &str| {
-        let i = page.find(&format!("<td>{stream}</td>")).unwrap();
+        let i = page
+            .find(&format!("<code class=\"small inline\">{stream}</code>"))
+            .unwrap();
         page[i..].split("</tr>").next().unwrap().to_string()
     };
     assert!(row("devices").contains('✓'));

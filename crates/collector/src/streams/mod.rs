@@ -68,6 +68,25 @@ impl StreamName {
         self.spec().name
     }
 
+    /// The name people read in the console ("Audit events"); [`StreamName::as_str`] stays
+    /// the name in config, the CLI, the store and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            StreamName::Devices => "Devices",
+            StreamName::DeviceDetails => "Device details and posture",
+            StreamName::Apps => "Applications",
+            StreamName::Compliance => "Compliance",
+            StreamName::AuditEvents => "Audit events",
+            StreamName::Threats => "Threats",
+            StreamName::BehavioralDetections => "Behavioral detections",
+            StreamName::VulnerabilityDetections => "Vulnerabilities",
+            StreamName::Users => "Users",
+            StreamName::Blueprints => "Blueprints",
+            StreamName::Tags => "Tags",
+            StreamName::AdeDevices => "Automated Device Enrollment",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<StreamName> {
         let s = s.trim();
         StreamName::ALL.into_iter().find(|n| n.as_str() == s)

@@ -272,8 +272,48 @@ pub fn relative(at_ms: i64, now_ms: i64) -> String {
     }
 }
 
+/// A posture category as people read it ("Gatekeeper and XProtect", not
+/// `gatekeeper_and_xprotect`).
+pub fn posture_label(key: &str) -> String {
+    let known = match key {
+        "filevault" => "FileVault",
+        "application_firewall" => "Application firewall",
+        "gatekeeper_and_xprotect" => "Gatekeeper and XProtect",
+        "device_information" => "Device information",
+        "activation_lock" => "Activation Lock",
+        "system_integrity_protection" => "System Integrity Protection",
+        "desktop_and_screensaver" => "Desktop and screen saver",
+        "launch_agents_and_daemons" => "Launch agents and daemons",
+        "startup_settings" => "Startup settings",
+        "transparency_database" => "Transparency database (TCC)",
+        "local_users" => "Local users",
+        "kernel_extensions" => "Kernel extensions",
+        "system_extensions" => "System extensions",
+        "certificates" => "Certificates",
+        "installed_profiles" => "Installed profiles",
+        _ => "",
+    };
+    if !known.is_empty() {
+        return known.into();
+    }
+    let words = key.replace(['_', '-'], " ");
+    let mut c = words.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
 /// Template filters (askama finds them by this module's name).
 mod filters {
+    /// A posture category's readable name (see [`super::posture_label`]).
+    pub fn posture<T: std::fmt::Display>(
+        value: T,
+        _: &dyn askama::Values,
+    ) -> askama::Result<String> {
+        Ok(super::posture_label(&value.to_string()))
+    }
+
     /// A timestamp as a relative `<time>` ("3 min ago"), the exact UTC time on hover (the
     /// console's script puts the viewer's time zone there). Anything that is not a timestamp
     /// ("due", "running") is shown as it is. Output is escaped here: use with `|safe`.
@@ -356,6 +396,7 @@ pub async fn sources_live(State(app): State<App>, Admin(s): Admin) -> Result<Res
 
 pub struct MatrixRow {
     pub stream: String,
+    pub label: &'static str,
     pub ok: bool,
     pub message: String,
 }
@@ -384,6 +425,7 @@ pub fn matrix_rows(report: &crate::check::Report) -> Vec<MatrixRow> {
         .iter()
         .map(|(stream, access)| MatrixRow {
             stream: stream.as_str().to_string(),
+            label: stream.label(),
             ok: *access == Access::Ok,
             message: match access {
                 Access::Ok => "✓".into(),
@@ -593,6 +635,7 @@ pub struct StreamRow {
     /// Listed in the table: chosen, or not readable with this token.
     pub shown: bool,
     pub stream: String,
+    pub label: &'static str,
     pub state: String,
     pub selected: bool,
     pub last_success: String,
@@ -824,6 +867,7 @@ async fn source_view(
         };
         streams.push(StreamRow {
             stream: st.as_str().into(),
+            label: st.label(),
             state,
             selected: form_selected.iter().any(|x| x == st.as_str()),
             shown: sel || refused.is_some(),
@@ -1672,6 +1716,16 @@ pub async fn apps_page(
 #[cfg(test)]
 mod tests {
     use super::relative;
+
+    #[test]
+    fn posture_labels() {
+        assert_eq!(
+            super::posture_label("gatekeeper_and_xprotect"),
+            "Gatekeeper and XProtect"
+        );
+        assert_eq!(super::posture_label("remote_desktop"), "Remote desktop");
+        assert_eq!(super::posture_label(""), "");
+    }
 
     #[test]
     fn relative_times() {
