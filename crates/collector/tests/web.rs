@@ -1280,3 +1280,120 @@ async fn status_regions_refresh_in_place_and_forms_are_never_reloaded() {
     c.stop().await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detection_links_its_audit_and_security_records() {
+    use kandji_collector::streams::StreamName;
+    let sim = kandji_sim::spawn(SimConfig {
+        devices: 40,
+        per_second_limit: 1_000_000,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let streams = vec![
+        StreamName::Devices,
+        StreamName::AuditEvents,
+        StreamName::VulnerabilityDetections,
+        StreamName::Threats,
+    ];
+    let source = kandji_collector::config::Source {
+        name: "acme".into(),
+        base: kandji_api::ApiBase::parse(&sim.base_url(), kandji_api::Region::Us, true).unwrap(),
+        token: sim.token().to_string().into(),
+        enabled: true,
+        budget_share: 1.0,
+        hourly_limit: 10_000,
+        per_second: 50,
+        streams: streams.clone(),
+        intervals: Default::default(),
+        filters: Default::default(),
+        export_download_hosts: Vec::new(),
+    };
+    let mut c = Console::start_with(true, vec![source]).await;
+    c.login().await;
+    wait_for("every stream", || async {
+        source_state(&c, "acme").await["streams"]
+            .as_array()
+            .is_some_and(|a| {
+                streams.iter().all(|st| {
+                    a.iter()
+                        .any(|s| s["stream"] == st.as_str() && s["state"] == "healthy")
+                })
+            })
+    })
+    .await;
+    let mut linked = std::collections::BTreeMap::new();
+    for kind in ["vulnerability.detect", "file_detection.detect"] {
+        let list = c
+            .get(&format!("/api/events?event_type={kind}&limit=20"))
+            .await
+            .json::<serde_json::Value>()
+            .await
+            .unwrap();
+        let events = list["events"].as_array().unwrap();
+        assert!(
+            !events.is_empty(),
+            "the simulator records {kind} in its audit log"
+        );
+        for e in events {
+            let d = c
+                .get(&format!("/api/events/{}", e["seq"]))
+                .await
+                .json::<serde_json::Value>()
+                .await
+                .unwrap();
+            for r in d["related"].as_array().into_iter().flatten() {
+                assert_ne!(r["event"]["stream"], "audit_events", "{r}");
+                assert_eq!(r["event"]["device_id"], e["device_id"], "{r}");
+                *linked
+                    .entry((kind, r["event"]["stream"].as_str().unwrap().to_string()))
+                    .or_insert(0) += 1;
+            }
+        }
+    }
+    assert!(
+        linked
+            .keys()
+            .any(|(k, s)| *k == "vulnerability.detect" && s == "vulnerability_detections"),
+        "{linked:?}"
+    );
+    assert!(
+        linked
+            .keys()
+            .any(|(k, s)| *k == "file_detection.detect" && s == "threats"),
+        "{linked:?}"
+    );
+    // The page shows the link, both ways.
+    let list = c
+        .get("/api/events?event_type=vulnerability.detect&limit=20")
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    for e in list["events"].as_array().unwrap() {
+        let page = c
+            .get(&format!("/events/{}", e["seq"]))
+            .await
+            .text()
+            .await
+            .unwrap();
+        if let Some(rest) = page.split("<table id=\"related\">").nth(1) {
+            let other = rest.split("href=\"/events/").nth(1).unwrap();
+            let other = other.split('"').next().unwrap();
+            let back = c
+                .get(&format!("/events/{other}"))
+                .await
+                .text()
+                .await
+                .unwrap();
+            assert!(
+                back.contains(&format!("href=\"/events/{}\"", e["seq"])),
+                "the security record links back to the audit record"
+            );
+            break;
+        }
+    }
+    c.stop().await;
+    sim.shutdown().await;
+}

@@ -288,6 +288,111 @@ pub struct EventDetail {
     pub collected_at: String,
     /// The raw record, pretty-printed.
     pub raw: String,
+    /// The same detection as recorded by another stream (an audit `vulnerability.detect` and
+    /// the vulnerability stream's `vulnerability.detected`; `file_detection.detect` and a
+    /// threat), matched on the device and a CVE id or file hash.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<RelatedEvent>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RelatedEvent {
+    pub event: EventView,
+    /// What both records name: a CVE id or a SHA-256.
+    pub matched_on: String,
+}
+
+/// The device's other events, newest first, through `events_device_time`: the candidates
+/// for [`EventDetail::related`].
+pub(crate) const DEVICE_EVENTS_RAW_SQL: &str =
+    "SELECT seq, source, stream, category, event_type, occurred_at, device_id, user_id,
+            severity, summary, raw FROM events
+     WHERE device_id = ?1 AND source = ?2 AND seq <> ?3
+     ORDER BY occurred_at DESC, seq DESC LIMIT 500";
+
+/// The identifiers that name one detection across streams: CVE ids and SHA-256 hashes, from
+/// anywhere in the record (upper-cased, so the two streams' spellings meet).
+pub fn detection_keys(v: &serde_json::Value) -> Vec<String> {
+    fn is_cve(s: &str) -> bool {
+        let u = s.to_ascii_uppercase();
+        let mut parts = u.splitn(3, '-');
+        parts.next() == Some("CVE")
+            && parts
+                .next()
+                .is_some_and(|y| y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit()))
+            && parts
+                .next()
+                .is_some_and(|n| n.len() >= 4 && n.bytes().all(|b| b.is_ascii_digit()))
+    }
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::String(s) => {
+                let s = s.trim();
+                if is_cve(s) || (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())) {
+                    let k = s.to_ascii_uppercase();
+                    if !out.contains(&k) {
+                        out.push(k);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            serde_json::Value::Object(o) => o.values().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, &mut out);
+    out
+}
+
+fn related(
+    c: &Connection,
+    e: &EventView,
+    raw: &serde_json::Value,
+) -> Result<Vec<RelatedEvent>, StoreError> {
+    let Some(device) = e.device_id.as_deref() else {
+        return Ok(Vec::new());
+    };
+    let keys = detection_keys(raw);
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut st = c.prepare_cached(DEVICE_EVENTS_RAW_SQL)?;
+    let mut rows = st.query(params![device, e.source, e.seq])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let stream: String = r.get(2)?;
+        if stream == e.stream {
+            continue;
+        }
+        let other: String = r.get(10)?;
+        let Ok(other) = serde_json::from_str::<serde_json::Value>(&other) else {
+            continue;
+        };
+        let Some(k) = detection_keys(&other)
+            .into_iter()
+            .find(|k| keys.contains(k))
+        else {
+            continue;
+        };
+        out.push(RelatedEvent {
+            event: EventView {
+                seq: r.get(0)?,
+                source: r.get(1)?,
+                stream,
+                category: r.get(3)?,
+                event_type: r.get(4)?,
+                occurred_at: rfc3339(r.get(5)?),
+                device_id: r.get(6)?,
+                user_id: r.get(7)?,
+                severity: r.get(8)?,
+                summary: r.get(9)?,
+                device_name: None,
+            },
+            matched_on: k,
+        });
+    }
+    Ok(out)
 }
 
 pub(crate) const EVENT_SQL: &str =
@@ -319,11 +424,15 @@ fn event(c: &Connection, seq: i64) -> Result<Option<EventDetail>, StoreError> {
                 uid: r.get(10)?,
                 collected_at: rfc3339(r.get(11)?),
                 raw: pretty,
+                related: Vec::new(),
             })
         })
         .optional()?;
     if let Some(d) = found.as_mut() {
         name_devices(c, std::slice::from_mut(&mut d.event))?;
+        if let Ok(raw) = serde_json::from_str::<serde_json::Value>(&d.raw) {
+            d.related = related(c, &d.event, &raw)?;
+        }
     }
     Ok(found)
 }
@@ -1035,6 +1144,27 @@ mod tests {
     }
 
     #[test]
+    fn detection_keys_are_cve_ids_and_sha256_hashes_from_anywhere() {
+        let sha = "a".repeat(64);
+        let v = serde_json::json!({
+            "new_state": {"vulnerability": {"id": "cve-2024-12345"}},
+            "metadata": {"threat_id": sha, "note": "CVE-24-1", "n": 3},
+            "list": ["CVE-2023-0001", "not-a-key"]
+        });
+        let mut k = detection_keys(&v);
+        k.sort();
+        assert_eq!(
+            k,
+            [
+                "A".repeat(64),
+                "CVE-2023-0001".into(),
+                "CVE-2024-12345".into()
+            ]
+        );
+        assert!(detection_keys(&serde_json::json!({"id": "b".repeat(63)})).is_empty());
+    }
+
+    #[test]
     fn versions_compare_by_their_numbers() {
         assert!(version_key("10.2") > version_key("9.14"));
         assert!(version_key("128.0.1") > version_key("128.0"));
@@ -1173,6 +1303,11 @@ mod tests {
             ("event", EVENT_SQL.into(), vec![Sql::Integer(1)]),
             ("apps overview", APP_OVERVIEW_SQL.into(), vec![]),
             (
+                "device events raw",
+                DEVICE_EVENTS_RAW_SQL.into(),
+                vec![text("d1"), text("acme"), Sql::Integer(1)],
+            ),
+            (
                 "device raw",
                 DEVICE_RAW_SQL.into(),
                 vec![text("acme"), text("d1")],
@@ -1189,6 +1324,13 @@ mod tests {
             if what == "users" {
                 assert!(
                     lines.iter().any(|l| l.contains("users_live_email"))
+                        && !lines.iter().any(|l| l.contains("TEMP B-TREE")),
+                    "{what}: {lines:#?}"
+                );
+            }
+            if what == "device events raw" {
+                assert!(
+                    lines.iter().any(|l| l.contains("events_device_time"))
                         && !lines.iter().any(|l| l.contains("TEMP B-TREE")),
                     "{what}: {lines:#?}"
                 );
