@@ -119,6 +119,34 @@ async fn a_version_3_store_migrates_in_place_and_keeps_everything() {
         .unwrap();
     assert_eq!(v, schema::latest_version());
 
+    // The search index was rebuilt over values: every event is in it, a key name finds
+    // nothing, and a value does.
+    let n = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let events = n("SELECT count(*) FROM events");
+    assert!(events > 0, "the fixture holds events");
+    assert_eq!(n("SELECT count(*) FROM events_fts"), events);
+    assert_eq!(
+        n("SELECT count(*) FROM events_fts WHERE events_fts MATCH '\"occurred_at\"'"),
+        0,
+        "a JSON key is not searchable"
+    );
+    let value: String = c
+        .query_row(
+            "SELECT json_extract(raw, '$.id') FROM events
+             WHERE stream = 'audit_events' AND json_extract(raw, '$.id') IS NOT NULL LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let hits: i64 = c
+        .query_row(
+            "SELECT count(*) FROM events_fts WHERE events_fts MATCH ?1",
+            [format!("\"{value}\"")],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(hits >= 1, "a value ({value}) is searchable");
+
     // Every other table: every row, every column, unchanged.
     for (t, o) in KEPT {
         let mut after = dump(&c, t, o);

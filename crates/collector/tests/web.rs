@@ -1364,6 +1364,52 @@ async fn a_detection_links_its_audit_and_security_records() {
             .any(|(k, s)| *k == "file_detection.detect" && s == "threats"),
         "{linked:?}"
     );
+    // Search matches values, not keys: vulnerability records carry a `blueprint_name` key,
+    // and the key's name finds none of them; the blueprint's name (a value) does.
+    let vuln = c
+        .get("/api/events?event_type=vulnerability.detected&limit=1")
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let seq = vuln["events"][0]["seq"].clone();
+    let detail = c
+        .get(&format!("/api/events/{seq}"))
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let raw = detail["raw"].as_str().unwrap();
+    assert!(raw.contains("\"blueprint_name\""), "{raw}");
+    let by_key = c
+        .get("/api/events?q=blueprint_name")
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        by_key["events"],
+        serde_json::json!([]),
+        "a key is not searched"
+    );
+    let bp: serde_json::Value = serde_json::from_str(raw).unwrap();
+    let name = bp["blueprint_name"].as_str().unwrap().to_string();
+    let by_value = c
+        .get(&format!(
+            "/api/events?q={}",
+            url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+        ))
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert!(
+        by_value["events"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e["seq"] == seq)),
+        "the value {name:?} finds the record"
+    );
+
     // The page shows the link, both ways.
     let list = c
         .get("/api/events?event_type=vulnerability.detect&limit=20")

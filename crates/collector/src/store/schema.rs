@@ -539,14 +539,53 @@ SELECT source, device_id, 'compliance', max(last_seen) FROM compliance
 WHERE device_id IS NOT NULL GROUP BY source, device_id;
 "#;
 
+/// Search over values, not keys: the index held each event's raw JSON text, so a search for
+/// "blueprint" found every vulnerability event by its `blueprint_name` key. It now holds the
+/// summary and the record's leaf values (`json_tree`), contentless (what it indexes is not a
+/// column of `events`), with deletes by rowid. Rebuilt from every stored event.
+const MIGRATION_7: &str = r#"
+DROP TRIGGER IF EXISTS events_ai;
+DROP TRIGGER IF EXISTS events_ad;
+DROP TRIGGER IF EXISTS events_au;
+DROP TABLE IF EXISTS events_fts;
+CREATE VIRTUAL TABLE events_fts USING fts5(
+    summary, vals, content='', contentless_delete=1, tokenize='unicode61'
+);
+INSERT INTO events_fts(rowid, summary, vals)
+SELECT seq, summary, CASE WHEN json_valid(raw)
+    THEN (SELECT group_concat(j.value, ' ') FROM json_tree(events.raw) j
+          WHERE j.type NOT IN ('object', 'array', 'null'))
+    ELSE raw END
+FROM events;
+CREATE TRIGGER events_ai AFTER INSERT ON events BEGIN
+    INSERT INTO events_fts(rowid, summary, vals) VALUES (new.seq, new.summary,
+        CASE WHEN json_valid(new.raw)
+            THEN (SELECT group_concat(j.value, ' ') FROM json_tree(new.raw) j
+                  WHERE j.type NOT IN ('object', 'array', 'null'))
+            ELSE new.raw END);
+END;
+CREATE TRIGGER events_ad AFTER DELETE ON events BEGIN
+    DELETE FROM events_fts WHERE rowid = old.seq;
+END;
+CREATE TRIGGER events_au AFTER UPDATE OF summary, raw ON events BEGIN
+    DELETE FROM events_fts WHERE rowid = old.seq;
+    INSERT INTO events_fts(rowid, summary, vals) VALUES (new.seq, new.summary,
+        CASE WHEN json_valid(new.raw)
+            THEN (SELECT group_concat(j.value, ' ') FROM json_tree(new.raw) j
+                  WHERE j.type NOT IN ('object', 'array', 'null'))
+            ELSE new.raw END);
+END;
+"#;
+
 /// Every migration in order. Append only: never edit one that has shipped.
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     MIGRATION_1,
     MIGRATION_2,
     MIGRATION_3,
     MIGRATION_4,
     MIGRATION_5,
     MIGRATION_6,
+    MIGRATION_7,
 ];
 
 /// The schema version this build writes.
