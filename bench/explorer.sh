@@ -17,5 +17,5 @@ start_sim "$T" ./target/release/kandji-sim --devices "$N" --app-richness "${APP_
 ./target/release/kandji-collector --config "$T/c.toml" --log error sync --once >/dev/null || true
 curl -s -X POST "$URL/__sim/clock/advance?seconds=86400" >/dev/null
 ./target/release/kandji-collector --config "$T/c.toml" --log error sync --once >/dev/null || true
-KANDJI_BENCH_STORE="$T/data" cargo test --release -q -p kandji-collector --test explorer_bench \
-  -- --ignored --nocapture 2>&1 | grep -v '^running\|^test \|^$\|test result'
+KANDJI_BENCH_STORE="$T/data" KANDJI_BENCH_CONFIG="$T/c.toml" cargo test --release -q \
+  -p kandji-collector --test explorer_bench -- --ignored --nocapture --test-threads=1 2>&1 | grep -v '^running\|^test \|^$\|test result'

@@ -576,7 +576,14 @@ async fn console_flows_in_headless_chromium() {
     d.axe("source").await;
 
     // Settings and a half-typed token survive the status region's refresh: it is swapped in
-    // place, the forms are not reloaded.
+    // place, the forms are not reloaded. They sit on their own tabs, which switch in place
+    // (what is typed on one tab stays while another shows).
+    d.click("#tab-settings").await;
+    assert_eq!(
+        d.exec("return [document.getElementById('panel-settings').hidden, document.getElementById('panel-status').hidden, location.search]").await,
+        json!([false, true, "?tab=settings"]),
+        "the settings tab shows in place"
+    );
     d.on_element(
         "#settings input[name=budget_share]",
         reqwest::Method::POST,
@@ -586,6 +593,7 @@ async fn console_flows_in_headless_chromium() {
     .await;
     d.type_into("#settings input[name=budget_share]", "0.35")
         .await;
+    d.click("#tab-token").await;
     d.type_into("input[name=token][type=password]", "half-typed-token")
         .await;
     d.exec("document.getElementById('live').dataset.old = '1'; document.body.dispatchEvent(new Event('kc:refresh')); return true")
@@ -616,6 +624,22 @@ async fn console_flows_in_headless_chromium() {
         "edits kept across a refresh"
     );
     d.screenshot("03b-edits-kept-across-refresh").await;
+    d.axe("source-token-tab").await;
+    // Save the settings: back on the settings tab, with a message that says so.
+    d.click("#tab-settings").await;
+    d.axe("source-settings-tab").await;
+    d.click_nav("#save-settings").await;
+    assert!(
+        d.text("#notice").await.contains("Settings saved"),
+        "{}",
+        d.source().await
+    );
+    assert_eq!(
+        d.exec("return [document.getElementById('panel-settings').hidden, document.querySelector('#settings input[name=budget_share]').value]").await,
+        json!([false, "0.35"]),
+        "saved, and shown on the settings tab"
+    );
+    d.screenshot("03c-settings-saved").await;
 
     // Find an audit event by search.
     d.goto(&format!("{url}/events?category=audit")).await;
@@ -635,6 +659,37 @@ async fn console_flows_in_headless_chromium() {
     );
     d.screenshot("04-events-search").await;
     d.axe("events").await;
+    // Paging: Older, then Newer back to the same first row, then First.
+    d.goto(&format!("{url}/events")).await;
+    let top = d
+        .exec("return document.querySelector('#events tbody tr a').getAttribute('href')")
+        .await;
+    d.click_nav("#older").await;
+    let older = d
+        .exec("return document.querySelector('#events tbody tr a').getAttribute('href')")
+        .await;
+    assert_ne!(older, top, "an older page");
+    d.screenshot("04a-events-older").await;
+    d.axe("events-older").await;
+    d.click_nav("#newer").await;
+    assert_eq!(
+        d.exec("return document.querySelector('#events tbody tr a').getAttribute('href')")
+            .await,
+        top,
+        "Newer leads back to the newest page"
+    );
+    assert!(
+        !d.source().await.contains("id=\"newer\""),
+        "the newest page has no Newer link"
+    );
+    d.click_nav("#older").await;
+    d.click_nav("#first").await;
+    assert_eq!(
+        d.exec("return document.querySelector('#events tbody tr a').getAttribute('href')")
+            .await,
+        top,
+        "First is the newest page"
+    );
     d.click_nav("#events tbody tr .summary").await;
     assert!(d.source().await.contains("id=\"raw\""));
     d.axe("event").await;
@@ -705,9 +760,56 @@ async fn console_flows_in_headless_chromium() {
     assert!(d.source().await.contains("rotate it here"));
     d.screenshot("07-auth-error").await;
 
+    // Rotate the token: the status links to the token tab; an empty token is refused next
+    // to the field; the new token is re-checked, and the source recovers (the full token
+    // also reads threats, which the first one could not).
+    d.click_nav("#rotate-hint a").await;
+    assert_eq!(
+        d.exec("return [document.getElementById('panel-token').hidden, document.getElementById('tab-token').getAttribute('aria-selected')]").await,
+        json!([false, "true"])
+    );
+    d.exec("document.getElementById('new-token').removeAttribute('required'); return true")
+        .await;
+    d.click_nav("#rotate").await;
+    assert!(
+        d.text("#token-error").await.contains("Paste the new token"),
+        "{}",
+        d.source().await
+    );
+    d.screenshot("07b-token-refused").await;
+    d.axe("source-token-refused").await;
+    d.type_into("#new-token", sim.token()).await;
+    d.click_nav("#rotate").await;
+    assert!(
+        d.text("#notice").await.contains("Token rotated"),
+        "{}",
+        d.source().await
+    );
+    // The source leaves auth_error: every stream runs again on the new token (the web test
+    // follows a rotation on to healthy; here the first full sync may still be running).
+    let mut recovered = (String::new(), String::new());
+    for _ in 0..120 {
+        d.goto(&format!("{url}/sources/lab")).await;
+        recovered = (d.text("#state").await, d.text("#streams").await);
+        if matches!(recovered.0.as_str(), "healthy" | "syncing")
+            && !recovered.1.contains("auth_error")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        matches!(recovered.0.as_str(), "healthy" | "syncing")
+            && !recovered.1.contains("auth_error"),
+        "the rotated token recovers the source: {recovered:?}"
+    );
+    d.screenshot("07c-token-rotated").await;
+
     // Delete with purge: a confirmation page first, then the source and its data are gone,
     // from the sources list and from the explorer's filters.
     d.goto(&format!("{url}/sources/lab")).await;
+    d.click("#tab-manage").await;
+    d.axe("source-manage-tab").await;
     d.click_nav("#delete").await;
     assert!(
         d.title().await.starts_with("Delete lab?"),

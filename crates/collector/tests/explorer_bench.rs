@@ -7,6 +7,11 @@
 //!   -- --ignored --nocapture
 //! ```
 //! Prints p50 / p95 / max per query (20 runs each after one warm-up). Not a timed assertion.
+//!
+//! `console_pages_on_a_collected_store` times the console's pages the same way, over HTTP on
+//! loopback, logged in, as a browser asks for them (render included); it needs the bench's
+//! config too (`KANDJI_BENCH_CONFIG`), so the source page has its source (disabled: nothing
+//! collects while it runs).
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +22,15 @@ fn stats(mut v: Vec<Duration>) -> (f64, f64, f64) {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let p = |q: f64| ms(v[((v.len() as f64 - 1.0) * q).round() as usize]);
     (p(0.5), p(0.95), ms(*v.last().unwrap()))
+}
+
+/// The newest page of one category's events.
+async fn newest_of(store: &Store, category: &str) -> kandji_collector::store::EventPage {
+    let f = EventFilter {
+        category: Some(category.into()),
+        ..Default::default()
+    };
+    store.events_page(f, 50).await.unwrap()
 }
 
 async fn time<F, Fut, T>(name: &str, runs: usize, mut f: F, out: &mut Vec<(String, f64, f64, f64)>)
@@ -248,7 +262,44 @@ async fn explorer_queries_on_a_collected_store() {
             &mut out,
         )
         .await;
+        // "Newer" from the second page: back to the first, walking the index upwards.
+        let page2 = store.events_page(f, 50).await.unwrap();
+        if let Some(prev) = page2.prev {
+            let f = EventFilter {
+                before: Some(prev),
+                ..Default::default()
+            };
+            time(
+                "events newer page (keyset)",
+                runs,
+                |_| {
+                    let f = f.clone();
+                    async move { s.events_page(f, 50).await.unwrap() }
+                },
+                &mut out,
+            )
+            .await;
+        }
     }
+    // An event page: the raw record, the device's name and the related detections.
+    let security = newest_of(&store, "security").await;
+    if let Some(e) = security.events.first() {
+        let seq = e.seq;
+        time(
+            "event page (security, related)",
+            runs,
+            |_| async move { s.event(seq).await.unwrap().unwrap() },
+            &mut out,
+        )
+        .await;
+    }
+    time(
+        "apps landing (overview)",
+        runs,
+        |_| async move { s.apps_overview(10).await.unwrap() },
+        &mut out,
+    )
+    .await;
     println!(
         "{fleet} devices in {dir}\n{:<36} {:>9} {:>9} {:>9}",
         "query", "p50 ms", "p95 ms", "max ms"
@@ -292,4 +343,184 @@ async fn explorer_queries_on_a_collected_store() {
         t.elapsed().as_secs_f64()
     );
     assert_eq!(n as u64, fleet);
+}
+
+/// GET `path` logged in; the body's length.
+async fn page(http: &reqwest::Client, url: &str, cookie: &str, path: &str) -> usize {
+    let r = http
+        .get(format!("{url}{path}"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.bytes().await.unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark on a collected store: KANDJI_BENCH_STORE=DIR KANDJI_BENCH_CONFIG=FILE"]
+async fn console_pages_on_a_collected_store() {
+    use kandji_collector::web;
+    kandji_api::client::install_crypto_provider();
+    let dir = std::env::var("KANDJI_BENCH_STORE").expect("KANDJI_BENCH_STORE=data dir");
+    let config = std::env::var("KANDJI_BENCH_CONFIG").expect("KANDJI_BENCH_CONFIG=config file");
+    let mut sources = kandji_collector::config::Config::load(std::path::Path::new(&config))
+        .unwrap()
+        .resolve()
+        .unwrap();
+    for s in &mut sources {
+        s.enabled = false;
+    }
+    let source = sources[0].name.clone();
+    let started = web::start(web::ConsoleOptions {
+        data_dir: std::path::PathBuf::from(&dir),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        config_sources: sources,
+        allow_custom_endpoints: true,
+        generate_password: false,
+        secure_cookies: false,
+        api_key: None,
+        public_url: None,
+    })
+    .await
+    .unwrap();
+    let store = started.app.store.clone();
+    web::auth::set_password(&store, "bench-password-1")
+        .await
+        .unwrap();
+    let url = started.url.trim_end_matches('/').to_string();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn({
+        let stop = stop.clone();
+        async move { web::serve(started, stop).await.unwrap() }
+    });
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // Log in: the login form's pre-session cookie and CSRF token, then the password.
+    let cookie_of = |r: &reqwest::Response, name: &str| -> String {
+        r.headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|c| {
+                let kv = c.split(';').next()?;
+                kv.strip_prefix(&format!("{name}=")).map(str::to_string)
+            })
+            .unwrap_or_else(|| panic!("no {name} cookie"))
+    };
+    let r = http.get(format!("{url}/login")).send().await.unwrap();
+    let pre = cookie_of(&r, "kc_pre");
+    let body = r.text().await.unwrap();
+    let csrf = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .unwrap()
+        .to_string();
+    let r = http
+        .post(format!("{url}/login"))
+        .header("cookie", format!("kc_pre={pre}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            serde_urlencoded::to_string([
+                ("csrf", csrf.as_str()),
+                ("password", "bench-password-1"),
+            ])
+            .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let cookie = format!("kc_session={}", cookie_of(&r, "kc_session"));
+
+    // The pages' arguments, from the store.
+    let devices = store.devices_page(DeviceFilter::default()).await.unwrap();
+    let device = format!("/devices/{}/{}", devices[0].source, devices[0].id);
+    let events = store.events_page(EventFilter::default(), 50).await.unwrap();
+    let older = events.next.clone().unwrap_or_default();
+    let second = store
+        .events_page(
+            EventFilter {
+                after: Some(older.clone()),
+                ..Default::default()
+            },
+            50,
+        )
+        .await
+        .unwrap();
+    let newer = second.prev.clone().unwrap_or_default();
+    let security = newest_of(&store, "security").await;
+    let audit = newest_of(&store, "audit").await;
+    let mut paths: Vec<(String, String)> = vec![
+        ("sources".into(), "/sources".into()),
+        ("source page".into(), format!("/sources/{source}")),
+        (
+            "source status region (htmx)".into(),
+            format!("/live/sources/{source}"),
+        ),
+        ("events".into(), "/events".into()),
+        ("events older page".into(), format!("/events?after={older}")),
+        (
+            "events newer page".into(),
+            format!("/events?before={newer}"),
+        ),
+        (
+            "events category=audit".into(),
+            "/events?category=audit".into(),
+        ),
+        ("events q=blueprint".into(), "/events?q=blueprint".into()),
+        ("devices".into(), "/devices".into()),
+        ("devices q=MacBook".into(), "/devices?q=MacBook".into()),
+        (
+            "devices sort=apps desc".into(),
+            "/devices?sort=apps&dir=desc".into(),
+        ),
+        ("device page".into(), device),
+        ("users".into(), "/users".into()),
+        ("users page 5".into(), "/users?page=5".into()),
+        ("apps landing".into(), "/apps".into()),
+        ("apps q=Firefox".into(), "/apps?q=Firefox".into()),
+    ];
+    if let Some(e) = security.events.first() {
+        paths.push(("event page (security)".into(), format!("/events/{}", e.seq)));
+    }
+    if let Some(e) = audit.events.first() {
+        paths.push(("event page (audit)".into(), format!("/events/{}", e.seq)));
+    }
+    let mut out = Vec::new();
+    let mut sizes = Vec::new();
+    for (name, path) in &paths {
+        let (h, u, c) = (&http, url.as_str(), cookie.as_str());
+        sizes.push(page(h, u, c, path).await);
+        time(
+            name,
+            20,
+            |_| async move { page(h, u, c, path).await },
+            &mut out,
+        )
+        .await;
+    }
+    let t = Instant::now();
+    let csv = page(&http, &url, &cookie, "/devices.csv").await;
+    let csv_took = t.elapsed();
+    let (fleet, _) = store.fleet_size(&source).await.unwrap();
+    println!(
+        "console pages over HTTP, {fleet} devices\n{:<36} {:>9} {:>9} {:>9} {:>9}",
+        "page", "p50 ms", "p95 ms", "max ms", "KB"
+    );
+    for ((n, p50, p95, max), b) in out.iter().zip(&sizes) {
+        println!(
+            "{n:<36} {p50:>9.2} {p95:>9.2} {max:>9.2} {:>9.1}",
+            *b as f64 / 1024.0
+        );
+    }
+    println!(
+        "devices.csv: {:.1} MB in {:.2} s",
+        csv as f64 / 1e6,
+        csv_took.as_secs_f64()
+    );
+    stop.cancel();
+    let _ = server.await;
 }

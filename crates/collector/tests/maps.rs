@@ -245,7 +245,13 @@ fn audit_events_map_type_actor_and_device() {
     );
     assert_eq!(e.device_id, None, "a blueprint change names no device");
     assert_eq!(e.severity.as_deref(), Some("informational"));
-    assert!(e.summary.contains("library_items"), "{}", e.summary);
+    // The summary names the part changed (`target_component`, in words).
+    assert!(e.summary.contains("(library items)"), "{}", e.summary);
+    assert!(
+        e.summary.contains("“demo”"),
+        "and the object's name: {}",
+        e.summary
+    );
     // Every example maps, each with its own uid.
     let uids: std::collections::BTreeSet<String> = evs
         .iter()

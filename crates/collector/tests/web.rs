@@ -615,6 +615,49 @@ async fn add_source_matrix_encryption_pickup_xss_and_revocation() {
     let form: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let r = c.post("/sources/lab/edit", &form).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    // Back to the settings tab, which says the settings were saved.
+    let to = r.headers()[reqwest::header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(to, "/sources/lab?tab=settings&saved=settings");
+    let page = c.get(&to).await.text().await.unwrap();
+    assert!(page.contains("id=\"notice\""), "{page}");
+    assert!(page.contains("Settings saved"), "{page}");
+    assert!(
+        page.contains("id=\"panel-settings\" role=\"tabpanel\" aria-labelledby=\"tab-settings\">"),
+        "the settings panel shows: {page}"
+    );
+    assert!(
+        page.contains(
+            "id=\"panel-status\" role=\"tabpanel\" aria-labelledby=\"tab-status\" hidden>"
+        ),
+        "the status panel waits behind its tab: {page}"
+    );
+    // `saved` names a message; anything else shows none (the query puts no words on the page).
+    let page = c
+        .get("/sources/lab?saved=%3Cb%3Eowned%3C/b%3E")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("id=\"notice\""), "{page}");
+    assert!(!page.contains("owned"), "{page}");
+    // An empty token is refused next to its field, on the token tab, and nothing changes.
+    let r = c
+        .post(
+            "/sources/lab/token",
+            &[("csrf", csrf.as_str()), ("token", " ")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("id=\"token-error\""), "{page}");
+    assert!(page.contains("Paste the new token"), "{page}");
+    assert!(
+        page.contains("id=\"panel-token\" role=\"tabpanel\" aria-labelledby=\"tab-token\">"),
+        "{page}"
+    );
     let v = source_state(&c, "lab").await;
     assert_eq!(v["settings"]["schedules"]["audit_events"], "2m");
     assert_eq!(v["settings"]["filters"]["device_types"][0], "Mac");
@@ -647,6 +690,10 @@ async fn add_source_matrix_encryption_pickup_xss_and_revocation() {
         .post("/sources/lab/token", &[("csrf", &csrf), ("token", &full)])
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        r.headers()[reqwest::header::LOCATION],
+        "/sources/lab?tab=token&saved=token"
+    );
     assert_eq!(
         source_state(&c, "lab").await["token_last4"],
         full.chars()

@@ -127,6 +127,14 @@ fn check_scale(n: i64) {
         let mut page = events(&store, &f);
         let first = t.elapsed();
         assert_eq!(page.events.len(), PAGE);
+        assert!(
+            page.prev.is_none(),
+            "{name}: the first page has no newer page"
+        );
+        let seqs = |p: &kandji_collector::store::EventPage| -> Vec<i64> {
+            p.events.iter().map(|e| e.seq).collect()
+        };
+        let mut walked = vec![seqs(&page)];
         let mut prev = page.events.last().unwrap().seq;
         let t = Instant::now();
         let mut pages = 0u32;
@@ -144,7 +152,24 @@ fn check_scale(n: i64) {
             page = events(&store, &g);
             assert!(page.events.iter().all(|e| e.seq != prev));
             prev = page.events.last().unwrap().seq;
+            walked.push(seqs(&page));
         }
+        // "Newer" walks back the same way: each page equals the one seen going down, and
+        // the newest has no newer page.
+        let mut back = walked.len() - 1;
+        while let Some(cursor) = page.prev.clone() {
+            let g = EventFilter {
+                before: Some(cursor),
+                ..f.clone()
+            };
+            let p2 = plan(&store, &g);
+            assert!(!p2.contains("TEMP B-TREE"), "{name} (newer) sorts: {p2}");
+            page = events(&store, &g);
+            back -= 1;
+            assert_eq!(seqs(&page), walked[back], "{name}: newer page {back}");
+            assert!(page.next.is_some(), "{name}: a newer page has an older one");
+        }
+        assert_eq!(back, 0, "{name}: Newer stopped before the first page");
         assert!(pages >= 3, "{name}: only {pages} pages");
         let deep = t.elapsed() / pages;
         report.push(format!(

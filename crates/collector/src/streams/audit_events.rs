@@ -54,6 +54,113 @@ pub fn device_of(v: &Value) -> Option<String> {
     None
 }
 
+/// Who did it, as the feed names them: the API gives an id and a type, never an e-mail
+/// (the explorer puts an admin's e-mail in place of [`actor_label`] when it knows one).
+pub fn actor_label(actor_type: &str, actor_id: &str) -> String {
+    match (actor_type, actor_id) {
+        ("kandji", "EDR") => "Kandji EDR".into(),
+        ("kandji", "VULNERABILITY_MANAGEMENT") => "Kandji Vulnerability Management".into(),
+        ("kandji", "directory-sync") => "Kandji directory sync".into(),
+        ("kandji", id) if !id.is_empty() => format!("Kandji ({id})"),
+        ("api_token", id) => format!("API token {id}").trim_end().to_string(),
+        ("", "") => "someone".into(),
+        (t, id) => format!("{} {id}", words(t)).trim_end().to_string(),
+    }
+}
+
+/// The summary with the actor's e-mail in place of "user <id>", when it leads with that.
+pub fn with_actor(summary: &str, actor_id: &str, email: &str) -> Option<String> {
+    summary
+        .strip_prefix(&actor_label("user", actor_id))
+        .filter(|rest| rest.is_empty() || rest.starts_with(' '))
+        .map(|rest| format!("{email}{rest}"))
+}
+
+/// `admin_user` → "admin user", `api_token` → "API token".
+fn words(snake: &str) -> String {
+    match snake {
+        "api_token" => "API token".into(),
+        "mdm_profile" => "MDM profile".into(),
+        other => other.replace('_', " "),
+    }
+}
+
+/// The action as a past-tense verb.
+fn past(action: &str) -> String {
+    match action {
+        "create" => "created".into(),
+        "update" => "updated".into(),
+        "delete" => "deleted".into(),
+        "detect" => "detected".into(),
+        "remediate" => "remediated".into(),
+        "release" => "released".into(),
+        "view" => "viewed".into(),
+        other => other.replace('_', " "),
+    }
+}
+
+/// One sentence from the event: who, the action, the kind of object and its name, and the
+/// part changed ("user 8d21… updated blueprint “Engineering” (library items)"). This is the
+/// stored summary: the explorer lists it, the search finds its words, and OCSF sends it as
+/// `message`.
+pub fn summary(v: &Value) -> String {
+    let actor = actor_label(
+        &s(v, "actor_type").unwrap_or_default(),
+        &s(v, "actor_id").unwrap_or_default(),
+    );
+    let action = past(&s(v, "action").unwrap_or_else(|| "changed".into()));
+    let target_type = s(v, "target_type").unwrap_or_default();
+    // A detection is named by its threat, and happened on a device.
+    let keys: &[&str] = if target_type == "file_detection" {
+        &["threat_name", "name"]
+    } else {
+        &["name", "device_name", "email", "label", "title"]
+    };
+    let on_device = (target_type == "file_detection")
+        .then(|| s2(v, "metadata", "device_name").or_else(|| s2(v, "new_state", "device_name")))
+        .flatten();
+    let name = keys
+        .iter()
+        .find_map(|k| s2(v, "new_state", k).or_else(|| s2(v, "metadata", k)))
+        .or_else(|| {
+            v.get("new_state")
+                .and_then(|n| n.get("vulnerability"))
+                .and_then(|x| s(x, "id"))
+        })
+        .or_else(|| s(v, "target_id"));
+    let component = s(v, "target_component").filter(|c| !c.is_empty() && *c != target_type);
+    // A device enrolling, or removing its MDM profile, is its own actor.
+    let itself = !target_type.is_empty()
+        && s(v, "actor_type").as_deref() == Some(target_type.as_str())
+        && s(v, "actor_id").is_some()
+        && s(v, "actor_id") == s(v, "target_id");
+    if itself {
+        let n = name.filter(|n| !n.is_empty()).map(|n| format!(" “{n}”"));
+        let verb = match (s(v, "action").as_deref(), &component) {
+            (Some("create"), _) if target_type == "device" => "enrolled".to_string(),
+            (Some("delete"), Some(c)) => format!("removed its {}", words(c)),
+            (_, Some(c)) => format!("{action} its {}", words(c)),
+            (_, None) => format!("{action} itself"),
+        };
+        return format!("{}{} {verb}", words(&target_type), n.unwrap_or_default());
+    }
+    let mut out = format!("{actor} {action}");
+    if !target_type.is_empty() {
+        out.push(' ');
+        out.push_str(&words(&target_type));
+    }
+    if let Some(n) = name.filter(|n| !n.is_empty()) {
+        out.push_str(&format!(" “{n}”"));
+    }
+    if let Some(d) = on_device {
+        out.push_str(&format!(" on “{d}”"));
+    }
+    if let Some(c) = component {
+        out.push_str(&format!(" ({})", words(&c)));
+    }
+    out
+}
+
 pub fn map(v: &Value) -> Option<EventRow> {
     let id = s(v, "id")?;
     let occurred_at = ts(v, "occurred_at")?;
@@ -81,13 +188,6 @@ pub fn map(v: &Value) -> Option<EventRow> {
                 "informational".into()
             }
         });
-    let name = ["name", "device_name", "email", "title"]
-        .iter()
-        .find_map(|k| s2(v, "new_state", k).or_else(|| s2(v, "metadata", k)));
-    let target = s(v, "target_component")
-        .or(name)
-        .or_else(|| s(v, "target_id"))
-        .unwrap_or_default();
     Some(EventRow {
         category: if security { "security" } else { "audit" },
         event_type: format!("{target_type}.{action}"),
@@ -96,7 +196,7 @@ pub fn map(v: &Value) -> Option<EventRow> {
         device_id: device_of(v),
         user_id: (actor_type == "user").then(|| actor_id.clone()),
         severity: Some(severity),
-        summary: format!("{actor_type} {actor_id} {action} {target_type} {target}"),
+        summary: summary(v),
         raw: v.to_string(),
     })
 }
@@ -150,3 +250,82 @@ pub static SPEC: StreamSpec = StreamSpec {
     driver: Driver::CursorEvents,
     run: |rt, scope| Box::pin(run(rt, scope)),
 };
+
+#[cfg(test)]
+mod summary_tests {
+    use super::summary;
+    use serde_json::json;
+
+    #[test]
+    fn a_summary_says_who_did_what_to_which_object() {
+        let cases = [
+            (
+                json!({"action": "update", "actor_type": "user", "actor_id": "cf40",
+                       "target_type": "blueprint", "target_component": "library_items",
+                       "new_state": {"name": "demo"}}),
+                "user cf40 updated blueprint “demo” (library items)",
+            ),
+            (
+                json!({"action": "create", "actor_type": "device", "actor_id": "d1",
+                       "target_id": "d1", "target_type": "device", "target_component": "device",
+                       "new_state": {"device_name": "Mac-7"}}),
+                "device “Mac-7” enrolled",
+            ),
+            (
+                json!({"action": "delete", "actor_type": "device", "actor_id": "d1",
+                       "target_id": "d1", "target_type": "device",
+                       "target_component": "mdm_profile", "new_state": {"device_name": "Mac-7"}}),
+                "device “Mac-7” removed its MDM profile",
+            ),
+            (
+                json!({"action": "create", "actor_type": "user", "actor_id": "cf40",
+                       "target_type": "api_token", "target_id": "t1",
+                       "new_state": {"label": "SIEM"}}),
+                "user cf40 created API token “SIEM”",
+            ),
+            (
+                json!({"action": "detect", "actor_type": "kandji",
+                       "actor_id": "VULNERABILITY_MANAGEMENT", "target_type": "vulnerability",
+                       "target_id": "CVE-2026-1",
+                       "new_state": {"vulnerability": {"id": "CVE-2026-1"}}}),
+                "Kandji Vulnerability Management detected vulnerability “CVE-2026-1”",
+            ),
+            (
+                json!({"action": "detect", "actor_type": "kandji", "actor_id": "EDR",
+                       "target_type": "file_detection", "target_id": "ab12",
+                       "metadata": {"threat_name": "EICAR", "device_name": "Mac-7"}}),
+                "Kandji EDR detected file detection “EICAR” on “Mac-7”",
+            ),
+            (
+                json!({"action": "view", "actor_type": "user", "actor_id": "cf40",
+                       "target_type": "device", "target_id": "d1",
+                       "target_component": "filevault_recovery_key",
+                       "new_state": {"device_name": "Mac-7"}}),
+                "user cf40 viewed device “Mac-7” (filevault recovery key)",
+            ),
+            // Whatever the feed leaves out, the sentence still reads.
+            (json!({}), "someone changed"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(summary(&v), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn an_e_mail_takes_the_place_of_the_actor_id() {
+        use super::with_actor;
+        let s = "user cf40 updated blueprint “demo”";
+        assert_eq!(
+            with_actor(s, "cf40", "a@acme.io").as_deref(),
+            Some("a@acme.io updated blueprint “demo”")
+        );
+        // Not this actor, or an id that only starts the same: unchanged.
+        assert_eq!(with_actor(s, "cf4", "a@acme.io"), None);
+        assert_eq!(with_actor("Kandji EDR detected x", "cf40", "a@acme.io"), None);
+        // Summaries stored before the sentences ("user <id> update blueprint …") too.
+        assert_eq!(
+            with_actor("user cf40 update blueprint demo", "cf40", "a@acme.io").as_deref(),
+            Some("a@acme.io update blueprint demo")
+        );
+    }
+}

@@ -146,7 +146,9 @@ pub async fn events(
     if let Some(problem) = f.problem() {
         return Err(WebError::BadRequest(problem));
     }
-    Ok(Json(app.store.events_page(f, PAGE).await?))
+    let mut page = app.store.events_page(f, PAGE).await?;
+    super::model::name_actors(&app, &mut page.events).await?;
+    Ok(Json(page))
 }
 
 pub async fn event(
@@ -154,7 +156,9 @@ pub async fn event(
     _c: ApiCaller,
     Path(seq): Path<i64>,
 ) -> Result<Json<EventDetail>, WebError> {
-    Ok(Json(app.store.event(seq).await?.ok_or(WebError::NotFound)?))
+    let mut e = app.store.event(seq).await?.ok_or(WebError::NotFound)?;
+    super::model::name_detail_actors(&app, &mut e).await?;
+    Ok(Json(e))
 }
 
 pub async fn devices(

@@ -114,3 +114,49 @@ pub async fn source_rows(app: &App) -> Result<Vec<SourceRow>, WebError> {
     }
     Ok(out)
 }
+
+/// Leads each audit summary with its actor's e-mail, where the collector knows it (the
+/// audit feed names actors by id only; see `Store::actor_emails`), and sets `actor`.
+pub async fn name_actors(
+    app: &App,
+    events: &mut [crate::store::EventView],
+) -> Result<(), WebError> {
+    use crate::streams::audit_events;
+    let audit = |e: &crate::store::EventView| e.stream == audit_events::SPEC.name;
+    let pairs: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| audit(e))
+        .filter_map(|e| Some((e.source.clone(), e.user_id.clone()?)))
+        .collect();
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let emails = app.store.actor_emails(pairs).await?;
+    for e in events.iter_mut().filter(|e| audit(e)) {
+        let Some(id) = e.user_id.clone() else {
+            continue;
+        };
+        if let Some(email) = emails.get(&(e.source.clone(), id.clone())) {
+            if let Some(s) = audit_events::with_actor(&e.summary, &id, email) {
+                e.summary = s;
+            }
+            e.actor = Some(email.clone());
+        }
+    }
+    Ok(())
+}
+
+/// [`name_actors`] for an event page: the event and its related records.
+pub async fn name_detail_actors(
+    app: &App,
+    d: &mut crate::store::EventDetail,
+) -> Result<(), WebError> {
+    name_actors(app, std::slice::from_mut(&mut d.event)).await?;
+    let mut related: Vec<crate::store::EventView> =
+        d.related.iter().map(|r| r.event.clone()).collect();
+    name_actors(app, &mut related).await?;
+    for (r, e) in d.related.iter_mut().zip(related) {
+        r.event = e;
+    }
+    Ok(())
+}

@@ -357,6 +357,9 @@ struct SourcesPage {
     sources: Vec<SourceRow>,
     allow_custom: bool,
     error: String,
+    /// The field the error is about (name, token, endpoint or region), where it is shown;
+    /// empty: above the form.
+    error_field: &'static str,
     form_name: String,
     form_endpoint: String,
     form_region: String,
@@ -377,6 +380,7 @@ async fn sources_list(app: &App, csrf: String) -> Result<SourcesPage, WebError> 
         sources: source_rows(app).await?,
         allow_custom: app.allow_custom_endpoints,
         error: String::new(),
+        error_field: "",
         form_name: String::new(),
         form_endpoint: String::new(),
         form_region: "us".into(),
@@ -458,7 +462,7 @@ pub async fn source_check(State(app): State<App>, p: Posted) -> Result<Response,
     // An error keeps the rest of the page (the sources table was once empty, as if every
     // source had gone) and says why the token field is blank.
     let rows = source_rows(&app).await?;
-    let again = |error: String| -> Result<Response, WebError> {
+    let again = |field: &'static str, error: String| -> Result<Response, WebError> {
         let page = SourcesPage {
             title: "Sources".into(),
             csrf: p.session.csrf.clone(),
@@ -468,6 +472,7 @@ pub async fn source_check(State(app): State<App>, p: Posted) -> Result<Response,
                 "{error} (The token field is blank again: the console never writes a token back \
                  into a page. Paste it once more.)"
             ),
+            error_field: field,
             form_name: name.clone(),
             form_endpoint: endpoint.clone(),
             form_region: region_s.clone(),
@@ -478,21 +483,24 @@ pub async fn source_check(State(app): State<App>, p: Posted) -> Result<Response,
         Ok(r)
     };
     if let Err(e) = sources::valid_name(&name) {
-        return again(e.to_string());
+        return again("name", e.to_string());
     }
     if app.catalog.is_config_source(&name) || sources::get(&app.store, &name).await?.is_some() {
-        return again(format!("A source named {name:?} exists."));
+        return again(
+            "name",
+            format!("A source named {name:?} exists: choose another name."),
+        );
     }
     let region = match sources::parse_region(&region_s) {
         Ok(r) => r,
-        Err(e) => return again(e.to_string()),
+        Err(e) => return again("region", e.to_string()),
     };
     if token.is_empty() {
-        return again("Paste the API token.".into());
+        return again("token", "Paste the API token.".into());
     }
     let base = match kandji_api::ApiBase::parse(&endpoint, region, app.allow_custom_endpoints) {
         Ok(b) => b,
-        Err(e) => return again(format!("endpoint: {e}")),
+        Err(e) => return again("endpoint", format!("endpoint: {e}")),
     };
     let token = SecretString::from(token);
     let source = crate::config::Source {
@@ -640,6 +648,8 @@ pub struct StreamRow {
     pub selected: bool,
     pub last_success: String,
     pub last_error: String,
+    /// When it failed (shown relative, the exact time on hover).
+    pub last_error_at: String,
     pub hint: String,
     pub records: i64,
     pub checkpoint: String,
@@ -684,6 +694,65 @@ struct SourcePage {
     problem: String,
     /// Why the settings just posted were refused (they are shown as posted, to fix).
     settings_error: String,
+    /// Why the token just posted was refused.
+    token_error: String,
+    /// The tab shown: status, settings, token or manage.
+    tab: &'static str,
+    tabs: &'static [(&'static str, &'static str)],
+    /// What was just saved, said once after the redirect (`?saved=`).
+    notice: String,
+}
+
+/// The source page's tabs: (id, label). Each is a panel of the page, all rendered; the
+/// chosen one shows (`?tab=`, or a click that app.js handles without a reload).
+const SOURCE_TABS: [(&str, &str); 4] = [
+    ("status", "Status"),
+    ("settings", "Settings"),
+    ("token", "Token"),
+    ("manage", "Enable or delete"),
+];
+
+/// The source page's query: the tab, and what was just saved.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct SourceQuery {
+    #[serde(default)]
+    tab: Option<String>,
+    #[serde(default)]
+    saved: Option<String>,
+}
+
+fn tab_of(t: Option<&str>) -> &'static str {
+    SOURCE_TABS
+        .iter()
+        .map(|(id, _)| *id)
+        .find(|id| Some(*id) == t)
+        .unwrap_or("status")
+}
+
+/// The message for `?saved=` (only these: the query cannot put words on the page).
+fn saved_notice(saved: Option<&str>) -> String {
+    match saved {
+        Some("settings") => "Settings saved. The source's streams run on them from now on.",
+        Some("token") => {
+            "Token rotated. The permissions were re-checked with the new token and the \
+             streams restarted on it: the Status tab shows what each stream may read."
+        }
+        Some("recheck") => "Permissions re-checked: the Status tab shows the result.",
+        Some("enabled") => "Source enabled: its streams start now.",
+        Some("disabled") => "Source disabled: it collects nothing until enabled again.",
+        _ => "",
+    }
+    .to_string()
+}
+
+/// What a source page shows beyond its status: a refused form and its reason, the tab, and
+/// a notice.
+#[derive(Default)]
+struct SourceCtx<'a> {
+    edit: Option<(&'a FormData, String)>,
+    token_error: String,
+    tab: &'static str,
+    notice: String,
 }
 
 fn s_of(v: &Value, k: &str) -> String {
@@ -698,8 +767,14 @@ pub async fn source_page(
     State(app): State<App>,
     Admin(s): Admin,
     Path(name): Path<String>,
+    Query(q): Query<SourceQuery>,
 ) -> Result<Response, WebError> {
-    source_view(&app, s.csrf, name, None, false).await
+    let ctx = SourceCtx {
+        tab: tab_of(q.tab.as_deref()),
+        notice: saved_notice(q.saved.as_deref()),
+        ..Default::default()
+    };
+    source_view(&app, s.csrf, name, ctx, false).await
 }
 
 /// The source's status region alone (state, streams, budget, charts), for htmx to swap in
@@ -709,7 +784,7 @@ pub async fn source_live(
     Admin(s): Admin,
     Path(name): Path<String>,
 ) -> Result<Response, WebError> {
-    source_view(&app, s.csrf, name, None, true).await
+    source_view(&app, s.csrf, name, SourceCtx::default(), true).await
 }
 
 /// The source page; with `edit`, the settings form shows the posted values and why they
@@ -718,9 +793,10 @@ async fn source_view(
     app: &App,
     csrf: String,
     name: String,
-    edit: Option<(&FormData, String)>,
+    ctx: SourceCtx<'_>,
     live_only: bool,
 ) -> Result<Response, WebError> {
+    let edit = ctx.edit;
     let console = sources::get(&app.store, &name).await?;
     let config = app
         .catalog
@@ -854,16 +930,17 @@ async fn source_view(
         if sel || refused.is_some() {
             states.push(state.clone());
         }
-        let (last_error, hint_s) = match row {
+        let (last_error, last_error_at, hint_s) = match row {
             Some(r) if !s_of(r, "last_error_kind").is_empty() => {
                 let kind = s_of(r, "last_error_kind");
                 let ep = s_of(r, "last_error_endpoint");
                 (
-                    format!("{} — {}", s_of(r, "last_error_at"), s_of(r, "last_error")),
+                    s_of(r, "last_error"),
+                    s_of(r, "last_error_at"),
                     hint(&kind, (!ep.is_empty()).then_some(ep.as_str())),
                 )
             }
-            _ => (String::new(), String::new()),
+            _ => (String::new(), String::new(), String::new()),
         };
         streams.push(StreamRow {
             stream: st.as_str().into(),
@@ -873,6 +950,7 @@ async fn source_view(
             shown: sel || refused.is_some(),
             last_success: row.map(|r| s_of(r, "last_success_at")).unwrap_or_default(),
             last_error,
+            last_error_at,
             hint: hint_s,
             records: row
                 .and_then(|r| r.get("records_total").and_then(Value::as_i64))
@@ -963,13 +1041,17 @@ async fn source_view(
             .collect(),
         problem,
         settings_error: settings_error.clone(),
+        token_error: ctx.token_error.clone(),
+        tab: ctx.tab,
+        tabs: &SOURCE_TABS,
+        notice: ctx.notice,
         name,
     };
     if live_only {
         return render(&page.as_live());
     }
     let mut res = render(&page)?;
-    if !settings_error.is_empty() {
+    if !settings_error.is_empty() || !ctx.token_error.is_empty() {
         *res.status_mut() = StatusCode::BAD_REQUEST;
     }
     Ok(res)
@@ -1028,6 +1110,13 @@ fn back(name: &str) -> Response {
     Redirect::to(&format!("/sources/{name}")).into_response()
 }
 
+/// Back to the source page on `tab`, saying what was saved.
+fn saved(name: &str, tab: &str, what: &str) -> Response {
+    // Source names are path-safe (letters, digits, '-', '_', '.'; not . or ..).
+    let q = serde_urlencoded::to_string([("tab", tab), ("saved", what)]).unwrap_or_default();
+    Redirect::to(&format!("/sources/{name}?{q}")).into_response()
+}
+
 pub async fn source_edit(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -1084,11 +1173,16 @@ pub async fn source_edit(
     };
     if let Some(error) = refused {
         tracing::info!(source = %name, %error, "console source edit refused");
-        return source_view(&app, p.session.csrf.clone(), name, Some((f, error)), false).await;
+        let ctx = SourceCtx {
+            edit: Some((f, error)),
+            tab: "settings",
+            ..Default::default()
+        };
+        return source_view(&app, p.session.csrf.clone(), name, ctx, false).await;
     }
     tracing::info!(source = %name, "console source edited");
     app.supervisor.poke();
-    Ok(back(&name))
+    Ok(saved(&name, "settings", "settings"))
 }
 
 pub async fn source_token(
@@ -1098,17 +1192,34 @@ pub async fn source_token(
 ) -> Result<Response, WebError> {
     editable(&app, &name).await?;
     let token = p.form.get("token").unwrap_or("").trim().to_string();
-    if token.is_empty() {
-        return Err(WebError::BadRequest("Paste the new token.".into()));
+    let refused = if token.is_empty() {
+        Some("Paste the new token.".to_string())
+    } else {
+        sources::rotate_token(
+            &app.store,
+            &app.catalog.cipher,
+            &name,
+            &SecretString::from(token),
+        )
+        .await
+        .err()
+        .map(|e| {
+            format!(
+                "{e} (The token you pasted is not written back into the page: paste it once \
+                 more.)"
+            )
+        })
+    };
+    if let Some(error) = refused {
+        // Said next to the field; the refused token is not echoed back into the page.
+        tracing::info!(source = %name, %error, "console token rotation refused");
+        let ctx = SourceCtx {
+            token_error: error,
+            tab: "token",
+            ..Default::default()
+        };
+        return source_view(&app, p.session.csrf.clone(), name, ctx, false).await;
     }
-    sources::rotate_token(
-        &app.store,
-        &app.catalog.cipher,
-        &name,
-        &SecretString::from(token),
-    )
-    .await
-    .map_err(|e| WebError::BadRequest(e.to_string()))?;
     tracing::info!(source = %name, "console source token rotated");
     // A new token may have other permissions: probe again before the engine restarts.
     recheck(&app, &name).await?;
@@ -1117,7 +1228,7 @@ pub async fn source_token(
     // schedule, or for a "sync now" that could reach the runtime being replaced.
     app.supervisor.reconcile().await?;
     app.supervisor.sync_now(&name, None);
-    Ok(back(&name))
+    Ok(saved(&name, "token", "token"))
 }
 
 /// "Re-check permissions": probes every stream with the source's token and updates the table.
@@ -1129,7 +1240,7 @@ pub async fn source_recheck(
     editable(&app, &name).await?;
     recheck(&app, &name).await?;
     app.supervisor.poke();
-    Ok(back(&name))
+    Ok(saved(&name, "status", "recheck"))
 }
 
 async fn recheck(app: &App, name: &str) -> Result<(), WebError> {
@@ -1153,7 +1264,11 @@ pub async fn source_enable(
     sources::set_enabled(&app.store, &name, on).await?;
     tracing::info!(source = %name, enabled = on, "console source toggled");
     app.supervisor.poke();
-    Ok(back(&name))
+    Ok(saved(
+        &name,
+        "manage",
+        if on { "enabled" } else { "disabled" },
+    ))
 }
 
 #[derive(Template)]
@@ -1325,8 +1440,10 @@ struct EventsPage {
     error: String,
     /// Time-range presets: (label, query string), the other filters kept.
     presets: Vec<(String, String)>,
-    /// The first page's query string, when this is a later page.
+    /// The first (newest) page's href, when this is a later page.
     first: String,
+    /// The newer page's query string, when there is one.
+    prev: String,
 }
 
 fn v(s: &Option<String>) -> String {
@@ -1354,6 +1471,7 @@ pub async fn events_page(
                 from: Some(from),
                 to: None,
                 after: None,
+                before: None,
                 ..f.clone()
             });
             (label.to_string(), q)
@@ -1364,21 +1482,32 @@ pub async fn events_page(
                 from: None,
                 to: None,
                 after: None,
+                before: None,
                 ..f.clone()
             }),
         )))
         .collect();
-    let first = if f.after.is_some() {
-        qs(&EventFilter {
-            after: None,
-            ..f.clone()
-        })
-    } else {
-        String::new()
-    };
     let page = match error {
         Some(_) => Default::default(),
-        None => app.store.events_page(f.clone(), PAGE).await?,
+        None => {
+            let mut page = app.store.events_page(f.clone(), PAGE).await?;
+            super::model::name_actors(&app, &mut page.events).await?;
+            page
+        }
+    };
+    // The newest page's link, from any page that has a newer one (an href: with no other
+    // filter its query string is empty).
+    let first = if page.prev.is_some() {
+        format!(
+            "/events?{}",
+            qs(&EventFilter {
+                after: None,
+                before: None,
+                ..f.clone()
+            })
+        )
+    } else {
+        String::new()
     };
     let menus = app.store.menus().await?;
     let (sources, categories, types) = (menus.sources, menus.categories, menus.event_types);
@@ -1390,6 +1519,17 @@ pub async fn events_page(
         .map(|n| {
             qs(&EventFilter {
                 after: Some(n),
+                before: None,
+                ..f.clone()
+            })
+        })
+        .unwrap_or_default();
+    let prev = page
+        .prev
+        .map(|n| {
+            qs(&EventFilter {
+                after: None,
+                before: Some(n),
                 ..f.clone()
             })
         })
@@ -1407,6 +1547,7 @@ pub async fn events_page(
         error: error.clone().unwrap_or_default(),
         presets,
         first,
+        prev,
     };
     let mut res = render(&page)?;
     if error.is_some() {
@@ -1428,7 +1569,8 @@ pub async fn event_page(
     Admin(s): Admin,
     Path(seq): Path<i64>,
 ) -> Result<Response, WebError> {
-    let e = app.store.event(seq).await?.ok_or(WebError::NotFound)?;
+    let mut e = app.store.event(seq).await?.ok_or(WebError::NotFound)?;
+    super::model::name_detail_actors(&app, &mut e).await?;
     render(&EventPage {
         title: format!("Event {seq}"),
         csrf: s.csrf,
