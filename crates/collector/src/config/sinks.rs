@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! [[sources.sinks]]
-//! type = "webhook"              # "ndjson" | "otlp" | "webhook"
+//! type = "webhook"              # "ndjson" | "otlp" | "webhook" | "nats"
 //! name = "siem"                 # optional; the key of the output's offset (default "<type>-<n>")
 //! format = "ocsf"               # "raw" | "ocsf" (default "ocsf")
 //! url = "https://siem.example/ingest"
@@ -102,6 +102,39 @@ pub enum SinkConfig {
         #[serde(default = "default_batch")]
         batch_size: usize,
     },
+    /// NATS JetStream: each record published to a subject of the source and category, with
+    /// `Nats-Msg-Id` set to its stable id, and acknowledged by the stream before the offset
+    /// moves.
+    Nats {
+        name: Option<String>,
+        #[serde(default)]
+        format: Format,
+        /// The server, e.g. "nats://127.0.0.1:4222" (several, comma-separated).
+        url: String,
+        /// The subject; `{source}`, `{category}` and `{kind}` are filled in per record.
+        #[serde(default = "default_subject")]
+        subject: String,
+        /// The JetStream stream that holds the subjects (created when `create_stream`).
+        stream: Option<String>,
+        #[serde(default)]
+        create_stream: bool,
+        /// The stream's deduplication window, when the collector creates it.
+        duplicate_window: Option<String>,
+        /// Authentication: a token, a user and password, or a `.creds` file.
+        token_env: Option<String>,
+        token_file: Option<PathBuf>,
+        user: Option<String>,
+        password_env: Option<String>,
+        password_file: Option<PathBuf>,
+        credentials_file: Option<PathBuf>,
+        timeout: Option<String>,
+        #[serde(default = "default_batch")]
+        batch_size: usize,
+    },
+}
+
+fn default_subject() -> String {
+    "kandji.{source}.{category}".into()
 }
 
 fn yes() -> bool {
@@ -148,6 +181,30 @@ pub enum SinkKind {
         hmac_secret: Option<SecretString>,
         timeout: Duration,
     },
+    Nats(NatsSpec),
+}
+
+/// A NATS JetStream output, resolved.
+#[derive(Debug, Clone)]
+pub struct NatsSpec {
+    /// The server URLs as given (`nats://`, `tls://`).
+    pub servers: Vec<String>,
+    /// The subject template (`{source}`, `{category}`, `{kind}`).
+    pub subject: String,
+    pub stream: Option<String>,
+    pub create_stream: bool,
+    pub duplicate_window: Duration,
+    pub auth: NatsAuth,
+    pub timeout: Duration,
+}
+
+/// How the NATS output authenticates.
+#[derive(Debug, Clone)]
+pub enum NatsAuth {
+    None,
+    Token(SecretString),
+    UserPassword(String, SecretString),
+    Credentials(PathBuf),
 }
 
 impl SinkKind {
@@ -156,8 +213,44 @@ impl SinkKind {
             SinkKind::Ndjson { .. } => "ndjson",
             SinkKind::Otlp { .. } => "otlp",
             SinkKind::Webhook { .. } => "webhook",
+            SinkKind::Nats(_) => "nats",
         }
     }
+}
+
+/// The placeholders a NATS subject may hold.
+pub const SUBJECT_FIELDS: [&str; 3] = ["{source}", "{category}", "{kind}"];
+
+/// A NATS subject template is valid: dot-separated tokens, none empty, no spaces or
+/// wildcards (each placeholder fills a whole token, or part of one).
+fn check_subject(field: &str, s: &str) -> Result<(), ConfigError> {
+    let mut t = s.to_string();
+    for p in SUBJECT_FIELDS {
+        t = t.replace(p, "x");
+    }
+    if t.contains('{') || t.contains('}') {
+        return Err(invalid(
+            field,
+            format!("{s:?}: the placeholders are {{source}}, {{category}} and {{kind}}"),
+        ));
+    }
+    if t.is_empty()
+        || t.split('.').any(|tok| {
+            tok.is_empty()
+                || tok
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '*' || c == '>')
+        })
+    {
+        return Err(invalid(
+            field,
+            format!(
+                "{s:?} is not a NATS subject: dot-separated tokens, none empty, without spaces, \
+                 '*' or '>'"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn parse_sink(i: usize, j: usize, v: &toml::Value) -> Result<SinkConfig, ConfigError> {
@@ -165,13 +258,13 @@ fn parse_sink(i: usize, j: usize, v: &toml::Value) -> Result<SinkConfig, ConfigE
     let Some(t) = v.get("type").and_then(toml::Value::as_str) else {
         return Err(invalid(
             format!("{field}.type"),
-            "missing; one of \"ndjson\", \"otlp\", \"webhook\"",
+            "missing; one of \"ndjson\", \"otlp\", \"webhook\", \"nats\"",
         ));
     };
-    if !matches!(t, "ndjson" | "otlp" | "webhook") {
+    if !matches!(t, "ndjson" | "otlp" | "webhook" | "nats") {
         return Err(invalid(
             format!("{field}.type"),
-            format!("{t:?} is not a sink type; one of \"ndjson\", \"otlp\", \"webhook\""),
+            format!("{t:?} is not a sink type; one of \"ndjson\", \"otlp\", \"webhook\", \"nats\""),
         ));
     }
     v.clone().try_into::<SinkConfig>().map_err(|e| {
@@ -403,6 +496,122 @@ pub fn resolve(i: usize, sinks: &[toml::Value]) -> Result<Vec<SinkSpec>, ConfigE
                     },
                 )
             }
+            SinkConfig::Nats {
+                name,
+                format,
+                url,
+                subject,
+                stream,
+                create_stream,
+                duplicate_window,
+                token_env,
+                token_file,
+                user,
+                password_env,
+                password_file,
+                credentials_file,
+                timeout,
+                batch_size,
+            } => {
+                let servers: Vec<String> = url
+                    .split(',')
+                    .map(|u| u.trim().to_string())
+                    .filter(|u| !u.is_empty())
+                    .collect();
+                if servers.is_empty() {
+                    return Err(invalid(f("url"), "empty; e.g. \"nats://127.0.0.1:4222\""));
+                }
+                for u in &servers {
+                    let parsed =
+                        url::Url::parse(u).map_err(|e| invalid(f("url"), format!("{u:?}: {e}")))?;
+                    if !matches!(parsed.scheme(), "nats" | "tls") || parsed.host().is_none() {
+                        return Err(invalid(
+                            f("url"),
+                            format!("{u:?} must be a nats:// or tls:// URL with a host"),
+                        ));
+                    }
+                    if !parsed.username().is_empty() || parsed.password().is_some() {
+                        return Err(invalid(
+                            f("url"),
+                            "no credentials in the URL: use token_env, user with password_env, \
+                             or credentials_file",
+                        ));
+                    }
+                }
+                check_subject(&f("subject"), &subject)?;
+                if let Some(st) = &stream
+                    && (st.is_empty()
+                        || !st
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+                {
+                    return Err(invalid(
+                        f("stream"),
+                        format!("{st:?}: a stream name uses letters, digits, '-' and '_'"),
+                    ));
+                }
+                if create_stream && stream.is_none() {
+                    return Err(invalid(
+                        f("stream"),
+                        "create_stream is set: name the stream to create",
+                    ));
+                }
+                let token = read_secret(&f("token_env"), token_env.as_ref(), token_file.as_ref())?;
+                let password = read_secret(
+                    &f("password_env"),
+                    password_env.as_ref(),
+                    password_file.as_ref(),
+                )?;
+                let auth = match (token, user, password, credentials_file) {
+                    (None, None, None, None) => NatsAuth::None,
+                    (Some(t), None, None, None) => NatsAuth::Token(t),
+                    (None, Some(u), Some(p), None) => NatsAuth::UserPassword(u, p),
+                    (None, None, None, Some(c)) => {
+                        if !c.is_file() {
+                            return Err(invalid(
+                                f("credentials_file"),
+                                format!("{} is not a readable file", c.display()),
+                            ));
+                        }
+                        NatsAuth::Credentials(c)
+                    }
+                    (None, Some(_), None, None) => {
+                        return Err(invalid(
+                            f("password_env"),
+                            "user is set: give its password with password_env or password_file",
+                        ));
+                    }
+                    _ => {
+                        return Err(invalid(
+                            f("token_env"),
+                            "choose one way to authenticate: a token, a user and password, or \
+                             a credentials file",
+                        ));
+                    }
+                };
+                (
+                    name,
+                    format,
+                    batch_size,
+                    SinkKind::Nats(NatsSpec {
+                        servers,
+                        subject,
+                        stream,
+                        create_stream,
+                        duplicate_window: duration(
+                            &f("duplicate_window"),
+                            duplicate_window.as_ref(),
+                            Duration::from_secs(120),
+                        )?,
+                        auth,
+                        timeout: duration(
+                            &f("timeout"),
+                            timeout.as_ref(),
+                            Duration::from_secs(30),
+                        )?,
+                    }),
+                )
+            }
         };
         if batch_size == 0 || batch_size > 10_000 {
             return Err(invalid(
@@ -433,5 +642,67 @@ pub fn problems(i: usize, sinks: &[toml::Value]) -> Vec<ConfigError> {
     match resolve(i, sinks) {
         Ok(_) => Vec::new(),
         Err(e) => vec![e],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nats(extra: &str) -> Result<Vec<SinkSpec>, ConfigError> {
+        let v: toml::Value = toml::from_str(&format!(
+            "type = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\n{extra}"
+        ))
+        .unwrap();
+        resolve(0, &[v])
+    }
+
+    fn field(r: Result<Vec<SinkSpec>, ConfigError>) -> String {
+        match r {
+            Err(ConfigError::Invalid { field, .. }) => field,
+            other => panic!("expected a refusal: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_nats_sink_is_checked_field_by_field() {
+        let ok = nats("stream = \"KANDJI\"\ncreate_stream = true").unwrap();
+        match &ok[0].kind {
+            SinkKind::Nats(n) => {
+                assert_eq!(n.subject, "kandji.{source}.{category}");
+                assert_eq!(n.duplicate_window, Duration::from_secs(120));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(ok[0].name, "nats-0");
+        assert_eq!(
+            field(nats("subject = \"kandji..x\"")),
+            "sources[0].sinks[0].subject"
+        );
+        assert_eq!(
+            field(nats("subject = \"kandji.>\"")),
+            "sources[0].sinks[0].subject"
+        );
+        assert_eq!(
+            field(nats("subject = \"k.{tenant}\"")),
+            "sources[0].sinks[0].subject"
+        );
+        assert_eq!(
+            field(nats("create_stream = true")),
+            "sources[0].sinks[0].stream"
+        );
+        assert_eq!(
+            field(nats("stream = \"a.b\"")),
+            "sources[0].sinks[0].stream"
+        );
+        assert_eq!(
+            field(nats("user = \"u\"")),
+            "sources[0].sinks[0].password_env"
+        );
+        let v: toml::Value =
+            toml::from_str("type = \"nats\"\nurl = \"nats://u:p@127.0.0.1:4222\"").unwrap();
+        assert_eq!(field(resolve(0, &[v])), "sources[0].sinks[0].url");
+        let v: toml::Value = toml::from_str("type = \"nats\"\nurl = \"http://127.0.0.1\"").unwrap();
+        assert_eq!(field(resolve(0, &[v])), "sources[0].sinks[0].url");
     }
 }

@@ -1,5 +1,5 @@
 //! Outputs: routes each source's records, raw or OCSF, to NDJSON files/stdout, OTLP/HTTP
-//! logs and HTTP webhooks, beside the embedded store (always on).
+//! logs, HTTP webhooks and NATS JetStream, beside the embedded store (always on).
 //!
 //! Delivery is at-least-once and never blocks collection. The store writes an `outbox` row
 //! for every new row or event version in the batch's own transaction (`store/write.rs`); each
@@ -14,6 +14,7 @@
 //! `kandji.event_id` in OTLP) that changes only when the record does, so receivers can drop
 //! repeats.
 
+pub mod nats;
 pub mod ndjson;
 pub mod otlp;
 pub mod outbox;
@@ -144,6 +145,8 @@ pub enum Sink {
     Ndjson(Mutex<ndjson::NdjsonSink>),
     Otlp(otlp::OtlpSink),
     Webhook(webhook::WebhookSink),
+    /// Boxed: the client's connection state is large beside the other sinks.
+    Nats(Box<nats::NatsSink>),
 }
 
 impl Sink {
@@ -189,6 +192,9 @@ impl Sink {
                 hmac_secret.clone(),
                 *timeout,
             )?),
+            SinkKind::Nats(spec) => {
+                Sink::Nats(Box::new(nats::NatsSink::new(info.clone(), spec.clone())))
+            }
         })
     }
 
@@ -200,6 +206,7 @@ impl Sink {
             },
             Sink::Otlp(s) => s.send(records).await,
             Sink::Webhook(s) => s.send(records).await,
+            Sink::Nats(s) => s.send(records).await,
         }
     }
 }
