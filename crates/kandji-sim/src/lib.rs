@@ -64,6 +64,40 @@ pub async fn spawn(config: SimConfig) -> Result<SimHandle, SimError> {
     spawn_on(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
 }
 
+/// The config of tenant `i` of a many-tenant simulator: `base` with its own name
+/// (`{tenant}{i}`), seed (`seed + i`: its own devices, users and events) and token.
+pub fn tenant_config(base: &SimConfig, i: usize) -> SimConfig {
+    let mut c = base.clone();
+    c.tenant = format!("{}{i}", base.tenant);
+    c.seed = base.seed.wrapping_add(i as u64);
+    // A token per tenant: a UUID-shaped string derived from the base token and the index.
+    let h = util::hs("tenant-token", &[base.seed, i as u64]);
+    c.token = format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        (h >> 32) as u32,
+        (h >> 16) as u16,
+        (h >> 4) & 0xfff,
+        h & 0xfff,
+        h.rotate_left(17) & 0xffff_ffff_ffff
+    );
+    c
+}
+
+/// Starts `n` independent tenants in this process, one port each (on `ip`, port 0 picks
+/// free ones): each has its own token, hourly and per-second budget, clock and ground truth
+/// ([`tenant_config`]). A hundred-tenant test needs one process.
+pub async fn spawn_tenants(
+    base: SimConfig,
+    n: usize,
+    ip: std::net::IpAddr,
+) -> Result<Vec<SimHandle>, SimError> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        out.push(spawn_on(tenant_config(&base, i), SocketAddr::new(ip, 0)).await?);
+    }
+    Ok(out)
+}
+
 /// Start a simulator on a given address (port 0 picks a free port).
 pub async fn spawn_on(config: SimConfig, addr: SocketAddr) -> Result<SimHandle, SimError> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -103,6 +137,10 @@ impl SimHandle {
     /// `http://127.0.0.1:PORT` (no `/api/v1`).
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+    /// The tenant's name (its subdomain).
+    pub fn tenant(&self) -> &str {
+        &self.shared.cfg.tenant
     }
     /// The all-permission token.
     pub fn token(&self) -> &str {

@@ -21,6 +21,11 @@ struct Cli {
     /// Port (0 picks a free one). The base URL is printed as the first line of stdout.
     #[arg(long, default_value_t = 0)]
     port: u16,
+    /// Serve this many independent tenants, one free port each (each with its own token,
+    /// budget, clock and data; seeds `seed`, `seed+1`, …; names `{tenant}0`, `{tenant}1`, …).
+    /// Stdout then has one line per tenant: `NAME BASE_URL TOKEN`. `--port` must be 0.
+    #[arg(long, default_value_t = 1)]
+    tenants: usize,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     listen: IpAddr,
@@ -179,6 +184,30 @@ async fn main() -> anyhow::Result<()> {
         windows_share: cli.windows_share,
         refused_prism_categories: cli.refuse_prism_category.clone(),
     };
+    anyhow::ensure!(cli.tenants >= 1, "--tenants must be at least 1");
+    if cli.tenants > 1 {
+        anyhow::ensure!(
+            cli.port == 0,
+            "--tenants {} needs --port 0 (each tenant gets a free port)",
+            cli.tenants
+        );
+        let sims = kandji_sim::spawn_tenants(cfg, cli.tenants, cli.listen)
+            .await
+            .context("starting the simulator's tenants")?;
+        {
+            let mut out = std::io::stdout().lock();
+            for s in &sims {
+                writeln!(out, "{} {} {}", s.tenant(), s.base_url(), s.token())?;
+            }
+            out.flush()?;
+        }
+        shutdown_signal().await?;
+        tracing::info!(tenants = sims.len(), "shutting down");
+        for s in sims {
+            s.shutdown().await;
+        }
+        return Ok(());
+    }
     let addr = SocketAddr::new(cli.listen, cli.port);
     let sim = kandji_sim::spawn_on(cfg, addr)
         .await

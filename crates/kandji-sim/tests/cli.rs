@@ -85,3 +85,48 @@ async fn binary_prints_base_url_first_and_honours_flags() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn many_tenants_print_one_line_each_and_answer_on_their_own_ports() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kandji-sim"))
+        .args(["--tenants", "3", "--devices", "4", "--clock-speed", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run kandji-sim");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let c = common::client();
+    let mut seen = Vec::new();
+    for i in 0..3 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(parts.len(), 3, "NAME BASE_URL TOKEN: {line:?}");
+        assert_eq!(parts[0], format!("acme{i}"));
+        let r = c
+            .get(format!("{}/api/v1/devices", parts[1]))
+            .bearer_auth(parts[2])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{line}");
+        seen.push((parts[1].to_string(), parts[2].to_string()));
+    }
+    // One tenant's token is not another's.
+    let r = c
+        .get(format!("{}/api/v1/devices", seen[0].0))
+        .bearer_auth(&seen[1].1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // --tenants needs free ports.
+    let bad = Command::new(env!("CARGO_BIN_EXE_kandji-sim"))
+        .args(["--tenants", "2", "--port", "9999"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--port 0"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
