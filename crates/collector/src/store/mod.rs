@@ -31,6 +31,7 @@ mod export;
 pub mod lock;
 mod lookups;
 mod outbox;
+pub mod pg;
 mod refresh;
 mod samples;
 pub mod schema;
@@ -132,6 +133,20 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// A PostgreSQL store's error, with the URL it was opened on (which has no password).
+    #[error("store at {url}: {message}")]
+    Postgres { url: String, message: String },
+    /// A commit under a lease another replica has since taken: refused, nothing written.
+    #[error(
+        "source {source_name}: the lease moved to {} (fencing token {current}, this replica held {held}); the commit was refused and nothing was written",
+        owner.as_deref().unwrap_or("no replica")
+    )]
+    Fenced {
+        source_name: String,
+        held: i64,
+        current: i64,
+        owner: Option<String>,
+    },
 }
 
 impl StoreError {
@@ -142,6 +157,8 @@ impl StoreError {
             StoreError::DiskFull { .. } => "store_full",
             StoreError::Corrupt { .. } => "store_corrupt",
             StoreError::Locked { .. } => "store_locked",
+            StoreError::Fenced { .. } => "store_fenced",
+            StoreError::Postgres { .. } => "store_postgres",
             _ => "store",
         }
     }
