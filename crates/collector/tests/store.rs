@@ -1,5 +1,9 @@
-//! The store's write path: upserts, change events, sweeps and exactly-once batches.
+//! The store's write path: upserts, change events, sweeps and exactly-once batches, on both
+//! backends (each case runs once on SQLite and once on PostgreSQL).
 
+mod common;
+
+use common::backend::{Backend, TestStore};
 use kandji_collector::store::Upsert;
 use kandji_collector::store::{Batch, EventRow, InvRow, Scope, Store, SweepEnd, Table};
 use rusqlite::types::Value;
@@ -51,14 +55,25 @@ fn sql(store: &Store) -> rusqlite::Connection {
         .expect("read-only connection")
 }
 
-fn count(store: &Store, q: &str) -> i64 {
-    sql(store).query_row(q, [], |r| r.get(0)).expect("query")
-}
+on_both_backends!(
+    devices_removed_only_after_two_missed_sweeps_with_change_events,
+    a_missed_then_seen_device_resets_its_miss_count,
+    events_dedup_on_uid_and_keep_newest_state,
+    a_failed_batch_commits_nothing_not_even_its_checkpoint,
+    reopening_keeps_data_and_schema_version,
+    a_device_new_after_the_baseline_is_an_enrolment_even_mid_sweep,
+);
 
-#[tokio::test]
-async fn devices_removed_only_after_two_missed_sweeps_with_change_events() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("open");
+async fn devices_removed_only_after_two_missed_sweeps_with_change_events(b: Backend) {
+    let Some(t) = TestStore::open(
+        b,
+        "devices_removed_only_after_two_missed_sweeps_with_change_events",
+    )
+    .await
+    else {
+        return;
+    };
+    let store = t.store.clone();
 
     let out = store
         .commit_page(sweep_batch(
@@ -74,10 +89,8 @@ async fn devices_removed_only_after_two_missed_sweeps_with_change_events() {
         .expect("write");
     assert_eq!(out.inserted, 2);
     assert_eq!(
-        count(
-            &store,
-            "SELECT count(*) FROM events WHERE event_type = 'device_enrolled'"
-        ),
+        t.count("SELECT count(*) FROM events WHERE event_type = 'device_enrolled'")
+            .await,
         0,
         "the first sweep is a baseline, not news"
     );
@@ -95,17 +108,13 @@ async fn devices_removed_only_after_two_missed_sweeps_with_change_events() {
     assert_eq!(out.updated, 1);
     assert_eq!(out.removed, 0, "one missed sweep is not enough");
     assert_eq!(
-        count(
-            &store,
-            "SELECT count(*) FROM events WHERE event_type = 'os_updated'"
-        ),
+        t.count("SELECT count(*) FROM events WHERE event_type = 'os_updated'")
+            .await,
         1
     );
     assert_eq!(
-        count(
-            &store,
-            "SELECT count(*) FROM events WHERE event_type = 'blueprint_changed'"
-        ),
+        t.count("SELECT count(*) FROM events WHERE event_type = 'blueprint_changed'")
+            .await,
         1
     );
 
@@ -122,17 +131,13 @@ async fn devices_removed_only_after_two_missed_sweeps_with_change_events() {
     assert_eq!(out.unchanged, 1);
     assert_eq!(out.removed, 1);
     assert_eq!(
-        count(
-            &store,
-            "SELECT count(*) FROM devices WHERE removed_at IS NOT NULL AND key = 'b'"
-        ),
+        t.count("SELECT count(*) FROM devices WHERE removed_at IS NOT NULL AND key = 'b'")
+            .await,
         1
     );
     assert_eq!(
-        count(
-            &store,
-            "SELECT count(*) FROM events WHERE event_type = 'device_removed'"
-        ),
+        t.count("SELECT count(*) FROM events WHERE event_type = 'device_removed'")
+            .await,
         1
     );
 
@@ -150,28 +155,27 @@ async fn devices_removed_only_after_two_missed_sweeps_with_change_events() {
         .await
         .expect("write");
     assert_eq!(
-        count(
-            &store,
-            "SELECT count(*) FROM devices WHERE removed_at IS NULL"
-        ),
+        t.count("SELECT count(*) FROM devices WHERE removed_at IS NULL")
+            .await,
         2
     );
     assert_eq!(
-        count(
-            &store,
-            "SELECT count(*) FROM events WHERE event_type = 'device_enrolled'"
-        ),
+        t.count("SELECT count(*) FROM events WHERE event_type = 'device_enrolled'")
+            .await,
         1,
         "b coming back is an enrolment"
     );
     let cp = store.checkpoint("acme", "devices").await.expect("cp");
     assert_eq!(cp, Some(serde_json::json!({"sweep": 4, "done": true})));
+    t.finish().await;
 }
 
-#[tokio::test]
-async fn a_missed_then_seen_device_resets_its_miss_count() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("open");
+async fn a_missed_then_seen_device_resets_its_miss_count(b: Backend) {
+    let Some(t) = TestStore::open(b, "a_missed_then_seen_device_resets_its_miss_count").await
+    else {
+        return;
+    };
+    let store = t.store.clone();
     store
         .commit_page(sweep_batch(
             1,
@@ -199,12 +203,14 @@ async fn a_missed_then_seen_device_resets_its_miss_count() {
         .await
         .expect("w");
     assert_eq!(out.removed, 0, "misses must be consecutive");
+    t.finish().await;
 }
 
-#[tokio::test]
-async fn events_dedup_on_uid_and_keep_newest_state() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("open");
+async fn events_dedup_on_uid_and_keep_newest_state(b: Backend) {
+    let Some(t) = TestStore::open(b, "events_dedup_on_uid_and_keep_newest_state").await else {
+        return;
+    };
+    let store = t.store.clone();
     let ev = |status: &str| EventRow {
         category: "security",
         event_type: "threat".into(),
@@ -224,28 +230,32 @@ async fn events_dedup_on_uid_and_keep_newest_state() {
     b.events = vec![ev("RELEASED")];
     let out = store.commit_page(b).await.expect("write");
     assert_eq!(out.events_updated, 1);
-    assert_eq!(count(&store, "SELECT count(*) FROM events"), 1);
+    assert_eq!(t.count("SELECT count(*) FROM events").await, 1);
     // Full-text search finds the newest state only.
-    assert_eq!(
-        count(
-            &store,
-            "SELECT count(*) FROM events_fts WHERE events_fts MATCH 'RELEASED'"
-        ),
-        1
-    );
-    assert_eq!(
-        count(
-            &store,
-            "SELECT count(*) FROM events_fts WHERE events_fts MATCH 'QUARANTINED'"
-        ),
-        0
-    );
+    let search = |q: &str| kandji_collector::store::EventFilter {
+        q: Some(q.into()),
+        ..Default::default()
+    };
+    let found = store
+        .events_page(search("RELEASED"), 50)
+        .await
+        .expect("search");
+    assert_eq!(found.events.len(), 1);
+    let found = store
+        .events_page(search("QUARANTINED"), 50)
+        .await
+        .expect("search");
+    assert_eq!(found.events.len(), 0);
+    t.finish().await;
 }
 
-#[tokio::test]
-async fn a_failed_batch_commits_nothing_not_even_its_checkpoint() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("open");
+async fn a_failed_batch_commits_nothing_not_even_its_checkpoint(b: Backend) {
+    let Some(t) =
+        TestStore::open(b, "a_failed_batch_commits_nothing_not_even_its_checkpoint").await
+    else {
+        return;
+    };
+    let store = t.store.clone();
     let mut bad = device("a", "A", "1", "x");
     bad.values.pop(); // wrong column count: the batch must fail as a whole
     let mut b = sweep_batch(1, 1, vec![device("z", "Z", "1", "x"), bad], true);
@@ -261,13 +271,37 @@ async fn a_failed_batch_commits_nothing_not_even_its_checkpoint() {
         raw: "{}".into(),
     });
     assert!(store.commit_page(b).await.is_err());
-    assert_eq!(count(&store, "SELECT count(*) FROM devices"), 0);
-    assert_eq!(count(&store, "SELECT count(*) FROM events"), 0);
-    assert_eq!(count(&store, "SELECT count(*) FROM checkpoints"), 0);
+    assert_eq!(t.count("SELECT count(*) FROM devices").await, 0);
+    assert_eq!(t.count("SELECT count(*) FROM events").await, 0);
+    assert_eq!(t.count("SELECT count(*) FROM checkpoints").await, 0);
+    t.finish().await;
+}
+
+async fn reopening_keeps_data_and_schema_version(b: Backend) {
+    let Some(t) = TestStore::open(b, "reopening_keeps_data").await else {
+        return;
+    };
+    t.store
+        .commit_page(sweep_batch(1, 1, vec![device("a", "A", "1", "x")], true))
+        .await
+        .expect("w");
+    let t = t.reopened().await;
+    assert_eq!(t.count("SELECT count(*) FROM devices").await, 1);
+    match b {
+        Backend::Sqlite => {}
+        Backend::Postgres => {
+            let pg = t.store.pg().expect("pg");
+            assert_eq!(
+                pg.schema_version().await.expect("version"),
+                kandji_collector::store::pg::migrations::latest()
+            );
+        }
+    }
+    t.finish().await;
 }
 
 #[tokio::test]
-async fn reopening_keeps_data_and_schema_version() {
+async fn a_reopened_sqlite_store_keeps_its_schema_version_and_wal() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let store = Store::open(dir.path()).expect("open");
@@ -277,23 +311,34 @@ async fn reopening_keeps_data_and_schema_version() {
             .expect("w");
     }
     let store = Store::open(dir.path()).expect("reopen");
-    assert_eq!(count(&store, "SELECT count(*) FROM devices"), 1);
+    let c = sql(&store);
     assert_eq!(
-        count(&store, "PRAGMA user_version"),
+        c.query_row("SELECT count(*) FROM devices", [], |r| r.get::<_, i64>(0))
+            .expect("q"),
+        1
+    );
+    assert_eq!(
+        c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+            .expect("q"),
         i64::from(kandji_collector::store::schema::latest_version())
     );
     assert_eq!(
-        sql(&store)
-            .query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))
+        c.query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))
             .expect("q"),
         "wal"
     );
 }
 
-#[tokio::test]
-async fn a_device_new_after_the_baseline_is_an_enrolment_even_mid_sweep() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("open");
+async fn a_device_new_after_the_baseline_is_an_enrolment_even_mid_sweep(b: Backend) {
+    let Some(t) = TestStore::open(
+        b,
+        "a_device_new_after_the_baseline_is_an_enrolment_even_mid_sweep",
+    )
+    .await
+    else {
+        return;
+    };
+    let store = t.store.clone();
     // Baseline over two pages: no events for either page.
     store
         .commit_page(sweep_batch(10, 1, vec![device("a", "A", "1", "x")], false))
@@ -303,7 +348,7 @@ async fn a_device_new_after_the_baseline_is_an_enrolment_even_mid_sweep() {
         .commit_page(sweep_batch(11, 1, vec![device("b", "B", "1", "x")], true))
         .await
         .expect("w");
-    assert_eq!(count(&store, "SELECT count(*) FROM events"), 0);
+    assert_eq!(t.count("SELECT count(*) FROM events").await, 0);
     // Sweep 2 started at 20: c is new.
     store
         .commit_page(sweep_batch(
@@ -315,12 +360,11 @@ async fn a_device_new_after_the_baseline_is_an_enrolment_even_mid_sweep() {
         .await
         .expect("w");
     assert_eq!(
-        count(
-            &store,
-            "SELECT count(*) FROM events WHERE event_type = 'device_enrolled'"
-        ),
+        t.count("SELECT count(*) FROM events WHERE event_type = 'device_enrolled'")
+            .await,
         1
     );
+    t.finish().await;
 }
 
 #[cfg(unix)]

@@ -12,6 +12,9 @@ impl Store {
         source: &str,
         stream: &str,
     ) -> Result<Option<serde_json::Value>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.checkpoint(source, stream).await;
+        }
         let (source, stream) = (source.to_string(), stream.to_string());
         self.read(move |c| {
             let raw: Option<String> = c
@@ -41,6 +44,9 @@ impl Store {
         stream: &str,
         at_most: i64,
     ) -> Result<Option<i64>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.latest_event_at(source, stream, at_most).await;
+        }
         let (source, stream) = (source.to_string(), stream.to_string());
         self.read(move |c| {
             Ok(c.prepare_cached(

@@ -73,6 +73,9 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsoleSourceRow> {
 
 impl Store {
     pub async fn console_sources(&self) -> Result<Vec<ConsoleSourceRow>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.console_sources().await;
+        }
         self.read(|c| {
             let mut st = c.prepare(&format!("SELECT {COLS} FROM console_sources ORDER BY name"))?;
             let rows = st.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
@@ -82,6 +85,9 @@ impl Store {
     }
 
     pub async fn console_source(&self, name: &str) -> Result<Option<ConsoleSourceRow>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.console_source(name).await;
+        }
         let name = name.to_string();
         self.read(move |c| {
             Ok(c.query_row(
@@ -96,6 +102,9 @@ impl Store {
 
     /// Adds a console source; `false` when one with that name exists (nothing changes).
     pub async fn insert_console_source(&self, s: NewConsoleSource) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.insert_console_source(s).await;
+        }
         self.exec("adding a console source", move |w| {
             let now = now_ms();
             let n = w.conn.execute(
@@ -124,6 +133,9 @@ impl Store {
         name: &str,
         s: SourceSettings,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.update_console_source(name, s).await;
+        }
         let name = name.to_string();
         self.exec("editing a console source", move |w| {
             w.conn.execute(
@@ -152,6 +164,9 @@ impl Store {
         name: &str,
         enabled: bool,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.set_console_source_enabled(name, enabled).await;
+        }
         let name = name.to_string();
         self.exec("editing a console source", move |w| {
             w.conn.execute(
@@ -170,6 +185,9 @@ impl Store {
         token_ct: Vec<u8>,
         token_last4: String,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.rotate_console_token(name, token_ct, token_last4).await;
+        }
         let name = name.to_string();
         self.exec("rotating a token", move |w| {
             w.conn.execute(
@@ -185,6 +203,9 @@ impl Store {
     /// Deletes a console source's settings and marks its streams disabled; its collected
     /// data stays in the store.
     pub async fn delete_console_source(&self, name: &str) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.delete_console_source(name).await;
+        }
         let name = name.to_string();
         self.exec("deleting a console source", move |w| {
             let tx = w.conn.transaction()?;
@@ -205,6 +226,9 @@ impl Store {
     /// (keyed by device, with the shared versions' install counts kept right). The console's
     /// own settings are [`Store::delete_console_source`]'s. Returns the rows deleted.
     pub async fn purge_source(&self, source: &str) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.purge_source(source).await;
+        }
         let source = source.to_string();
         self.exec("purging a source's data", move |w| {
             let tx = w.conn.transaction()?;
@@ -249,6 +273,9 @@ impl Store {
 
     /// The admin's password hash, if one was set.
     pub async fn admin_password_hash(&self) -> Result<Option<String>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.admin_password_hash().await;
+        }
         self.read(|c| {
             Ok(c.query_row(
                 "SELECT password_hash FROM console_admin WHERE id = 1",
@@ -261,6 +288,9 @@ impl Store {
     }
 
     pub async fn set_admin_password_hash(&self, hash: String) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.set_admin_password_hash(hash).await;
+        }
         self.exec("setting the admin password", move |w| {
             w.conn.execute(
                 "INSERT INTO console_admin (id, password_hash, updated_at) VALUES (1, ?1, ?2)

@@ -18,7 +18,7 @@ use super::{Store, StoreError};
 
 pub const PAGE: usize = 50;
 
-fn rfc3339(ms: i64) -> String {
+pub(super) fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {
@@ -28,7 +28,7 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn opt(s: &Option<String>) -> Option<&str> {
+pub(super) fn opt(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
@@ -58,7 +58,7 @@ pub fn fts_query(q: &str) -> Option<String> {
     (!words.is_empty()).then(|| words.join(" "))
 }
 
-fn like(q: &str) -> String {
+pub(super) fn like(q: &str) -> String {
     let text: String = q.chars().filter(|c| !c.is_control()).collect();
     format!("%{}%", text.trim().replace(['%', '_'], ""))
 }
@@ -208,7 +208,7 @@ pub struct EventPage {
 }
 
 /// A keyset cursor `occurred_at:seq`.
-fn cursor(c: &Option<String>) -> Option<(i64, i64)> {
+pub(super) fn cursor(c: &Option<String>) -> Option<(i64, i64)> {
     let (a, b) = opt(c)?.split_once(':')?;
     Some((a.parse::<i64>().ok()?, b.parse::<i64>().ok()?))
 }
@@ -332,7 +332,7 @@ pub(crate) enum Keyset {
     NewerLater(i64),
 }
 
-fn keyset_of(f: &EventFilter) -> Keyset {
+pub(super) fn keyset_of(f: &EventFilter) -> Keyset {
     match (cursor(&f.before), cursor(&f.after)) {
         (Some((t, s)), _) => Keyset::NewerSameTime(t, s),
         (None, Some((t, s))) => Keyset::Older(t, s),
@@ -596,7 +596,7 @@ impl DeviceView {
 }
 
 /// The devices page's sort keys and the column each sorts by (each has an index).
-const DEVICE_SORTS: [(&str, &str); 8] = [
+pub(super) const DEVICE_SORTS: [(&str, &str); 8] = [
     ("name", "device_name"),
     ("platform", "platform"),
     ("model", "model"),
@@ -987,12 +987,19 @@ fn version_key(v: &str) -> Vec<VersionPart> {
 }
 
 fn apps_overview(c: &Connection, n: usize) -> Result<AppsOverview, StoreError> {
-    let mut by_app: HashMap<String, (String, Vec<(String, i64)>)> = HashMap::new();
     let mut st = c.prepare_cached(APP_OVERVIEW_SQL)?;
     let mut rows = st.query([])?;
+    let mut versions = Vec::new();
     while let Some(r) = rows.next()? {
-        let (bundle, name, version, installs): (String, String, String, i64) =
-            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+        versions.push((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
+    }
+    Ok(overview_of(versions, n))
+}
+
+/// The apps landing page from every (bundle id, name, version, installs) of the fleet.
+pub(super) fn overview_of(rows: Vec<(String, String, String, i64)>, n: usize) -> AppsOverview {
+    let mut by_app: HashMap<String, (String, Vec<(String, i64)>)> = HashMap::new();
+    for (bundle, name, version, installs) in rows {
         // Apps without a bundle id (Android, Windows) are grouped by name.
         let key = if bundle.is_empty() {
             name.clone()
@@ -1044,7 +1051,7 @@ fn apps_overview(c: &Connection, n: usize) -> Result<AppsOverview, StoreError> {
         v.truncate(n);
         v
     };
-    Ok(AppsOverview {
+    AppsOverview {
         apps: groups.len(),
         top: pick(groups.clone(), |g| (g.installs, 0)),
         several_versions: pick(
@@ -1055,7 +1062,7 @@ fn apps_overview(c: &Connection, n: usize) -> Result<AppsOverview, StoreError> {
             groups.into_iter().filter(|g| g.outdated > 0).collect(),
             |g| (g.outdated, g.installs),
         ),
-    })
+    }
 }
 
 fn apps(c: &Connection, q: &str, version: Option<&str>) -> Result<Vec<AppSummary>, StoreError> {
@@ -1119,6 +1126,9 @@ fn explain(c: &Connection, sql: &str, p: Vec<Sql>) -> Result<Vec<String>, StoreE
 impl Store {
     /// SQLite's plan for a page of events (`EXPLAIN QUERY PLAN`, one line per step).
     pub async fn explain_events(&self, f: EventFilter) -> Result<Vec<String>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.explain_events(f).await;
+        }
         self.read(move |c| {
             let (sql, p) = events_sql(&f, PAGE, fts_frequent(c, &f)?);
             explain(c, &sql, p)
@@ -1128,6 +1138,9 @@ impl Store {
 
     /// SQLite's plan for a page of devices.
     pub async fn explain_devices(&self, f: DeviceFilter) -> Result<Vec<String>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.explain_devices(f).await;
+        }
         self.read(move |c| {
             let (sql, p) = devices_sql(&f, Some(PAGE));
             explain(c, &sql, p)
@@ -1142,6 +1155,9 @@ impl Store {
         &self,
         pairs: Vec<(String, String)>,
     ) -> Result<HashMap<(String, String), String>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.actor_emails(pairs).await;
+        }
         self.read(move |c| {
             let mut out = HashMap::new();
             for (source, id) in pairs {
@@ -1159,15 +1175,24 @@ impl Store {
 
     /// One page of events, newest first (keyset: `after` is the previous page's cursor).
     pub async fn events_page(&self, f: EventFilter, limit: usize) -> Result<EventPage, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.events_page(f, limit).await;
+        }
         self.read(move |c| events(c, &f, limit)).await
     }
 
     pub async fn event(&self, seq: i64) -> Result<Option<EventDetail>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.event(seq).await;
+        }
         self.read(move |c| event(c, seq)).await
     }
 
     /// One page of devices.
     pub async fn devices_page(&self, f: DeviceFilter) -> Result<Vec<DeviceView>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.devices_page(f).await;
+        }
         self.read(move |c| devices(c, &f, Some(PAGE))).await
     }
 
@@ -1178,6 +1203,9 @@ impl Store {
         f: DeviceFilter,
         tx: tokio::sync::mpsc::Sender<DeviceView>,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.stream_devices(f, tx).await;
+        }
         self.read(move |c| {
             let (sql, p) = devices_sql(&f, None);
             let mut st = c.prepare(&sql)?;
@@ -1193,6 +1221,9 @@ impl Store {
     }
 
     pub async fn device(&self, source: &str, id: &str) -> Result<Option<DeviceDetail>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.device(source, id).await;
+        }
         let (source, id) = (source.to_string(), id.to_string());
         self.read(move |c| device(c, &source, &id)).await
     }
@@ -1202,12 +1233,18 @@ impl Store {
         q: Option<String>,
         page: usize,
     ) -> Result<Vec<UserView>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.users_page(q, page).await;
+        }
         self.read(move |c| users(c, q.as_deref(), page)).await
     }
 
     /// The apps landing page: the `n` most installed apps, those with the most versions in
     /// the fleet, and those with the most installs behind the fleet's newest version.
     pub async fn apps_overview(&self, n: usize) -> Result<AppsOverview, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.apps_overview(n).await;
+        }
         self.read(move |c| apps_overview(c, n)).await
     }
 
@@ -1219,6 +1256,9 @@ impl Store {
         version: Option<String>,
         bundle_id: Option<String>,
     ) -> Result<(Vec<AppSummary>, Vec<AppDevice>), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.apps_search(q, version, bundle_id).await;
+        }
         self.read(move |c| {
             let v = version.as_deref();
             let summary = apps(c, &q, v)?;

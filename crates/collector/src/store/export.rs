@@ -31,6 +31,18 @@ impl Store {
         since: Option<i64>,
         each: &mut dyn FnMut(ExportItem) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+                StoreError::Invalid("export from a PostgreSQL store needs the async runtime".into())
+            })?;
+            // Called from async code (the CLI) or a blocking thread: either way, wait here.
+            return match handle.runtime_flavor() {
+                tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| {
+                    pg.export_each(&handle, source, kind, since, each)
+                }),
+                _ => pg.export_each(&handle, source, kind, since, each),
+            };
+        }
         self.read_blocking(|c| match kind {
             ExportKind::Events(stream) => {
                 let mut st = c.prepare(

@@ -22,6 +22,9 @@ impl Store {
                 table.name()
             )));
         }
+        if let Some(pg) = self.pg() {
+            return pg.resolve_ids(source, table, wanted).await;
+        }
         let source = source.to_string();
         self.read(move |c| {
             let mut st = c.prepare_cached(&format!(
@@ -54,6 +57,9 @@ impl Store {
                 table.name()
             )));
         }
+        if let Some(pg) = self.pg() {
+            return pg.dimension(source, table).await;
+        }
         let source = source.to_string();
         self.read(move |c| {
             let mut st = c.prepare(&format!(
@@ -71,6 +77,9 @@ impl Store {
 
     /// The ids of a source's live devices.
     pub async fn live_device_ids(&self, source: &str) -> Result<HashSet<String>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.live_device_ids(source).await;
+        }
         let source = source.to_string();
         self.read(move |c| {
             let mut st =
@@ -92,6 +101,9 @@ impl Store {
         table: super::Table,
         sweep: i64,
     ) -> Result<Vec<String>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.removal_candidates(source, table, sweep).await;
+        }
         let source = source.to_string();
         let spec = table.spec();
         let threshold = spec.remove_after_missed;
@@ -114,6 +126,9 @@ impl Store {
 
     /// Live devices and users of a source (the planner's fleet size).
     pub async fn fleet_size(&self, source: &str) -> Result<(u64, u64), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.fleet_size(source).await;
+        }
         let source = source.to_string();
         self.read(move |c| {
             let d: i64 = c.query_row(
@@ -135,6 +150,9 @@ impl Store {
     /// skip-scan of the type index: one seek per distinct type), platforms and blueprints of
     /// live devices.
     pub async fn menus(&self) -> Result<Menus, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.menus().await;
+        }
         self.read(|c| {
             let list = |sql: &str| -> Result<Vec<String>, StoreError> {
                 let mut st = c.prepare(sql)?;

@@ -223,6 +223,9 @@ struct Inner {
     path: PathBuf,
     readers: ReaderPool,
     writer: Option<Writer>,
+    /// The PostgreSQL store, when this handle is one: every method goes there instead (the
+    /// SQLite parts above are then unused).
+    pg: Option<pg::PgStore>,
 }
 
 impl Drop for Inner {
@@ -462,8 +465,35 @@ impl Store {
                     lock: Mutex::new(Some(lock)),
                     checked_ms,
                 }),
+                pg: None,
             }),
         })
+    }
+
+    /// Opens the PostgreSQL store at `c` (the shared store of replicas), migrating it, and
+    /// writing under `mode`'s leases.
+    pub async fn open_postgres(
+        c: &pg::PgConnect,
+        mode: pg::LeaseMode,
+    ) -> Result<Store, StoreError> {
+        let store = pg::PgStore::connect_as(c, mode).await?;
+        let path = PathBuf::from(store.url());
+        Ok(Store {
+            inner: Arc::new(Inner {
+                readers: ReaderPool {
+                    path: path.clone(),
+                    idle: Mutex::new(Vec::new()),
+                },
+                path,
+                writer: None,
+                pg: Some(store),
+            }),
+        })
+    }
+
+    /// The PostgreSQL store behind this handle, if it is one (the replicas' lease loop, tests).
+    pub fn pg(&self) -> Option<&pg::PgStore> {
+        self.inner.pg.as_ref()
     }
 
     /// Opens an existing store for reading only: no lock, no migration, no writer (status,
@@ -499,21 +529,27 @@ impl Store {
                 },
                 path,
                 writer: None,
+                pg: None,
             }),
         })
     }
 
+    /// The store's file (SQLite), or its URL without a password (PostgreSQL).
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
 
     /// Whether this handle can write (it was opened with [`Store::open`]).
     pub fn is_writable(&self) -> bool {
-        self.inner.writer.is_some()
+        self.inner.writer.is_some() || self.inner.pg.is_some()
     }
 
     /// Whether the writer thread is running. `/readyz` is red when it is not.
     pub fn writer_alive(&self) -> bool {
+        if self.inner.pg.is_some() {
+            // No writer thread: each write takes a pooled connection.
+            return true;
+        }
         self.inner
             .writer
             .as_ref()
@@ -593,6 +629,9 @@ impl Store {
     /// and outbox rows they cause), events, sweep ends, refresh-queue changes, checkpoint and
     /// record counts. Either all of it is in the store afterwards, or none of it.
     pub async fn commit_page(&self, batch: Batch) -> Result<BatchOutcome, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.commit(&batch).await;
+        }
         self.exec("committing a page", move |w| {
             let r = write::apply(w, &batch);
             if let Err(error) = &r {
@@ -606,6 +645,11 @@ impl Store {
     /// The full `PRAGMA integrity_check`: empty when the store is sound, else SQLite's list
     /// of problems.
     pub async fn verify(&self) -> Result<Vec<String>, StoreError> {
+        if let Some(pg) = self.pg() {
+            // The server keeps its own integrity; this checks it answers at this build's schema.
+            pg.schema_version().await?;
+            return Ok(Vec::new());
+        }
         self.read(|c| {
             let mut st = c.prepare("PRAGMA integrity_check")?;
             let rows: Vec<String> = st
@@ -619,6 +663,11 @@ impl Store {
     /// An online copy of the store into `dir` (created if needed; it must not hold a store
     /// yet), through SQLite's backup API, beside a running writer. Returns the copy's path.
     pub async fn backup(&self, dir: &Path) -> Result<PathBuf, StoreError> {
+        if self.pg().is_some() {
+            return Err(StoreError::Invalid(
+                "the store is PostgreSQL: back it up with pg_dump (or the server's own backups), not `backup`".into(),
+            ));
+        }
         let dest = dir.join(FILE_NAME);
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
             path: dir.to_path_buf(),
@@ -647,6 +696,9 @@ impl Store {
 
     /// The database file's size in bytes (main file and WAL), for status and benchmarks.
     pub fn size_on_disk(&self) -> u64 {
+        if self.pg().is_some() {
+            return 0;
+        }
         let mut wal = self.inner.path.as_os_str().to_os_string();
         wal.push("-wal");
         [self.inner.path.clone(), PathBuf::from(wal)]
@@ -658,6 +710,9 @@ impl Store {
 
     /// Bytes per table and index (SQLite's `dbstat`), largest first.
     pub async fn space_by_table(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.space_by_table().await;
+        }
         self.read(|c| {
             let mut st =
                 c.prepare("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC")?;

@@ -335,6 +335,9 @@ impl Store {
         table: Table,
         key: &str,
     ) -> Result<Option<StoredRow>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.inventory_row(source, table, key).await;
+        }
         let (source, key) = (source.to_string(), key.to_string());
         self.read(move |c| inventory_row(c, &source, table, &key))
             .await
@@ -347,6 +350,9 @@ impl Store {
         after: OutboxPos,
         limit: usize,
     ) -> Result<OutboxBatch, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.outbox_batch(source, after, limit).await;
+        }
         let source = source.to_string();
         self.read(move |c| read_batch(c, &source, after, limit))
             .await
@@ -354,6 +360,9 @@ impl Store {
 
     /// The output's committed offset (the start when it has none yet).
     pub async fn output_offset(&self, source: &str, output: &str) -> Result<OutboxPos, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.output_offset(source, output).await;
+        }
         let (source, output) = (source.to_string(), output.to_string());
         self.read(move |c| offset(c, &source, &output)).await
     }
@@ -367,6 +376,11 @@ impl Store {
         delivered: i64,
         now: i64,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg
+                .commit_output_offset(source, output, pos, delivered, now)
+                .await;
+        }
         let (source, output) = (source.to_string(), output.to_string());
         self.exec("committing an output offset", move |w| {
             let tx = w.conn.transaction()?;
@@ -394,6 +408,9 @@ impl Store {
         error: &str,
         now: i64,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.record_output_error(source, output, error, now).await;
+        }
         let (source, output, error) = (source.to_string(), output.to_string(), error.to_string());
         self.exec("recording an output error", move |w| {
             w.conn.execute(
@@ -418,6 +435,11 @@ impl Store {
         error: &str,
         now: i64,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg
+                .dead_letter(source, output, records, status, error, now)
+                .await;
+        }
         let (source, output, error) = (source.to_string(), output.to_string(), error.to_string());
         self.exec("dead-lettering records", move |w| {
             let tx = w.conn.transaction()?;
@@ -451,6 +473,9 @@ impl Store {
     /// Deletes outbox rows every listed output of each source has delivered. A source with no
     /// outputs loses its whole outbox (nothing would ever read it). Returns the rows deleted.
     pub async fn prune_outbox(&self, plan: Vec<(String, Vec<String>)>) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.prune_outbox(plan).await;
+        }
         self.exec("pruning the outbox", move |w| {
             let mut n = 0u64;
             for (source, outputs) in &plan {
@@ -487,6 +512,9 @@ impl Store {
     /// Per output: offset, pending outbox rows, delivered, dead letters (kept and total), last
     /// error. The JSON the console and `status --json` show.
     pub async fn outputs_status(&self) -> Result<Value, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.outputs_status().await;
+        }
         self.read(|c| {
             let mut stmt = c.prepare(
                 "SELECT o.source, o.output, o.seq, o.delivered, o.dead_total, o.last_error,
@@ -525,6 +553,9 @@ impl Store {
         output: &str,
         limit: usize,
     ) -> Result<Value, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.dead_letters(source, output, limit).await;
+        }
         let (source, output) = (source.to_string(), output.to_string());
         self.read(move |c| {
             let mut stmt = c.prepare(

@@ -14,6 +14,9 @@ impl Store {
         source: &str,
         cap: usize,
     ) -> Result<Vec<(String, bool)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.compliance_candidates(source, cap).await;
+        }
         let source = source.to_string();
         self.read(move |c| {
             let mut out: Vec<(String, bool)> = Vec::new();
@@ -25,7 +28,7 @@ impl Store {
             let mut q = c.prepare(
                 "SELECT q.device_id FROM refresh_queue q
                  JOIN devices d ON d.source = q.source AND d.key = q.device_id AND d.removed_at IS NULL
-                 WHERE q.source = ?1 ORDER BY q.queued_at LIMIT ?2",
+                 WHERE q.source = ?1 ORDER BY q.queued_at, q.device_id LIMIT ?2",
             )?;
             for id in q.query_map(params![source, cap as i64], |r| r.get::<_, String>(0))? {
                 push(id?, true, &mut out);

@@ -15,6 +15,11 @@ impl Store {
         limit_hour: u64,
         share: u64,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg
+                .record_budget_sample_held(source, hour, requests, limit_hour, share)
+                .await;
+        }
         let source = source.to_string();
         self.exec("recording a budget sample", move |w| {
             w.conn.execute(
@@ -42,6 +47,9 @@ impl Store {
         source: &str,
         since: i64,
     ) -> Result<Vec<(i64, i64, i64, i64)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.budget_series(source, since).await;
+        }
         let source = source.to_string();
         self.read(move |c| {
             let mut st = c.prepare(
@@ -64,6 +72,9 @@ impl Store {
         source: &str,
         since: i64,
     ) -> Result<Vec<(i64, String, i64)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.record_series(source, since).await;
+        }
         let source = source.to_string();
         self.read(move |c| {
             let mut st = c.prepare(

@@ -59,6 +59,9 @@ impl Store {
         stream: &str,
         state: &'static str,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.set_stream_state(source, stream, state).await;
+        }
         let (source, stream) = (source.to_string(), stream.to_string());
         self.exec("recording stream status", move |w| {
             w.conn.execute(
@@ -78,6 +81,9 @@ impl Store {
         source: &str,
         streams: Vec<&'static str>,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.disable_streams(source, streams).await;
+        }
         let source = source.to_string();
         self.exec("recording stream status", move |w| {
             let tx = w.conn.transaction()?;
@@ -96,6 +102,9 @@ impl Store {
 
     /// Marks every stream of a source disabled (its settings were deleted).
     pub async fn disable_source(&self, source: &str) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.disable_source(source).await;
+        }
         let source = source.to_string();
         self.exec("recording stream status", move |w| {
             w.conn.execute(
@@ -114,6 +123,9 @@ impl Store {
         stream: &str,
         outcome: StreamOutcome,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.record_stream_run(source, stream, outcome).await;
+        }
         let (source, stream) = (source.to_string(), stream.to_string());
         self.exec("recording stream status", move |w| {
             let now = now_ms();
@@ -173,6 +185,9 @@ impl Store {
     /// Each stream's last success — left out when the stream's last run failed, so a restart
     /// (e.g. after a token rotation) retries it at once.
     pub async fn last_successes(&self, source: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.last_successes(source).await;
+        }
         let source = source.to_string();
         self.read(move |c| {
             let mut st = c.prepare(
@@ -190,6 +205,9 @@ impl Store {
 
     /// Every stream's status row (of one source, or all), with its checkpoint.
     pub async fn stream_status(&self, only: Option<&str>) -> Result<Vec<StatusRow>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.stream_status(only).await;
+        }
         let only = only.map(str::to_string);
         self.read(move |c| {
             let mut st = c.prepare(

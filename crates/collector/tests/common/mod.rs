@@ -1,6 +1,8 @@
 //! Shared test harness: a simulated tenant and a collector runtime pointed at it.
 #![allow(dead_code)]
 
+pub mod backend;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -191,37 +193,144 @@ pub fn assert_matches_truth(env: &Env) {
 
 /// Asserts `store` equals `sim`'s truth for every category.
 pub fn assert_store_matches(sim: &SimHandle, store: &Store) {
+    let c = sql(store);
+    assert_snapshot_matches(
+        sim,
+        &Snapshot::read(|q| {
+            let mut st = c.prepare(q).expect("prepare");
+            let n = st.column_count();
+            st.query_map([], |r| {
+                (0..n)
+                    .map(|i| r.get::<_, Option<rusqlite::types::Value>>(i))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .expect("query")
+            .map(|r| {
+                r.expect("row")
+                    .into_iter()
+                    .map(|v| match v {
+                        None | Some(rusqlite::types::Value::Null) => None,
+                        Some(rusqlite::types::Value::Integer(i)) => Some(i.to_string()),
+                        Some(rusqlite::types::Value::Real(f)) => Some(f.to_string()),
+                        Some(rusqlite::types::Value::Text(t)) => Some(t),
+                        Some(rusqlite::types::Value::Blob(b)) => Some(format!("{b:?}")),
+                    })
+                    .collect()
+            })
+            .collect()
+        }),
+    );
+}
+
+/// What the truth checks read of a store, by queries both backends answer alike.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub sets: BTreeMap<&'static str, BTreeSet<String>>,
+    pub counts: BTreeMap<&'static str, i64>,
+    /// Live compliance items and their status.
+    pub compliance: BTreeMap<String, String>,
+}
+
+const SNAPSHOT_SETS: [(&str, &str); 8] = [
+    (
+        "devices",
+        "SELECT key FROM devices WHERE removed_at IS NULL",
+    ),
+    ("users", "SELECT key FROM users WHERE removed_at IS NULL"),
+    (
+        "audit",
+        "SELECT uid FROM events WHERE stream = 'audit_events'",
+    ),
+    (
+        "open_vulns",
+        "SELECT key FROM vuln_detections WHERE removed_at IS NULL",
+    ),
+    (
+        "vuln_events",
+        "SELECT uid FROM events WHERE stream = 'vulnerability_detections'",
+    ),
+    (
+        "behavioral",
+        "SELECT uid FROM events WHERE stream = 'behavioral_detections'",
+    ),
+    ("apps", "SELECT key FROM apps WHERE removed_at IS NULL"),
+    ("threats", "SELECT uid FROM events WHERE stream = 'threats'"),
+];
+const SNAPSHOT_COUNTS: [(&str, &str); 2] = [
+    (
+        "audit",
+        "SELECT count(*) FROM events WHERE stream = 'audit_events'",
+    ),
+    (
+        "threats",
+        "SELECT count(*) FROM events WHERE stream = 'threats'",
+    ),
+];
+const SNAPSHOT_COMPLIANCE: &str = "SELECT key, status FROM compliance WHERE removed_at IS NULL";
+
+impl Snapshot {
+    /// The snapshot through `rows` (a query's rows, every cell as text).
+    pub fn read(mut rows: impl FnMut(&str) -> Vec<Vec<Option<String>>>) -> Snapshot {
+        let mut s = Snapshot::default();
+        for (name, q) in SNAPSHOT_SETS {
+            s.sets.insert(
+                name,
+                rows(q)
+                    .into_iter()
+                    .filter_map(|r| r.into_iter().next().flatten())
+                    .collect(),
+            );
+        }
+        for (name, q) in SNAPSHOT_COUNTS {
+            let n = rows(q)[0][0]
+                .as_deref()
+                .unwrap_or("0")
+                .parse()
+                .expect("count");
+            s.counts.insert(name, n);
+        }
+        for r in rows(SNAPSHOT_COMPLIANCE) {
+            let mut it = r.into_iter();
+            let key = it.next().flatten().unwrap_or_default();
+            s.compliance
+                .insert(key, it.next().flatten().unwrap_or_default());
+        }
+        s
+    }
+
+    /// Every query the snapshot makes, for a reader that fetches them first (async backends).
+    pub fn queries() -> Vec<&'static str> {
+        SNAPSHOT_SETS
+            .iter()
+            .map(|(_, q)| *q)
+            .chain(SNAPSHOT_COUNTS.iter().map(|(_, q)| *q))
+            .chain([SNAPSHOT_COMPLIANCE])
+            .collect()
+    }
+}
+
+/// Asserts a store's snapshot equals `sim`'s truth for every category.
+pub fn assert_snapshot_matches(sim: &SimHandle, snap: &Snapshot) {
+    let set = |k: &str| snap.sets.get(k).cloned().unwrap_or_default();
     let truth_devices: BTreeSet<String> = arr(sim.truth("devices"))
         .iter()
         .map(|d| str_of(d, "device_id"))
         .collect();
-    let stored = store_set(store, "SELECT key FROM devices WHERE removed_at IS NULL");
-    assert_eq!(stored, truth_devices, "live devices");
+    assert_eq!(set("devices"), truth_devices, "live devices");
 
     let truth_users: BTreeSet<String> = arr(sim.truth("users"))
         .iter()
         .map(|u| str_of(u, "id"))
         .collect();
-    assert_eq!(
-        store_set(store, "SELECT key FROM users WHERE removed_at IS NULL"),
-        truth_users,
-        "users"
-    );
+    assert_eq!(set("users"), truth_users, "users");
 
     let truth_audit: BTreeSet<String> = arr(sim.truth("audit_events"))
         .iter()
         .map(|e| str_of(e, "id"))
         .collect();
-    let stored_audit = store_set(
-        store,
-        "SELECT uid FROM events WHERE stream = 'audit_events'",
-    );
-    assert_eq!(stored_audit, truth_audit, "audit events");
+    assert_eq!(set("audit"), truth_audit, "audit events");
     assert_eq!(
-        count(
-            store,
-            "SELECT count(*) FROM events WHERE stream = 'audit_events'"
-        ) as usize,
+        snap.counts["audit"] as usize,
         truth_audit.len(),
         "no duplicate audit events"
     );
@@ -229,15 +338,12 @@ pub fn assert_store_matches(sim: &SimHandle, store: &Store) {
     let truth_vulns = truth_vuln_keys(sim);
     // The open detections are the tenant's (remediated ones are closed), and every one of
     // them came with its event (events stay when a detection closes).
-    let open_vulns = store_set(
-        store,
-        "SELECT key FROM vuln_detections WHERE removed_at IS NULL",
+    assert_eq!(
+        set("open_vulns"),
+        truth_vulns,
+        "open vulnerability detections"
     );
-    assert_eq!(open_vulns, truth_vulns, "open vulnerability detections");
-    let stored_vulns = store_set(
-        store,
-        "SELECT uid FROM events WHERE stream = 'vulnerability_detections'",
-    );
+    let stored_vulns = set("vuln_events");
     assert!(
         truth_vulns.is_subset(&stored_vulns),
         "vulnerability detection events: {} of the tenant's have none",
@@ -248,26 +354,12 @@ pub fn assert_store_matches(sim: &SimHandle, store: &Store) {
         .iter()
         .map(|v| str_of(v, "id").to_ascii_uppercase())
         .collect();
-    assert_eq!(
-        store_set(
-            store,
-            "SELECT uid FROM events WHERE stream = 'behavioral_detections'"
-        ),
-        truth_beh,
-        "behavioral detections"
-    );
+    assert_eq!(set("behavioral"), truth_beh, "behavioral detections");
     let truth_threats = arr(sim.truth("threats")).len() as i64;
-    assert_eq!(
-        count(
-            store,
-            "SELECT count(*) FROM events WHERE stream = 'threats'"
-        ),
-        truth_threats,
-        "threats"
-    );
+    assert_eq!(snap.counts["threats"], truth_threats, "threats");
 
     let truth_apps = truth_app_keys(sim);
-    let stored_apps = store_set(store, "SELECT key FROM apps WHERE removed_at IS NULL");
+    let stored_apps = set("apps");
     assert_eq!(stored_apps.len(), truth_apps.len(), "app count");
     assert_eq!(stored_apps, truth_apps, "apps");
 
@@ -286,21 +378,10 @@ pub fn assert_store_matches(sim: &SimHandle, store: &Store) {
             }
         }
     }
-    let c = sql(store);
-    let mut st = c
-        .prepare("SELECT key, status FROM compliance WHERE removed_at IS NULL")
-        .expect("prepare");
-    let stored: BTreeMap<String, String> = st
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-            ))
-        })
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows");
-    assert_eq!(stored, truth_compliance, "compliance items and statuses");
+    assert_eq!(
+        snap.compliance, truth_compliance,
+        "compliance items and statuses"
+    );
 }
 
 /// The dialects the fidelity, crash and lifecycle suites each run under (issue 12): a refused

@@ -252,6 +252,58 @@ impl PgStore {
         Ok(n == 1)
     }
 
+    /// Takes `source`'s lease for `owner` if nobody holds it, its holder's lease has expired, or
+    /// `owner` already holds it (a new token whenever the owner changes). `None`: someone else
+    /// holds it. The database's clock decides expiry.
+    pub(crate) async fn take_if_free(
+        &self,
+        source: &str,
+        owner: &str,
+        ttl_ms: i64,
+    ) -> Result<Option<Lease>, StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO leases (source) VALUES ($1) ON CONFLICT (source) DO NOTHING",
+                &[&source],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        let row = client
+            .query_opt(
+                "WITH now AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT AS ms)
+                 UPDATE leases SET
+                    fencing_token = CASE WHEN owner IS DISTINCT FROM $2 THEN fencing_token + 1
+                                         ELSE fencing_token END,
+                    acquired_at = CASE WHEN owner IS DISTINCT FROM $2 THEN (SELECT ms FROM now)
+                                       ELSE acquired_at END,
+                    owner = $2,
+                    expires_at = (SELECT ms FROM now) + $3
+                 WHERE source = $1
+                   AND (owner IS NULL OR owner = $2 OR expires_at <= (SELECT ms FROM now))
+                 RETURNING fencing_token, expires_at",
+                &[&source, &owner, &ttl_ms],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(row.map(|r| Lease {
+            source: source.to_string(),
+            owner: owner.to_string(),
+            token: r.get(0),
+            expires_at: r.get(1),
+        }))
+    }
+
+    /// Gives back every lease this process took in [`super::LeaseMode::Solo`] (a `sync --once`
+    /// that ends), so a replica need not wait for them to expire.
+    pub async fn release_all(&self) -> Result<(), StoreError> {
+        for l in self.held() {
+            self.release(&l).await?;
+            self.drop_held(&l.source);
+        }
+        Ok(())
+    }
+
     /// A replica's orderly exit: its heartbeat and all its leases go at once, so the others
     /// take its sources on their next tick instead of after the TTL.
     pub async fn leave(&self, me: &Replica) -> Result<(), StoreError> {

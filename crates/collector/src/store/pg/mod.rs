@@ -23,18 +23,28 @@
 //! never in the URL (a URL that carries one is refused): it comes from an env var or a file
 //! (`PgConnect`), as tokens do.
 
+mod apps;
+mod explorer;
+mod inventory;
 mod leases;
+mod listen;
 pub mod migrations;
+mod reads;
+pub(crate) mod search;
+mod values;
 mod write;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::NoTls;
 
 pub use leases::{Lease, LeaseRow, Rebalance, Replica};
+pub use listen::Signal;
 
 use super::StoreError;
 
@@ -80,6 +90,17 @@ impl PgConnect {
     }
 }
 
+/// An owner name unique to this process: host, pid and a random part.
+pub fn process_owner(kind: &str) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let rnd = uuid::Uuid::new_v4().simple().to_string();
+    format!("{kind}-{host}-{}-{}", std::process::id(), &rnd[..8])
+}
+
 /// The advisory lock that serializes migrations (one id for every store: "kcmi" as a
 /// number).
 const MIGRATION_LOCK: i64 = 1_801_676_137;
@@ -106,12 +127,51 @@ fn redact(url: &str) -> String {
         .join(" ")
 }
 
+/// Who writes through a [`PgStore`], and under which leases.
+#[derive(Debug, Clone)]
+pub enum LeaseMode {
+    /// A replica of `run`: it writes only for the sources its lease loop holds
+    /// ([`PgStore::set_held`]); a commit for any other is refused as [`StoreError::Fenced`].
+    Replica(Replica),
+    /// One process on its own (`sync --once`, tests, tools): the first write for a source takes
+    /// its lease if no one holds it (or its holder's has expired), under this owner name; a
+    /// source another process holds is refused as [`StoreError::Fenced`].
+    Solo { owner: String, ttl_ms: i64 },
+}
+
+impl LeaseMode {
+    pub fn owner(&self) -> &str {
+        match self {
+            LeaseMode::Replica(r) => &r.id,
+            LeaseMode::Solo { owner, .. } => owner,
+        }
+    }
+    pub fn ttl_ms(&self) -> i64 {
+        match self {
+            LeaseMode::Replica(r) => r.ttl_ms,
+            LeaseMode::Solo { ttl_ms, .. } => *ttl_ms,
+        }
+    }
+}
+
+/// The leases this process writes under, by source.
+#[derive(Debug)]
+struct Fence {
+    mode: LeaseMode,
+    held: Mutex<HashMap<String, Lease>>,
+}
+
 /// A handle on the shared store; cheap to clone (the pool is shared).
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
     /// The URL as configured (no password), for errors.
     url: String,
+    fence: Arc<Fence>,
+    /// How to open a connection of its own (the `LISTEN` connection).
+    config: Arc<tokio_postgres::Config>,
+    /// The schema it works in (`None`: the connection's default).
+    schema: Option<String>,
 }
 
 impl fmt::Debug for PgStore {
@@ -130,8 +190,21 @@ fn valid_schema(s: &str) -> bool {
 }
 
 impl PgStore {
-    /// Connects, checks the server answers, and applies the missing migrations.
+    /// Connects on its own ([`LeaseMode::Solo`], under a name unique to this process), checks
+    /// the server answers, and applies the missing migrations.
     pub async fn connect(c: &PgConnect) -> Result<PgStore, StoreError> {
+        PgStore::connect_as(
+            c,
+            LeaseMode::Solo {
+                owner: process_owner("solo"),
+                ttl_ms: 30_000,
+            },
+        )
+        .await
+    }
+
+    /// [`PgStore::connect`] as `mode` says.
+    pub async fn connect_as(c: &PgConnect, mode: LeaseMode) -> Result<PgStore, StoreError> {
         let url = redact(&c.url);
         let bad = |message: String| StoreError::Postgres {
             url: url.clone(),
@@ -166,6 +239,7 @@ impl PgStore {
         if cfg.get_application_name().is_none() {
             cfg.application_name("kandji-collector");
         }
+        let config = Arc::new(cfg.clone());
         let mgr = Manager::from_config(
             cfg,
             NoTls,
@@ -177,9 +251,90 @@ impl PgStore {
             .max_size(c.pool_size.max(1))
             .build()
             .map_err(|e| bad(e.to_string()))?;
-        let store = PgStore { pool, url };
+        let store = PgStore {
+            pool,
+            url,
+            fence: Arc::new(Fence {
+                mode,
+                held: Mutex::new(HashMap::new()),
+            }),
+            config,
+            schema: c.schema.clone(),
+        };
         store.migrate(c.schema.as_deref()).await?;
         Ok(store)
+    }
+
+    /// The URL the store was opened on (without a password), for status and errors.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn mode(&self) -> &LeaseMode {
+        &self.fence.mode
+    }
+
+    fn held_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lease>> {
+        // Whole-value inserts and removes: consistent across a panic.
+        self.fence.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The leases this process holds now (the lease loop's view), by source.
+    pub fn held(&self) -> Vec<Lease> {
+        let mut v: Vec<Lease> = self.held_map().values().cloned().collect();
+        v.sort_by(|a, b| a.source.cmp(&b.source));
+        v
+    }
+
+    /// Whether this process holds `source`'s lease.
+    pub fn holds(&self, source: &str) -> bool {
+        self.held_map().contains_key(source)
+    }
+
+    /// Replaces the leases this process writes under (the replica's lease loop, after each
+    /// tick). A source left out can no longer be written from here.
+    pub fn set_held(&self, leases: &[Lease]) {
+        let mut m = self.held_map();
+        m.clear();
+        for l in leases {
+            m.insert(l.source.clone(), l.clone());
+        }
+    }
+
+    /// Forgets one lease (given back, or found lost).
+    pub fn drop_held(&self, source: &str) {
+        self.held_map().remove(source);
+    }
+
+    /// The lease to write `source` under: the one held, or in [`LeaseMode::Solo`] one taken
+    /// now if free. `None`: another process holds it.
+    pub(crate) async fn lease_for(&self, source: &str) -> Result<Option<Lease>, StoreError> {
+        if let Some(l) = self.held_map().get(source) {
+            return Ok(Some(l.clone()));
+        }
+        let LeaseMode::Solo { owner, ttl_ms } = &self.fence.mode else {
+            return Ok(None);
+        };
+        let taken = self.take_if_free(source, owner, *ttl_ms).await?;
+        if let Some(l) = &taken {
+            self.held_map().insert(source.to_string(), l.clone());
+        }
+        Ok(taken)
+    }
+
+    /// The error for a write to a source this process does not hold.
+    pub(crate) async fn not_held(&self, source: &str, held: i64) -> StoreError {
+        let current = self
+            .leases()
+            .await
+            .ok()
+            .and_then(|all| all.into_iter().find(|l| l.source == source));
+        StoreError::Fenced {
+            source_name: source.to_string(),
+            held,
+            current: current.as_ref().map_or(0, |l| l.token),
+            owner: current.and_then(|l| l.owner),
+        }
     }
 
     /// Wraps a driver error with the URL.
@@ -347,6 +502,50 @@ impl PgStore {
             .await
             .map_err(|e| self.err(e))?;
         Ok(row.get(0))
+    }
+
+    /// Bytes per table (its partitions, indexes and TOAST included), largest first.
+    pub async fn space_by_table(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT c.relname,
+                        (SELECT coalesce(sum(pg_total_relation_size(t.relid)), 0)::BIGINT
+                         FROM pg_partition_tree(c.oid) t)
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
+                   AND NOT c.relispartition
+                 ORDER BY 2 DESC",
+                &[],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64))
+            .collect())
+    }
+
+    /// Runs a read-only query and returns every cell as text (NULL as `None`): for tests and
+    /// tools that compare the store with a ground truth, in a read-only transaction.
+    pub async fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .read_only(true)
+            .start()
+            .await
+            .map_err(|e| self.err(e))?;
+        let rows = tx.simple_query(sql).await.map_err(|e| self.err(e))?;
+        Ok(rows
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                }
+                _ => None,
+            })
+            .collect())
     }
 
     /// Refreshes the planner's statistics (tests and benchmarks, after a bulk load).
