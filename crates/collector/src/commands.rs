@@ -61,6 +61,50 @@ fn data_dir(cli: &Cli) -> PathBuf {
     }
 }
 
+/// How a command uses the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Open {
+    /// `run`: on PostgreSQL, a replica that leases sources.
+    Replica,
+    /// `sync --once`: writes on its own (on PostgreSQL, under leases it takes if free).
+    Solo,
+    /// `status`, `export`, `backup`: reads beside a running collector.
+    ReadOnly,
+}
+
+/// The store the config names: embedded SQLite in the data directory, or PostgreSQL.
+async fn open_store(cfg: &Config, how: Open) -> Result<Store> {
+    let Some(c) = cfg.pg_connect()? else {
+        return Ok(match how {
+            Open::ReadOnly => Store::open_read_only(&cfg.data_dir)?,
+            _ => Store::open(&cfg.data_dir)?,
+        });
+    };
+    use crate::store::pg::{LeaseMode, Replica, process_owner};
+    let mode = match how {
+        Open::Replica => {
+            LeaseMode::Replica(Replica::new(process_owner("replica"), cfg.lease_ttl_ms()))
+        }
+        Open::Solo | Open::ReadOnly => LeaseMode::Solo {
+            owner: process_owner("solo"),
+            ttl_ms: cfg.lease_ttl_ms(),
+        },
+    };
+    Ok(Store::open_postgres(&c, mode).await?)
+}
+
+/// The config for a reading command: the file when there is one (a PostgreSQL store is
+/// named there), else the data directory alone.
+fn reading_config(cli: &Cli) -> Config {
+    match load(cli) {
+        Ok(c) => c,
+        Err(_) => Config {
+            data_dir: data_dir(cli),
+            ..Config::default()
+        },
+    }
+}
+
 fn pick<'a>(sources: &'a [Source], only: Option<&str>) -> Result<Vec<&'a Source>> {
     let picked: Vec<&Source> = sources
         .iter()
@@ -162,15 +206,55 @@ async fn sync(cli: &Cli, only: Option<&str>, streams: &[String]) -> Result<()> {
     let wanted = parse_streams(streams)?;
     let sources = cfg.resolve()?;
     let picked: Vec<Source> = pick(&sources, only)?.into_iter().cloned().collect();
-    let store = match Store::open(&cfg.data_dir) {
-        Ok(s) => s,
-        Err(StoreError::Locked {
-            path,
-            pid,
-            command,
-            console,
-        }) => return ask_daemon(&path, pid, &command, console.as_deref(), &picked, &wanted).await,
-        Err(e) => return Err(e.into()),
+    let store = if cfg.store.is_some() {
+        open_store(&cfg, Open::Solo).await?
+    } else {
+        match Store::open(&cfg.data_dir) {
+            Ok(s) => s,
+            Err(StoreError::Locked {
+                path,
+                pid,
+                command,
+                console,
+            }) => {
+                return ask_daemon(&path, pid, &command, console.as_deref(), &picked, &wanted)
+                    .await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    // On a shared store, a source a replica collects is synced by that replica.
+    let picked = match store.pg() {
+        Some(pg) => {
+            let mut mine = Vec::new();
+            for s in picked {
+                if pg.lease_for(&s.name).await?.is_some() {
+                    mine.push(s);
+                    continue;
+                }
+                let streams: Vec<Option<String>> = if wanted.is_empty() {
+                    vec![None]
+                } else {
+                    wanted
+                        .iter()
+                        .map(|w| Some(w.as_str().to_string()))
+                        .collect()
+                };
+                for stream in streams {
+                    pg.notify(&crate::store::pg::Signal::Sync {
+                        source: s.name.clone(),
+                        stream,
+                    })
+                    .await?;
+                }
+                println!(
+                    "{}: a replica collects this source; asked it to sync (see `status`)",
+                    s.name
+                );
+            }
+            mine
+        }
+        None => picked,
     };
     let shutdown = CancellationToken::new();
     crate::shutdown::on_signals(shutdown.clone());
@@ -203,6 +287,7 @@ async fn sync(cli: &Cli, only: Option<&str>, streams: &[String]) -> Result<()> {
                 },
             ));
         }
+        rt.resume_budget().await;
         for r in engine::sync_once(&rt, &wanted).await {
             let line = match &r.result {
                 Ok(rep) if !rep.degraded.is_empty() => format!(
@@ -246,6 +331,9 @@ async fn sync(cli: &Cli, only: Option<&str>, streams: &[String]) -> Result<()> {
         );
     }
     crate::outputs::drain_once(&store, &cfg, &sources, &shutdown).await?;
+    if let Some(pg) = store.pg() {
+        pg.release_all().await?;
+    }
     if failures > 0 {
         bail!("{failures} stream(s) failed");
     }
@@ -343,7 +431,7 @@ async fn run(cli: &Cli, web: &crate::cli::WebArgs) -> Result<()> {
     };
     let sources = cfg.resolve()?;
     // One store for the whole process: the engine, the outputs and the console share it.
-    let store = Store::open(&cfg.data_dir)?;
+    let store = open_store(&cfg, Open::Replica).await?;
     // One token for the process, cancelled by the one signal handler; the outputs and the
     // supervisor (and through it each source) hold children of it.
     let shutdown = CancellationToken::new();
@@ -357,6 +445,7 @@ async fn run(cli: &Cli, web: &crate::cli::WebArgs) -> Result<()> {
         let r = crate::web::run_cmd(
             store,
             cfg.data_dir.clone(),
+            cfg.console_key_file.clone(),
             sources,
             web,
             false,
@@ -369,6 +458,26 @@ async fn run(cli: &Cli, web: &crate::cli::WebArgs) -> Result<()> {
     };
     crate::outputs::join(outputs).await;
     r
+}
+
+/// What `status` says of a shared store: the live replicas and who collects each source.
+async fn shared_store_health(pg: &crate::store::pg::PgStore) -> Value {
+    let now = pg.db_now().await.unwrap_or_else(|_| crate::store::now_ms());
+    let leases = pg.leases().await.unwrap_or_default();
+    let replicas = pg.live_replicas(now).await.unwrap_or_default();
+    json!({
+        "url": pg.url(),
+        "replicas": replicas,
+        "leases": leases.iter().map(|l| {
+            let live = l.owner.is_some() && l.expires_at > now;
+            json!({
+                "source": l.source,
+                "owner": if live { l.owner.clone() } else { None },
+                "token": l.token,
+                "expires_in_ms": (l.expires_at - now).max(0),
+            })
+        }).collect::<Vec<_>>(),
+    })
 }
 
 /// What `status` says of the store itself: who holds it, and whether it can be written.
@@ -390,10 +499,14 @@ fn store_health(dir: &std::path::Path) -> Value {
 }
 
 async fn status_cmd(cli: &Cli, only: Option<&str>, as_json: bool, verify: bool) -> Result<()> {
-    let dir = data_dir(cli);
-    let store = Store::open_read_only(&dir)?;
+    let cfg = reading_config(cli);
+    let dir = cfg.data_dir.clone();
+    let store = open_store(&cfg, Open::ReadOnly).await?;
     let rows = status_rows(&store, only).await?;
-    let health = store_health(&dir);
+    let health = match store.pg() {
+        Some(pg) => shared_store_health(pg).await,
+        None => store_health(&dir),
+    };
     let problems = if verify {
         Some(store.verify().await?)
     } else {
@@ -418,21 +531,42 @@ async fn status_cmd(cli: &Cli, only: Option<&str>, as_json: bool, verify: bool) 
         }
         return Ok(());
     }
-    writeln!(
-        out,
-        "store {} ({} MB){}",
-        store.path().display(),
-        health["bytes"].as_u64().unwrap_or(0) / 1_000_000,
-        match health["held_by"]["pid"].as_u64() {
-            Some(pid) => format!(
-                ", in use by process {pid} ({})",
-                health["held_by"]["command"]
-                    .as_str()
-                    .unwrap_or("kandji-collector")
-            ),
-            None => String::new(),
+    if let Some(replicas) = health["replicas"].as_array() {
+        writeln!(
+            out,
+            "store {} (PostgreSQL, {} live replica(s))",
+            store.path().display(),
+            replicas.len()
+        )?;
+        for l in health["leases"].as_array().into_iter().flatten() {
+            if only.is_some_and(|o| Some(o) != l["source"].as_str()) {
+                continue;
+            }
+            writeln!(
+                out,
+                "  {:<12} collected by {} (fencing token {})",
+                l["source"].as_str().unwrap_or("-"),
+                l["owner"].as_str().unwrap_or("no replica (free)"),
+                l["token"]
+            )?;
         }
-    )?;
+    } else {
+        writeln!(
+            out,
+            "store {} ({} MB){}",
+            store.path().display(),
+            health["bytes"].as_u64().unwrap_or(0) / 1_000_000,
+            match health["held_by"]["pid"].as_u64() {
+                Some(pid) => format!(
+                    ", in use by process {pid} ({})",
+                    health["held_by"]["command"]
+                        .as_str()
+                        .unwrap_or("kandji-collector")
+                ),
+                None => String::new(),
+            }
+        )?;
+    }
     if let Some(e) = health["read_only"].as_str() {
         writeln!(
             out,
@@ -485,8 +619,9 @@ async fn status_cmd(cli: &Cli, only: Option<&str>, as_json: bool, verify: bool) 
 /// `backup DIR`: an online copy of the store (and the console's key file) into DIR, beside a
 /// running daemon. `--data-dir DIR` then runs on the copy.
 async fn backup(cli: &Cli, dest: &std::path::Path) -> Result<()> {
-    let dir = data_dir(cli);
-    let store = Store::open_read_only(&dir)?;
+    let cfg = reading_config(cli);
+    let dir = cfg.data_dir.clone();
+    let store = open_store(&cfg, Open::ReadOnly).await?;
     let copy = store.backup(dest).await?;
     let key = dir.join("console.key");
     if key.exists() {
@@ -543,7 +678,7 @@ async fn export(
         ),
         None => None,
     };
-    let store = Store::open_read_only(&data_dir(cli))?;
+    let store = open_store(&reading_config(cli), Open::ReadOnly).await?;
     let kind = export_kind(stream);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let io = |e: std::io::Error| StoreError::Invalid(format!("writing the export: {e}"));
@@ -618,7 +753,7 @@ async fn demo(
         let store = Store::open(&dir)?;
         let shutdown = CancellationToken::new();
         crate::shutdown::on_signals(shutdown.clone());
-        let r = crate::web::run_cmd(store, dir, sources, &web, true, shutdown).await;
+        let r = crate::web::run_cmd(store, dir, None, sources, &web, true, shutdown).await;
         sim.shutdown().await;
         return r;
     }

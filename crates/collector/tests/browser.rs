@@ -442,6 +442,7 @@ async fn console_flows_in_headless_chromium() {
         secure_cookies: false,
         api_key: None,
         public_url: None,
+        key_file: None,
     })
     .await
     .unwrap();

@@ -381,6 +381,7 @@ async fn console_pages_on_a_collected_store() {
         secure_cookies: false,
         api_key: None,
         public_url: None,
+        key_file: None,
     })
     .await
     .unwrap();

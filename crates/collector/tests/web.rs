@@ -77,6 +77,7 @@ impl Console {
             secure_cookies: false,
             api_key: Some(API_KEY.into()),
             public_url: None,
+            key_file: None,
         })
         .await
         .unwrap();
@@ -786,6 +787,7 @@ async fn bearer_api_key_and_first_run_setup() {
         secure_cookies: true,
         api_key: Some(API_KEY.into()),
         public_url: None,
+        key_file: None,
     })
     .await
     .unwrap();

@@ -363,6 +363,20 @@ impl Budget {
         Ok(())
     }
 
+    /// Counts `spent` requests as already spent this hour (by a previous run of this process,
+    /// or by the replica that collected the source before this one), so that a restart or a
+    /// handover does not spend the hour's share a second time. Never lowers the count.
+    pub fn preload_spent(&self, spent: u32) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        self.roll(&mut st, now);
+        if spent > st.spent {
+            let extra = spent - st.spent;
+            st.spent = spent;
+            st.spent_by_priority[Priority::Bulk.idx()] += extra;
+        }
+    }
+
     /// Our hourly share and its reserved slice: from the configured limit, or from the
     /// server-reported hourly limit when it is lower.
     fn base_allowance(&self, st: &State) -> (u32, u32) {
@@ -605,6 +619,23 @@ mod tests {
         );
         // Clamped to the gateway's 50/s.
         assert_eq!(Budget::new(cfg(10_000, 1.0, 500)).state().per_second, 50);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_preloaded_spend_counts_against_the_share() {
+        let b = Budget::new(BudgetConfig {
+            hourly_limit: 100,
+            share: 0.5,
+            reserved_fraction: 0.0,
+            ..BudgetConfig::default()
+        });
+        b.preload_spent(48);
+        b.preload_spent(10);
+        let s = b.state();
+        assert_eq!((s.spent_this_hour, s.remaining), (48, 2));
+        assert!(b.try_acquire(Priority::Bulk).is_ok());
+        assert!(b.try_acquire(Priority::Bulk).is_ok());
+        assert!(b.try_acquire(Priority::Bulk).is_err());
     }
 
     #[tokio::test(start_paused = true)]

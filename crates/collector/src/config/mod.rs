@@ -50,6 +50,24 @@ pub struct Config {
     pub data_dir: PathBuf,
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// The store. Absent: embedded SQLite in `data_dir` (one process). A PostgreSQL URL
+    /// (`postgres://user@host:5432/db`): the shared store of any number of `run` replicas,
+    /// which lease sources among themselves. Never with a password in it.
+    pub store: Option<String>,
+    /// The environment variable that holds the PostgreSQL password.
+    pub store_password_env: Option<String>,
+    /// A file that holds the PostgreSQL password (a secret mount, `LoadCredential=`).
+    pub store_password_file: Option<PathBuf>,
+    /// A schema to work in (created if missing); the URL's default (`public`) when absent.
+    pub store_schema: Option<String>,
+    /// Connections this process may open to PostgreSQL (default 8).
+    pub store_pool_size: Option<usize>,
+    /// How long a replica's lease on a source lasts without renewal: a dead replica's
+    /// sources move to the others within it (default "30s").
+    pub lease_ttl: Option<String>,
+    /// The key file the console encrypts stored tokens with (default `data_dir/console.key`).
+    /// Replicas must share one: point each at the same file.
+    pub console_key_file: Option<PathBuf>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -133,9 +151,127 @@ impl Config {
         })
     }
 
+    /// The PostgreSQL store this config names, with its password read (`None`: SQLite).
+    pub fn pg_connect(&self) -> Result<Option<crate::store::pg::PgConnect>, ConfigError> {
+        let Some(url) = &self.store else {
+            return Ok(None);
+        };
+        if let Some(first) = self.store_problems().into_iter().next() {
+            return Err(first);
+        }
+        let mut c = crate::store::pg::PgConnect::new(url);
+        c.password = match (&self.store_password_env, &self.store_password_file) {
+            (Some(var), _) => Some(SecretString::from(std::env::var(var).map_err(|_| {
+                invalid(
+                    "store_password_env",
+                    format!("the environment variable {var:?} is not set"),
+                )
+            })?)),
+            (None, Some(path)) => Some(SecretString::from(
+                std::fs::read_to_string(path)
+                    .map_err(|e| {
+                        invalid(
+                            "store_password_file",
+                            format!("cannot read {}: {e}", path.display()),
+                        )
+                    })?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+            )),
+            (None, None) => None,
+        };
+        c.schema = self.store_schema.clone();
+        if let Some(n) = self.store_pool_size {
+            c.pool_size = n;
+        }
+        // A session idle inside a transaction ends well before its lease could expire.
+        c.idle_tx_timeout_ms = (self.lease_ttl_ms() / 3).clamp(1_000, 10_000) as u64;
+        Ok(Some(c))
+    }
+
+    /// The replicas' lease length, in ms.
+    pub fn lease_ttl_ms(&self) -> i64 {
+        self.lease_ttl
+            .as_deref()
+            .and_then(|v| humantime::parse_duration(v).ok())
+            .map_or(30_000, |d| d.as_millis() as i64)
+    }
+
+    fn store_problems(&self) -> Vec<ConfigError> {
+        let mut out = Vec::new();
+        let Some(url) = &self.store else {
+            for (k, set) in [
+                ("store_password_env", self.store_password_env.is_some()),
+                ("store_password_file", self.store_password_file.is_some()),
+                ("store_schema", self.store_schema.is_some()),
+                ("lease_ttl", self.lease_ttl.is_some()),
+            ] {
+                if set {
+                    out.push(invalid(
+                        k,
+                        "is set, but `store` is not: it applies to a PostgreSQL store only",
+                    ));
+                }
+            }
+            return out;
+        };
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            out.push(invalid(
+                "store",
+                format!(
+                    "{url:?} is not a PostgreSQL URL (postgres://user@host:5432/db); leave `store` out for the embedded SQLite store"
+                ),
+            ));
+        } else {
+            match <tokio_postgres::Config as std::str::FromStr>::from_str(url) {
+                Err(e) => out.push(invalid("store", format!("not a PostgreSQL URL: {e}"))),
+                Ok(c) if c.get_password().is_some() => out.push(invalid(
+                    "store",
+                    "the URL carries a password; remove it and set store_password_env or store_password_file",
+                )),
+                Ok(_) => {}
+            }
+        }
+        if self.store_password_env.is_some() && self.store_password_file.is_some() {
+            out.push(invalid(
+                "store_password_env",
+                "set store_password_env or store_password_file, not both",
+            ));
+        }
+        if let Some(s) = &self.store_schema
+            && !(s.len() <= 63
+                && s.chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            out.push(invalid(
+                "store_schema",
+                format!("{s:?} must be a plain identifier: letters, digits and _, at most 63"),
+            ));
+        }
+        if self.store_pool_size == Some(0) {
+            out.push(invalid("store_pool_size", "0 must be at least 1"));
+        }
+        if let Some(v) = &self.lease_ttl {
+            match humantime::parse_duration(v) {
+                Ok(d) if d >= Duration::from_secs(3) && d <= Duration::from_secs(3600) => {}
+                Ok(_) => out.push(invalid(
+                    "lease_ttl",
+                    format!("{v:?} must be between 3s and 1h"),
+                )),
+                Err(e) => out.push(invalid(
+                    "lease_ttl",
+                    format!("{v:?} is not a duration like \"30s\": {e}"),
+                )),
+            }
+        }
+        out
+    }
+
     /// Validates every source without reading tokens; returns all problems, not just the first.
     pub fn problems(&self) -> Vec<ConfigError> {
-        let mut out = Vec::new();
+        let mut out = self.store_problems();
         let mut seen = std::collections::BTreeSet::new();
         for (i, s) in self.sources.iter().enumerate() {
             if !seen.insert(s.name.clone()) {

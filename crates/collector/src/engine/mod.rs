@@ -11,6 +11,7 @@ use tokio::sync::{Notify, watch};
 use crate::internal_events::{StreamRunFailed, StreamRunFinished, emit};
 use crate::store::{Store, StoreError, now_ms};
 pub use crate::streams::error as status;
+pub mod replicas;
 pub mod supervisor;
 pub mod view;
 pub use crate::streams::runtime::{
@@ -117,6 +118,28 @@ impl SourceRuntime {
             r.requests = requests;
             r
         })
+    }
+
+    /// Counts what this source already spent this hour, as the store recorded it (a previous
+    /// run of this process, or the replica that held the source before): a restart or a
+    /// handover never spends the hour's share twice. The rate-limit headers of the next
+    /// response then say what the tenant has left.
+    pub async fn resume_budget(&self) {
+        let hour = now_ms().div_euclid(3_600_000) * 3_600_000;
+        match self.store.budget_series(self.name(), hour).await {
+            Ok(rows) => {
+                if let Some((_, spent, _, _)) = rows.iter().find(|r| r.0 == hour)
+                    && *spent > 0
+                {
+                    let spent = u32::try_from(*spent).unwrap_or(u32::MAX);
+                    self.budget.preload_spent(spent);
+                    tracing::info!(source = %self.name(), spent, "this hour's spend so far, from the store");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(source = %self.name(), %error, "cannot read this hour's spend; counting from zero")
+            }
+        }
     }
 
     /// Records this hour's budget use into `budget_samples` (the console's 24 h chart): the
@@ -344,7 +367,7 @@ pub async fn run_config_sources(
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let sup = Arc::new(Supervisor::new(store, Arc::new(ConfigCatalog(sources))));
-    sup.run(shutdown).await;
+    replicas::run(sup, shutdown).await;
 }
 
 /// One source on schedule until its runtime's token is cancelled: the planner's preflight (a schedule that would
@@ -352,6 +375,7 @@ pub async fn run_config_sources(
 /// once so filters resolve, then one [`stream_loop`] per stream. `notifies` wake a stream
 /// early ("sync now"). The console's supervisor runs this too.
 pub async fn source_loop(rt: Arc<SourceRuntime>, notifies: BTreeMap<StreamName, Arc<Notify>>) {
+    rt.resume_budget().await;
     let preflight = tokio::select! {
         r = rt.preflight() => r,
         () = rt.stopped() => return,

@@ -84,6 +84,13 @@ pub struct Broken {
     pub message: String,
 }
 
+/// Which sources this process collects, when replicas share the store (`engine::replicas`):
+/// the ones it holds the lease of.
+pub type Ownership = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// "Sync now" for a source this process does not collect: passed on to the replica that does.
+pub type RemoteSync = Arc<dyn Fn(&str, Option<StreamName>) + Send + Sync>;
+
 pub struct Supervisor {
     pub store: Store,
     catalog: Arc<dyn SourceCatalog>,
@@ -97,6 +104,9 @@ pub struct Supervisor {
     /// One reconcile at a time: the run loop and the console (a token rotation, a purge) both
     /// reconcile, and two at once could each start a runtime for the same source.
     reconciling: tokio::sync::Mutex<()>,
+    /// Set by `engine::replicas`: only owned sources run here.
+    ownership: Mutex<Option<Ownership>>,
+    remote: Mutex<Option<RemoteSync>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -129,7 +139,28 @@ impl Supervisor {
             changed: Notify::new(),
             ready: std::sync::atomic::AtomicBool::new(false),
             reconciling: tokio::sync::Mutex::new(()),
+            ownership: Mutex::new(None),
+            remote: Mutex::new(None),
         }
+    }
+
+    /// Shares the catalog's sources with other replicas: only those `owns` says are this
+    /// process's run here, and "sync now" for the others goes to `remote`.
+    pub fn share(&self, owns: Ownership, remote: RemoteSync) {
+        *lock(&self.ownership) = Some(owns);
+        *lock(&self.remote) = Some(remote);
+    }
+
+    /// Every source the catalog lists (whoever collects it).
+    pub async fn catalog_names(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .catalog
+            .load()
+            .await?
+            .sources
+            .into_iter()
+            .map(|e| e.source.name)
+            .collect())
     }
 
     /// Tells the run loop the console changed a source.
@@ -160,6 +191,21 @@ impl Supervisor {
     /// "Sync now": wakes the stream's loop (all streams when `stream` is None). Returns false
     /// when the source is not running.
     pub fn sync_now(&self, source: &str, stream: Option<StreamName>) -> bool {
+        if self.sync_now_here(source, stream) {
+            return true;
+        }
+        let remote = lock(&self.remote).clone();
+        match remote {
+            Some(r) => {
+                r(source, stream);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// "Sync now" for a source running in this process only.
+    pub fn sync_now_here(&self, source: &str, stream: Option<StreamName>) -> bool {
         let map = lock(&self.running);
         let Some(r) = map.get(source) else {
             return false;
@@ -209,9 +255,11 @@ impl Supervisor {
     pub async fn reconcile(&self) -> Result<(), StoreError> {
         let _one = self.reconciling.lock().await;
         let catalog = self.catalog.load().await?;
+        let owns = lock(&self.ownership).clone();
         let desired: Vec<(Source, String, bool)> = catalog
             .sources
             .into_iter()
+            .filter(|e| owns.as_ref().is_none_or(|f| f(&e.source.name)))
             .map(|e| {
                 let fp = fingerprint(&e.source, &e.version);
                 (e.source, fp, e.read_only)

@@ -183,6 +183,14 @@ pub fn hint(kind: &str, endpoint: Option<&str>) -> String {
             (`kandji-collector backup DIR` makes one), or move the file away and collect \
             again."
             .to_string(),
+        "store_fenced" => "Another replica took this source (this one was paused or cut off \
+            from the database past its lease): its commit was refused and nothing was written. \
+            The source is collected by the replica that holds it now; nothing is needed."
+            .to_string(),
+        "store_postgres" => "The PostgreSQL store failed (the error names the server). Check \
+            that it answers and that the collector's role may write its schema; the stream \
+            retries on its next run, and nothing committed is lost."
+            .to_string(),
         "store" | "store_locked" => {
             "The local store failed; the error names the file. Check the data directory's \
              disk and permissions."

@@ -408,6 +408,9 @@ pub struct ConsoleOptions {
     /// The URL users open the console at, when it is not the listener's (a proxy, a DNS
     /// name): its host joins the `Host` allow-list and it is the URL printed.
     pub public_url: Option<url::Url>,
+    /// The token key file (`console_key_file`; default `data_dir/console.key`). Replicas of
+    /// one PostgreSQL store must share it.
+    pub key_file: Option<PathBuf>,
 }
 
 /// A console bound to its listener, not yet serving.
@@ -444,9 +447,14 @@ pub async fn start(opts: ConsoleOptions) -> Result<Started, StartError> {
 
 /// [`start`] on a store this process already opened (one store per process).
 pub async fn start_with(store: Store, opts: ConsoleOptions) -> Result<Started, StartError> {
-    let cipher = Arc::new(TokenCipher::load_or_create(
-        &opts.data_dir.join("console.key"),
-    )?);
+    let key_file = opts
+        .key_file
+        .clone()
+        .unwrap_or_else(|| opts.data_dir.join("console.key"));
+    if store.pg().is_some() && opts.key_file.is_none() {
+        tracing::warn!(key_file = %key_file.display(), "a shared store with a replica-local console key: set console_key_file to one file every replica reads, or tokens added on one replica cannot be read on another");
+    }
+    let cipher = Arc::new(TokenCipher::load_or_create(&key_file)?);
     let mut password = None;
     match std::env::var("KANDJI_COLLECTOR_ADMIN_PASSWORD") {
         Ok(pw) if !pw.is_empty() => auth::set_password(&store, &pw).await?,
@@ -530,7 +538,10 @@ pub async fn start_with(store: Store, opts: ConsoleOptions) -> Result<Started, S
 /// Serves the console and runs the supervisor until shutdown.
 pub async fn serve(started: Started, shutdown: CancellationToken) -> std::io::Result<()> {
     let Started { app, listener, .. } = started;
-    let sup = tokio::spawn(app.supervisor.clone().run(shutdown.child_token()));
+    let sup = tokio::spawn(crate::engine::replicas::run(
+        app.supervisor.clone(),
+        shutdown.child_token(),
+    ));
     let server = axum::serve(
         listener,
         router(app).into_make_service_with_connect_info::<SocketAddr>(),
@@ -546,6 +557,7 @@ pub async fn serve(started: Started, shutdown: CancellationToken) -> std::io::Re
 pub async fn run_cmd(
     store: Store,
     data_dir: PathBuf,
+    key_file: Option<PathBuf>,
     sources: Vec<Source>,
     web: &crate::cli::WebArgs,
     demo: bool,
@@ -565,6 +577,7 @@ pub async fn run_cmd(
             secure_cookies: web.secure_cookies,
             api_key: std::env::var("KANDJI_COLLECTOR_API_KEY").ok(),
             public_url: web.public_url.clone(),
+            key_file,
         },
     )
     .await?;

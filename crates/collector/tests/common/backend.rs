@@ -155,43 +155,7 @@ impl TestStore {
 
     /// Rows of a query both dialects read alike, every cell as text.
     pub async fn rows(&self, store: &Store, sql: &str) -> Vec<Vec<Option<String>>> {
-        match self.backend {
-            Backend::Sqlite => {
-                let c = rusqlite::Connection::open_with_flags(
-                    store.path(),
-                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-                )
-                .expect("read-only connection");
-                let mut st = c.prepare(sql).expect("prepare");
-                let n = st.column_count();
-                st.query_map([], |r| {
-                    (0..n)
-                        .map(|i| {
-                            Ok(match r.get_ref(i)? {
-                                rusqlite::types::ValueRef::Null => None,
-                                rusqlite::types::ValueRef::Integer(v) => Some(v.to_string()),
-                                rusqlite::types::ValueRef::Real(v) => Some(v.to_string()),
-                                rusqlite::types::ValueRef::Text(t) => {
-                                    Some(String::from_utf8_lossy(t).into_owned())
-                                }
-                                rusqlite::types::ValueRef::Blob(b) => {
-                                    Some(format!("<{} bytes>", b.len()))
-                                }
-                            })
-                        })
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .expect("query")
-                .collect::<Result<_, _>>()
-                .expect("rows")
-            }
-            Backend::Postgres => store
-                .pg()
-                .expect("a PostgreSQL store")
-                .query_text(sql)
-                .await
-                .expect("query"),
-        }
+        rows_of(self.backend, store, sql).await
     }
 
     /// A `count(*)` (or any one integer).
@@ -218,11 +182,7 @@ impl TestStore {
 
     /// What the truth checks read (`super::Snapshot`), on this backend.
     pub async fn snapshot(&self) -> super::Snapshot {
-        let mut got = std::collections::HashMap::new();
-        for q in super::Snapshot::queries() {
-            got.insert(q, self.rows(&self.store, q).await);
-        }
-        super::Snapshot::read(|q| got.remove(q).expect("a fetched query"))
+        snapshot_of(self.backend, &self.store, None).await
     }
 
     /// Drops the test's schema (PostgreSQL); the directory goes with `self`.
@@ -231,6 +191,57 @@ impl TestStore {
             pg.drop_schema(s).await.expect("drop schema");
         }
     }
+}
+
+/// What the truth checks read (`super::Snapshot`) of `store`, of one source or all.
+pub async fn snapshot_of(backend: Backend, store: &Store, source: Option<&str>) -> super::Snapshot {
+    let mut got = std::collections::HashMap::new();
+    for q in super::Snapshot::queries(source) {
+        let rows = rows_of(backend, store, &q).await;
+        got.insert(q, rows);
+    }
+    super::Snapshot::read_for(source, |q| got.remove(q).expect("a fetched query"))
+}
+
+/// Rows of a query both dialects read alike, every cell as text.
+pub async fn rows_of(backend: Backend, store: &Store, sql: &str) -> Vec<Vec<Option<String>>> {
+    match backend {
+        Backend::Sqlite => sqlite_rows(store, sql),
+        Backend::Postgres => store
+            .pg()
+            .expect("a PostgreSQL store")
+            .query_text(sql)
+            .await
+            .expect("query"),
+    }
+}
+
+fn sqlite_rows(store: &Store, sql: &str) -> Vec<Vec<Option<String>>> {
+    let c = rusqlite::Connection::open_with_flags(
+        store.path(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("read-only connection");
+    let mut st = c.prepare(sql).expect("prepare");
+    let n = st.column_count();
+    st.query_map([], |r| {
+        (0..n)
+            .map(|i| {
+                Ok(match r.get_ref(i)? {
+                    rusqlite::types::ValueRef::Null => None,
+                    rusqlite::types::ValueRef::Integer(v) => Some(v.to_string()),
+                    rusqlite::types::ValueRef::Real(v) => Some(v.to_string()),
+                    rusqlite::types::ValueRef::Text(t) => {
+                        Some(String::from_utf8_lossy(t).into_owned())
+                    }
+                    rusqlite::types::ValueRef::Blob(b) => Some(format!("<{} bytes>", b.len())),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .expect("query")
+    .collect::<Result<_, _>>()
+    .expect("rows")
 }
 
 /// The lease mode of a test's store: one process on its own.

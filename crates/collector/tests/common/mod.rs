@@ -268,28 +268,47 @@ const SNAPSHOT_COUNTS: [(&str, &str); 2] = [
 ];
 const SNAPSHOT_COMPLIANCE: &str = "SELECT key, status FROM compliance WHERE removed_at IS NULL";
 
+/// The snapshot's query for one source (`None`: every source).
+fn scoped(q: &str, source: Option<&str>) -> String {
+    match source {
+        None => q.to_string(),
+        Some(s) => {
+            let cond = format!("source = '{}' AND ", s.replace('\'', "''"));
+            q.replacen(" WHERE ", &format!(" WHERE {cond}"), 1)
+        }
+    }
+}
+
 impl Snapshot {
     /// The snapshot through `rows` (a query's rows, every cell as text).
-    pub fn read(mut rows: impl FnMut(&str) -> Vec<Vec<Option<String>>>) -> Snapshot {
+    pub fn read(rows: impl FnMut(&str) -> Vec<Vec<Option<String>>>) -> Snapshot {
+        Snapshot::read_for(None, rows)
+    }
+
+    /// [`Snapshot::read`] of one source's records.
+    pub fn read_for(
+        source: Option<&str>,
+        mut rows: impl FnMut(&str) -> Vec<Vec<Option<String>>>,
+    ) -> Snapshot {
         let mut s = Snapshot::default();
         for (name, q) in SNAPSHOT_SETS {
             s.sets.insert(
                 name,
-                rows(q)
+                rows(&scoped(q, source))
                     .into_iter()
                     .filter_map(|r| r.into_iter().next().flatten())
                     .collect(),
             );
         }
         for (name, q) in SNAPSHOT_COUNTS {
-            let n = rows(q)[0][0]
+            let n = rows(&scoped(q, source))[0][0]
                 .as_deref()
                 .unwrap_or("0")
                 .parse()
                 .expect("count");
             s.counts.insert(name, n);
         }
-        for r in rows(SNAPSHOT_COMPLIANCE) {
+        for r in rows(&scoped(SNAPSHOT_COMPLIANCE, source)) {
             let mut it = r.into_iter();
             let key = it.next().flatten().unwrap_or_default();
             s.compliance
@@ -299,70 +318,89 @@ impl Snapshot {
     }
 
     /// Every query the snapshot makes, for a reader that fetches them first (async backends).
-    pub fn queries() -> Vec<&'static str> {
+    pub fn queries(source: Option<&str>) -> Vec<String> {
         SNAPSHOT_SETS
             .iter()
             .map(|(_, q)| *q)
             .chain(SNAPSHOT_COUNTS.iter().map(|(_, q)| *q))
             .chain([SNAPSHOT_COMPLIANCE])
+            .map(|q| scoped(q, source))
             .collect()
     }
 }
 
 /// Asserts a store's snapshot equals `sim`'s truth for every category.
 pub fn assert_snapshot_matches(sim: &SimHandle, snap: &Snapshot) {
+    let problems = snapshot_problems(sim, snap);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// How a store's snapshot differs from `sim`'s truth, one line per category (empty: equal).
+pub fn snapshot_problems(sim: &SimHandle, snap: &Snapshot) -> Vec<String> {
+    let mut out = Vec::new();
     let set = |k: &str| snap.sets.get(k).cloned().unwrap_or_default();
+    let mut differ = |what: &str, stored: &BTreeSet<String>, truth: &BTreeSet<String>| {
+        if stored != truth {
+            out.push(format!(
+                "{what}: {} stored, {} in the truth; missing {:?}, extra {:?}",
+                stored.len(),
+                truth.len(),
+                truth.difference(stored).take(3).collect::<Vec<_>>(),
+                stored.difference(truth).take(3).collect::<Vec<_>>()
+            ));
+        }
+    };
     let truth_devices: BTreeSet<String> = arr(sim.truth("devices"))
         .iter()
         .map(|d| str_of(d, "device_id"))
         .collect();
-    assert_eq!(set("devices"), truth_devices, "live devices");
-
+    differ("live devices", &set("devices"), &truth_devices);
     let truth_users: BTreeSet<String> = arr(sim.truth("users"))
         .iter()
         .map(|u| str_of(u, "id"))
         .collect();
-    assert_eq!(set("users"), truth_users, "users");
-
+    differ("users", &set("users"), &truth_users);
     let truth_audit: BTreeSet<String> = arr(sim.truth("audit_events"))
         .iter()
         .map(|e| str_of(e, "id"))
         .collect();
-    assert_eq!(set("audit"), truth_audit, "audit events");
-    assert_eq!(
-        snap.counts["audit"] as usize,
-        truth_audit.len(),
-        "no duplicate audit events"
-    );
-
+    differ("audit events", &set("audit"), &truth_audit);
     let truth_vulns = truth_vuln_keys(sim);
     // The open detections are the tenant's (remediated ones are closed), and every one of
     // them came with its event (events stay when a detection closes).
-    assert_eq!(
-        set("open_vulns"),
-        truth_vulns,
-        "open vulnerability detections"
+    differ(
+        "open vulnerability detections",
+        &set("open_vulns"),
+        &truth_vulns,
     );
-    let stored_vulns = set("vuln_events");
-    assert!(
-        truth_vulns.is_subset(&stored_vulns),
-        "vulnerability detection events: {} of the tenant's have none",
-        truth_vulns.difference(&stored_vulns).count()
-    );
-
     let truth_beh: BTreeSet<String> = arr(sim.truth("behavioral_detections"))
         .iter()
         .map(|v| str_of(v, "id").to_ascii_uppercase())
         .collect();
-    assert_eq!(set("behavioral"), truth_beh, "behavioral detections");
-    let truth_threats = arr(sim.truth("threats")).len() as i64;
-    assert_eq!(snap.counts["threats"], truth_threats, "threats");
-
+    differ("behavioral detections", &set("behavioral"), &truth_beh);
     let truth_apps = truth_app_keys(sim);
-    let stored_apps = set("apps");
-    assert_eq!(stored_apps.len(), truth_apps.len(), "app count");
-    assert_eq!(stored_apps, truth_apps, "apps");
-
+    differ("apps", &set("apps"), &truth_apps);
+    if snap.counts["audit"] as usize != truth_audit.len() {
+        out.push(format!(
+            "no duplicate audit events: {} stored for {} in the truth",
+            snap.counts["audit"],
+            truth_audit.len()
+        ));
+    }
+    let stored_vulns = set("vuln_events");
+    if !truth_vulns.is_subset(&stored_vulns) {
+        out.push(format!(
+            "vulnerability detection events: {} of the tenant's have none",
+            truth_vulns.difference(&stored_vulns).count()
+        ));
+    }
+    let truth_threats = arr(sim.truth("threats")).len() as i64;
+    if snap.counts["threats"] != truth_threats {
+        out.push(format!(
+            "threats: {} stored, {truth_threats} in the truth",
+            snap.counts["threats"]
+        ));
+    }
     let mut truth_compliance = BTreeMap::new();
     for d in arr(sim.truth("compliance")) {
         let device = str_of(&d, "device_id");
@@ -378,10 +416,18 @@ pub fn assert_snapshot_matches(sim: &SimHandle, snap: &Snapshot) {
             }
         }
     }
-    assert_eq!(
-        snap.compliance, truth_compliance,
-        "compliance items and statuses"
-    );
+    if snap.compliance != truth_compliance {
+        let wrong = truth_compliance
+            .iter()
+            .filter(|(k, v)| snap.compliance.get(*k) != Some(*v))
+            .count();
+        out.push(format!(
+            "compliance items and statuses: {} stored, {} in the truth, {wrong} missing or different",
+            snap.compliance.len(),
+            truth_compliance.len()
+        ));
+    }
+    out
 }
 
 /// The dialects the fidelity, crash and lifecycle suites each run under (issue 12): a refused

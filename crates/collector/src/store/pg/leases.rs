@@ -104,6 +104,21 @@ impl PgStore {
             .collect())
     }
 
+    /// The replicas whose heartbeat has not expired at `now`, by id.
+    pub async fn live_replicas(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        Ok(client
+            .query(
+                "SELECT replica FROM replicas WHERE expires_at > $1 ORDER BY replica",
+                &[&now],
+            )
+            .await
+            .map_err(|e| self.err(e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
     /// Announces a replica (a heartbeat, no leases). A replica joins, waits one tick, and
     /// only then rebalances: replicas started together then all see each other before any
     /// takes a source, instead of the first taking everything and giving most of it back.

@@ -220,8 +220,9 @@ impl PgStore {
         if let Some(p) = &c.password {
             cfg.password(p.expose_secret().as_bytes());
         }
+        // Notices ("schema already exists, skipping") are not news for a log.
         let mut options = format!(
-            "-c idle_in_transaction_session_timeout={}",
+            "-c idle_in_transaction_session_timeout={} -c client_min_messages=warning",
             c.idle_tx_timeout_ms
         );
         if let Some(s) = &c.schema {
