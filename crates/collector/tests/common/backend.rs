@@ -37,7 +37,11 @@ pub fn missing_service(test: &str, service: &str, detail: &str) {
     if services_required() {
         panic!("{test}: {service} must answer for this test (KANDJI_REQUIRE_SERVICES=1): {detail}");
     }
-    eprintln!(
+    // Straight to the process's stderr, past the test harness's capture: a skip is said in
+    // the output of `cargo test` even when the test "passes".
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
         "SKIPPED {test}: {service} does not answer ({detail}); set KANDJI_REQUIRE_SERVICES=1 to make this a failure"
     );
 }
@@ -51,6 +55,28 @@ pub fn answers(addr: &str) -> bool {
         .is_some_and(|a| {
             std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(1)).is_ok()
         })
+}
+
+/// Whether PostgreSQL answers at [`pg_url`]: when it does not, the test is skipped with a
+/// message, or fails under `KANDJI_REQUIRE_SERVICES=1` ([`missing_service`]).
+pub async fn pg_available(test: &str) -> bool {
+    let url = pg_url();
+    let r = async {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        client.simple_query("SELECT 1").await.map(|_| ())
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), r).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            missing_service(test, "PostgreSQL", &format!("{url}: {e}"));
+            false
+        }
+        Err(_) => {
+            missing_service(test, "PostgreSQL", &format!("{url}: no answer within 5 s"));
+            false
+        }
+    }
 }
 
 /// A schema name no other test (or run) uses.
