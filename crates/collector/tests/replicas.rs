@@ -435,3 +435,298 @@ async fn replicas_fail_over_fence_late_commits_rebalance_and_converge_on_the_tru
         .await
         .expect("drop schema");
 }
+
+/// One console replica on the shared store, serving, with its supervisor running as a
+/// replica.
+struct ConsoleReplica {
+    store: Store,
+    url: String,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn console_replica(schema: &str, id: &str, key_file: &Path, dir: &Path) -> ConsoleReplica {
+    use kandji_collector::store::pg::{LeaseMode, Replica};
+    use kandji_collector::web::{self, ConsoleOptions};
+    let store = Store::open_postgres(
+        &pg_connect(schema),
+        LeaseMode::Replica(Replica::new(id, 3_000)),
+    )
+    .await
+    .expect("replica store");
+    let started = web::start_with(
+        store.clone(),
+        ConsoleOptions {
+            data_dir: dir.join(id),
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            config_sources: Vec::new(),
+            allow_custom_endpoints: true,
+            generate_password: false,
+            secure_cookies: false,
+            api_key: Some("replica-test-key".into()),
+            public_url: None,
+            key_file: Some(key_file.to_path_buf()),
+        },
+    )
+    .await
+    .expect("console");
+    let url = started.url.trim_end_matches('/').to_string();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let rx = stop.clone();
+    let task = tokio::spawn(async move {
+        web::serve(started, rx).await.expect("serve");
+    });
+    ConsoleReplica {
+        store,
+        url,
+        stop,
+        task,
+    }
+}
+
+async fn last_run(store: &Store, source: &str, stream: &str) -> Option<i64> {
+    store
+        .stream_status(Some(source))
+        .await
+        .expect("status")
+        .into_iter()
+        .find(|r| r.stream == stream)
+        .and_then(|r| r.last_run_at)
+}
+
+/// "Sync now" pressed on a replica that does not collect the source reaches the one that
+/// does, and a console edit on any replica is in force on the owner at once: both through
+/// LISTEN/NOTIFY (without it the sync would go nowhere and the edit would wait for the 30 s
+/// reconcile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_now_and_console_edits_reach_the_owning_replica() {
+    if !common::backend::pg_available("sync_now_and_console_edits_reach_the_owning_replica").await {
+        return;
+    }
+    kandji_api::client::install_crypto_provider();
+    let schema = unique_schema("signals");
+    let sims =
+        kandji_sim::spawn_tenants(sim_config(8, 31), 2, std::net::Ipv4Addr::LOCALHOST.into())
+            .await
+            .expect("tenants");
+    let dir = tempfile::tempdir().expect("dir");
+    let key = dir.path().join("shared-console.key");
+    let r1 = console_replica(&schema, "r1", &key, dir.path()).await;
+    let r2 = console_replica(&schema, "r2", &key, dir.path()).await;
+    // Two sources, added on r1's console (tokens encrypted with the shared key).
+    let cipher = kandji_collector::web::TokenCipher::load_or_create(&key).expect("key");
+    for (i, sim) in sims.iter().enumerate() {
+        kandji_collector::web::sources::insert(
+            &r1.store,
+            &cipher,
+            kandji_collector::web::sources::NewSource {
+                name: format!("s{i}"),
+                endpoint: sim.base_url(),
+                region: kandji_api::Region::Us,
+                allow_custom: true,
+                token: kandji_api::SecretString::from(sim.token().to_string()),
+                streams: kandji_collector::streams::StreamName::ALL.to_vec(),
+            },
+        )
+        .await
+        .expect("add source");
+    }
+    let view = &r1.store;
+    wait_for(
+        "one source per replica",
+        Duration::from_secs(30),
+        || async {
+            let o = owners(view).await;
+            let s = spread(&o);
+            s.get("r1") == Some(&1) && s.get("r2") == Some(&1)
+        },
+    )
+    .await;
+    wait_for(
+        "a first sync of both sources",
+        Duration::from_secs(120),
+        || async {
+            let rows = view.stream_status(None).await.expect("status");
+            rows.iter().filter(|r| r.last_success_at.is_some()).count()
+                == 2 * kandji_collector::streams::StreamName::ALL.len()
+        },
+    )
+    .await;
+    let o = owners(view).await;
+    let on_r1 = o
+        .iter()
+        .find(|(_, w)| w.as_deref() == Some("r1"))
+        .map(|(s, _)| s.clone())
+        .expect("r1's source");
+    // Sync now for r1's source, asked of r2 (over its JSON API).
+    let before = last_run(view, &on_r1, "devices").await.expect("a run");
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/api/sources/{on_r1}/sync?stream=devices",
+            r2.url
+        ))
+        .bearer_auth("replica-test-key")
+        .send()
+        .await
+        .expect("sync request");
+    assert!(resp.status().is_success(), "{}", resp.status());
+    wait_for(
+        "the owner runs the stream",
+        Duration::from_secs(5),
+        || async { last_run(view, &on_r1, "devices").await > Some(before) },
+    )
+    .await;
+    // A console edit on r2 (disable r1's source): r1 stops it and says so at once.
+    kandji_collector::web::sources::set_enabled(&r2.store, &on_r1, false)
+        .await
+        .expect("disable");
+    wait_for(
+        "the owner applies the edit",
+        Duration::from_secs(5),
+        || async {
+            view.stream_status(Some(&on_r1))
+                .await
+                .expect("status")
+                .iter()
+                .all(|r| r.state == "disabled")
+        },
+    )
+    .await;
+    for r in [r1, r2] {
+        r.stop.cancel();
+        let _ = r.task.await;
+    }
+    let pg = kandji_collector::store::Store::open_postgres(&pg_connect(&schema), solo())
+        .await
+        .expect("store");
+    pg.pg()
+        .expect("pg")
+        .drop_schema(&schema)
+        .await
+        .expect("drop");
+}
+
+/// The new owner of a source reads what the old one spent this hour from the store, so that a
+/// handover never spends the tenant's share twice: the tenant's own count of requests stays
+/// within the share across it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handover_keeps_the_hours_spend_within_the_share() {
+    use kandji_collector::engine::SourceRuntime;
+    use kandji_collector::store::pg::{LeaseMode, Replica};
+    use kandji_collector::streams::StreamName;
+    if !common::backend::pg_available("a_handover_keeps_the_hours_spend_within_the_share").await {
+        return;
+    }
+    // The share: 60 requests an hour (200 × 0.3), against a tenant with plenty left.
+    let (limit, share) = (200, 0.3);
+    let cap = 60;
+    for attempt in 0..2 {
+        let hour = time::OffsetDateTime::now_utc().hour();
+        let schema = unique_schema("handover");
+        let sim = Arc::new(kandji_sim::spawn(sim_config(40, 5)).await.expect("sim"));
+        let mut source = common::source_for(&sim, "acme");
+        source.hourly_limit = limit;
+        source.budget_share = share;
+        let open = |id: &'static str| {
+            let schema = schema.clone();
+            async move {
+                Store::open_postgres(
+                    &pg_connect(&schema),
+                    LeaseMode::Replica(Replica::new(id, 2_000)),
+                )
+                .await
+                .expect("store")
+            }
+        };
+        // Replica a collects a part of the tenant, then dies (its lease expires).
+        let a = open("a").await;
+        let pa = a.pg().expect("pg").clone();
+        pa.register_sources(&["acme".into()])
+            .await
+            .expect("register");
+        let now = pa.db_now().await.expect("now");
+        let r = pa
+            .rebalance(&Replica::new("a", 2_000), now)
+            .await
+            .expect("lease");
+        pa.set_held(&r.held);
+        let rt_a = SourceRuntime::new(
+            source.clone(),
+            a.clone(),
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .expect("runtime");
+        for s in [
+            StreamName::Blueprints,
+            StreamName::Tags,
+            StreamName::Devices,
+        ] {
+            rt_a.run_stream(s).await.expect("a's run");
+        }
+        let spent_by_a = sim.stats().total;
+        assert!(spent_by_a > 0 && spent_by_a < cap, "a spent {spent_by_a}");
+        drop(rt_a);
+        drop(a);
+        tokio::time::sleep(Duration::from_millis(2_200)).await;
+        // Replica b takes the source over and starts from what a spent.
+        let b = open("b").await;
+        let pb = b.pg().expect("pg").clone();
+        let now = pb.db_now().await.expect("now");
+        let r = pb
+            .rebalance(&Replica::new("b", 60_000), now)
+            .await
+            .expect("lease");
+        assert_eq!(r.acquired, ["acme"], "b takes the expired lease");
+        pb.set_held(&r.held);
+        let rt_b = Arc::new(
+            SourceRuntime::new(
+                source.clone(),
+                b.clone(),
+                tokio_util::sync::CancellationToken::new(),
+            )
+            .expect("runtime"),
+        );
+        rt_b.resume_budget().await;
+        let st = rt_b.budget.state();
+        // b then collects everything it may: the budget stops it at the share.
+        let run = {
+            let rt = rt_b.clone();
+            tokio::spawn(async move { kandji_collector::engine::sync_once(&rt, &[]).await })
+        };
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        run.abort();
+        let total = sim.stats().total;
+        let same_hour = time::OffsetDateTime::now_utc().hour() == hour;
+        b.pg()
+            .expect("pg")
+            .drop_schema(&schema)
+            .await
+            .expect("drop");
+        if !same_hour && attempt == 0 {
+            // The hour turned during the test: the share started over; run it again.
+            continue;
+        }
+        assert_eq!(
+            u64::from(st.spent_this_hour),
+            spent_by_a,
+            "b starts from a's spend, as the store recorded it"
+        );
+        assert!(
+            total <= cap,
+            "the tenant saw {total} requests this hour across the handover; the share is {cap}"
+        );
+        // The limit was reached: bulk requests are refused now (the last fifth of the share
+        // is kept for security and audit streams).
+        assert!(
+            rt_b.budget
+                .try_acquire(kandji_api::budget::Priority::Bulk)
+                .is_err(),
+            "b stopped at the share ({total} of {cap} spent)"
+        );
+        assert!(
+            total >= cap * 4 / 5 - 2,
+            "b spent up to its share: {total} of {cap}"
+        );
+        return;
+    }
+}
