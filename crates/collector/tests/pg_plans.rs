@@ -20,13 +20,22 @@ fn device(i: usize) -> InvRow {
     let mut values = vec![Value::Null; spec.columns.len()];
     let mut set = |c: &str, v: Value| values[spec.col_index(c).expect("column")] = v;
     set("device_name", Value::Text(format!("Mac {i:05}")));
-    set("platform", Value::Text(["Mac", "iPhone", "iPad"][i % 3].into()));
+    set(
+        "platform",
+        Value::Text(["Mac", "iPhone", "iPad"][i % 3].into()),
+    );
     set("model", Value::Text(format!("Model {}", i % 17)));
     set("os_version", Value::Text(format!("15.{}", i % 7)));
-    set("blueprint_name", Value::Text(format!("Blueprint {}", i % 9)));
+    set(
+        "blueprint_name",
+        Value::Text(format!("Blueprint {}", i % 9)),
+    );
     set("user_email", Value::Text(format!("user{i}@acme.io")));
     set("serial_number", Value::Text(format!("C02X{i:06}")));
-    set("last_check_in", Value::Integer(1_700_000_000_000 + i as i64));
+    set(
+        "last_check_in",
+        Value::Integer(1_700_000_000_000 + i as i64),
+    );
     let id = format!("dev-{i:05}");
     InvRow {
         key: id.clone(),
@@ -82,9 +91,7 @@ fn assert_walks_an_index(what: &str, plan: &[String]) {
     let text = plan.join("\n");
     for t in ["events", "devices"] {
         assert!(
-            !plan
-                .iter()
-                .any(|l| l.contains(&format!("Seq Scan on {t}"))),
+            !plan.iter().any(|l| l.contains(&format!("Seq Scan on {t}"))),
             "{what}: a sequential scan of {t}:\n{text}"
         );
     }
@@ -128,7 +135,10 @@ async fn explorer_pages_walk_an_index_and_one_tenant_reads_one_partition() {
         after: Some(format!("{}:{}", 1_700_000_000_000i64 + 15_000_000, 5)),
         ..one.clone()
     };
-    assert_walks_an_index("an older page", &s.explain_events(older).await.expect("plan"));
+    assert_walks_an_index(
+        "an older page",
+        &s.explain_events(older).await.expect("plan"),
+    );
     let by_device = EventFilter {
         device: Some("dev-00042".into()),
         ..one.clone()
@@ -183,6 +193,8 @@ async fn explorer_pages_walk_an_index_and_one_tenant_reads_one_partition() {
         )
         .await
         .expect("search");
-    assert!(!found.events.is_empty() && found.events.iter().all(|e| e.summary.contains("2024-0042")));
+    assert!(
+        !found.events.is_empty() && found.events.iter().all(|e| e.summary.contains("2024-0042"))
+    );
     t.finish().await;
 }

@@ -115,6 +115,84 @@ where
     }
 }
 
+/// The ids of every record the store holds (each row and event in its current version):
+/// what the outputs must have delivered.
+async fn expected_ids(store: &Store, sources: &[String]) -> BTreeSet<String> {
+    use kandji_collector::store::tables;
+    let pg = store.pg().expect("pg");
+    let mut out = BTreeSet::new();
+    for source in sources {
+        for t in tables::ALL {
+            let rows = pg
+                .query_text(&format!(
+                    "SELECT key, hash, removed_at FROM {} WHERE source = '{source}'",
+                    t.name()
+                ))
+                .await
+                .expect("rows");
+            for r in rows {
+                let key = r[0].clone().expect("key");
+                let removed_at = r[2].as_deref().map(|v| v.parse::<i64>().expect("time"));
+                let hash = match r[1].as_deref() {
+                    Some(h) => h.parse::<i64>().expect("hash"),
+                    // An app install's hash is derived by the store: ask it.
+                    None => {
+                        store
+                            .inventory_row(source, t, &key)
+                            .await
+                            .expect("row")
+                            .expect("a row")
+                            .hash
+                    }
+                };
+                out.insert(ocsf::inventory_uid(
+                    source,
+                    t.name(),
+                    &key,
+                    hash,
+                    removed_at,
+                ));
+            }
+        }
+        for r in pg
+            .query_text(&format!(
+                "SELECT stream, uid, hash FROM events WHERE source = '{source}'"
+            ))
+            .await
+            .expect("events")
+        {
+            let (st, uid, h) = (
+                r[0].clone().expect("stream"),
+                r[1].clone().expect("uid"),
+                r[2].as_deref().expect("hash").parse::<i64>().expect("hash"),
+            );
+            out.insert(ocsf::record_uid(source, &st, &uid, h));
+        }
+    }
+    out
+}
+
+/// Every message id in a JetStream stream, in stream order.
+async fn stream_ids(js: &async_nats::jetstream::Context, name: &str) -> Vec<String> {
+    let Ok(mut st) = js.get_stream(name).await else {
+        return Vec::new();
+    };
+    let n = st.info().await.map(|i| i.state.messages).unwrap_or(0);
+    let first = st.info().await.map(|i| i.state.first_sequence).unwrap_or(1);
+    let mut ids = Vec::with_capacity(n as usize);
+    for seq in first..first + n {
+        if let Ok(m) = st.get_raw_message(seq).await {
+            ids.push(
+                m.headers
+                    .get(async_nats::header::NATS_MESSAGE_ID)
+                    .map(|v| v.as_str().to_string())
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    ids
+}
+
 fn spread(o: &BTreeMap<String, Option<String>>) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for owner in o.values().flatten() {
@@ -157,6 +235,21 @@ async fn replicas_fail_over_fence_late_commits_rebalance_and_converge_on_the_tru
             .into_iter()
             .map(Arc::new)
             .collect();
+    // Every record also goes to a NATS JetStream stream (one for the test), deduplicated on
+    // its id within the stream's window.
+    let nats = match async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(common::backend::nats_url())
+        .await
+    {
+        Ok(c) => async_nats::jetstream::new(c),
+        Err(e) => {
+            common::backend::missing_service("replicas", "NATS", &e.to_string());
+            return;
+        }
+    };
+    let stream_name = format!("KC_REPLICAS_{}", std::process::id());
+    let prefix = format!("kcr{}", std::process::id());
     let dir = tempfile::tempdir().expect("dir");
     let mut toml = format!(
         "data_dir = {:?}\nstore = {:?}\nstore_schema = {schema:?}\nlease_ttl = \"{}s\"\nstore_pool_size = 6\n",
@@ -169,9 +262,13 @@ async fn replicas_fail_over_fence_late_commits_rebalance_and_converge_on_the_tru
         let tok = dir.path().join(format!("token{i}"));
         std::fs::write(&tok, sim.token()).expect("token");
         toml.push_str(&format!(
-            "[[sources]]\nname = {:?}\nendpoint = {:?}\ntoken_file = {tok:?}\nallow_custom_endpoint = true\nbudget_share = {SHARE}\nhourly_limit = {HOURLY}\n[sources.schedules]\n",
+            "[[sources]]\nname = {:?}\nendpoint = {:?}\ntoken_file = {tok:?}\nallow_custom_endpoint = true\nbudget_share = {SHARE}\nhourly_limit = {HOURLY}\n\
+             [[sources.sinks]]\ntype = \"nats\"\nname = \"bus\"\nformat = \"raw\"\nurl = {:?}\n\
+             subject = \"{prefix}.{{source}}.{{category}}\"\nstream = {stream_name:?}\ncreate_stream = true\n\
+             duplicate_window = \"30m\"\nbatch_size = 200\n[sources.schedules]\n",
             names[i],
-            sim.base_url()
+            sim.base_url(),
+            format!("nats://{}", common::backend::nats_url()),
         ));
         for s in kandji_collector::streams::StreamName::ALL {
             // Short, so the test converges in minutes; within the share (the planner checks).
@@ -355,6 +452,34 @@ async fn replicas_fail_over_fence_late_commits_rebalance_and_converge_on_the_tru
         problems.is_empty(),
         "tenants that do not match their truth: {problems:#?}"
     );
+    // The JetStream stream holds every record the store holds, each once: the replica killed
+    // mid-publish and the one paused past its lease resent what they had published without
+    // committing the offset, and the stream's duplicate window dropped the resends.
+    let want = expected_ids(&view, &names).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let got = loop {
+        let got = stream_ids(&nats, &stream_name).await;
+        let have: BTreeSet<&String> = got.iter().collect();
+        let missing = want.iter().filter(|w| !have.contains(w)).count();
+        if missing == 0 {
+            break got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stream lacks {missing} of the store's {} records",
+            want.len()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let distinct: BTreeSet<&String> = got.iter().collect();
+    assert_eq!(distinct.len(), got.len(), "a record twice in the stream");
+    eprintln!(
+        "JetStream: {} messages, each record once, covering the store's {} records",
+        got.len(),
+        want.len()
+    );
+    let _ = nats.delete_stream(&stream_name).await;
+
     // Nothing twice: one event per uid, one live row per key (the store's keys), and the
     // outbox holds each event version once.
     let dup_events = view

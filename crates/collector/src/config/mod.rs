@@ -185,7 +185,7 @@ impl Config {
             c.pool_size = n;
         }
         // A session idle inside a transaction ends well before its lease could expire.
-        c.idle_tx_timeout_ms = (self.lease_ttl_ms() / 3).clamp(1_000, 10_000) as u64;
+        c.idle_tx_timeout_ms = (self.lease_ttl_ms() / 2).clamp(1_000, 30_000) as u64;
         Ok(Some(c))
     }
 

@@ -102,9 +102,24 @@ pub async fn run(sup: Arc<Supervisor>, shutdown: CancellationToken) {
         () = tokio::time::sleep(tick) => {}
         () = shutdown.cancelled() => {}
     }
+    // Starting and stopping sources runs beside the ticks: stopping one waits for its page in
+    // flight, and the heartbeat must not wait with it.
+    let mut applying: Option<tokio::task::JoinHandle<()>> = None;
     while !shutdown.is_cancelled() {
-        if let Err(error) = lease_tick(&sup, &pg, &me, &owned).await {
-            tracing::warn!(replica = %me.id, %error, "lease tick failed; the leases held stay until they expire");
+        let busy = applying.as_ref().is_some_and(|h| !h.is_finished());
+        match lease_tick(&sup, &pg, &me, &owned, busy).await {
+            Ok(Some(over)) => {
+                let (sup, pg, me) = (sup.clone(), pg.clone(), me.clone());
+                applying = Some(tokio::spawn(async move {
+                    if let Err(error) = apply(&sup, &pg, &me, over).await {
+                        tracing::warn!(replica = %me.id, %error, "applying the lease changes failed; the next tick tries again");
+                    }
+                }));
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(replica = %me.id, %error, "lease tick failed; the leases held stay until they expire");
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(tick) => {}
@@ -112,6 +127,9 @@ pub async fn run(sup: Arc<Supervisor>, shutdown: CancellationToken) {
         }
     }
     // Stop every source (pages in flight commit), then give everything back at once.
+    if let Some(h) = applying {
+        let _ = h.await;
+    }
     sup_stop.cancel();
     let _ = sup_task.await;
     listener.abort();
@@ -124,45 +142,57 @@ pub async fn run(sup: Arc<Supervisor>, shutdown: CancellationToken) {
     pg.set_held(&[]);
 }
 
-/// One tick of the lease loop.
+/// One tick of the lease loop: heartbeat and take the fair share. Returns the leases to give
+/// back when this replica's sources must change (`apply` then starts and stops them), or
+/// `None`. While `busy` (the last change still applying), ownership is left as it is.
 async fn lease_tick(
     sup: &Supervisor,
     pg: &PgStore,
     me: &Replica,
     owned: &Mutex<BTreeSet<String>>,
-) -> Result<(), StoreError> {
+    busy: bool,
+) -> Result<Option<Vec<crate::store::pg::Lease>>, StoreError> {
     let names = sup.catalog_names().await?;
     pg.register_sources(&names).await?;
     let before = pg.held();
     let now = pg.db_now().await?;
     let r = pg.rebalance_holding(me, now, Some(&before)).await?;
     pg.set_held(&r.held);
-    let keep: BTreeSet<String> = r
-        .held
-        .iter()
-        .filter(|l| !r.over.iter().any(|o| o.source == l.source))
-        .map(|l| l.source.clone())
-        .collect();
-    let changed = {
-        let mut o = lock(owned);
-        let changed = *o != keep;
-        *o = keep;
-        changed
-    };
     for s in &r.acquired {
         tracing::info!(replica = %me.id, source = %s, "lease taken");
     }
     for s in &r.lost {
         tracing::warn!(replica = %me.id, source = %s, "lease lost to another replica; stopping the source");
     }
-    if changed {
-        // Starts what was taken, stops what was lost or is to be given back (and waits for
-        // each to stop: a page in flight commits first).
-        sup.reconcile().await?;
+    if busy {
+        return Ok(None);
     }
-    for l in &r.over {
+    let keep: BTreeSet<String> = r
+        .held
+        .iter()
+        .filter(|l| !r.over.iter().any(|o| o.source == l.source))
+        .map(|l| l.source.clone())
+        .collect();
+    let mut o = lock(owned);
+    if *o == keep && r.over.is_empty() {
+        return Ok(None);
+    }
+    *o = keep;
+    Ok(Some(r.over))
+}
+
+/// Starts what was taken and stops what was lost or is to be given back (waiting for each to
+/// stop: a page in flight commits first), then gives back the leases above the share.
+async fn apply(
+    sup: &Supervisor,
+    pg: &PgStore,
+    me: &Replica,
+    over: Vec<crate::store::pg::Lease>,
+) -> Result<(), StoreError> {
+    sup.reconcile().await?;
+    for l in &over {
         if pg.release(l).await? {
-            tracing::info!(replica = %me.id, source = %l.source, replicas = r.replicas, target = r.target, "lease given back (rebalancing)");
+            tracing::info!(replica = %me.id, source = %l.source, "lease given back (rebalancing)");
         }
         pg.drop_held(&l.source);
     }

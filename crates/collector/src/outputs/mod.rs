@@ -427,6 +427,9 @@ impl Output {
 
     /// Delivers until the outbox is empty for this output (or a send gives up).
     pub async fn drain(&self, shutdown: &CancellationToken) -> Result<u64, OutputError> {
+        if !self.store.delivers(&self.info.source).await {
+            return Ok(0);
+        }
         self.pump(shutdown).await
     }
 
@@ -437,7 +440,13 @@ impl Output {
             if shutdown.is_cancelled() {
                 break;
             }
-            match self.pump(&shutdown).await {
+            // On a shared store, the replica that collects the source sends its records.
+            let mine = self.store.delivers(&self.info.source).await;
+            match if mine {
+                self.pump(&shutdown).await
+            } else {
+                Ok(0)
+            } {
                 Ok(_) => {}
                 Err(OutputError::Shutdown) => break,
                 Err(e) => {

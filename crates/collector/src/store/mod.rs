@@ -491,6 +491,19 @@ impl Store {
         })
     }
 
+    /// Whether this process delivers `source`'s outbox to its outputs: always on SQLite; on a
+    /// shared store, only the replica that holds the source's lease does (one sender per
+    /// source, so replicas do not each send every record).
+    pub async fn delivers(&self, source: &str) -> bool {
+        match self.pg() {
+            None => true,
+            Some(pg) => match pg.mode() {
+                pg::LeaseMode::Replica(_) => pg.holds(source),
+                pg::LeaseMode::Solo { .. } => pg.lease_for(source).await.ok().flatten().is_some(),
+            },
+        }
+    }
+
     /// The PostgreSQL store behind this handle, if it is one (the replicas' lease loop, tests).
     pub fn pg(&self) -> Option<&pg::PgStore> {
         self.inner.pg.as_ref()

@@ -5,8 +5,10 @@
 //! given is still the row's token" means "nobody else has owned this source since" — which
 //! is what every commit checks (`write.rs`).
 //!
-//! Each replica calls [`PgStore::rebalance`] on a tick (a third of the TTL). It heartbeats,
-//! renews what it holds (learning what it lost), and computes its **target**: the live
+//! Each replica calls [`PgStore::rebalance`] on a tick (a third of the TTL). It heartbeats
+//! (a replica's leases live as long as its heartbeat: renewal never writes a lease row, which
+//! a commit in flight may hold locked), learns what it holds and what it lost, and computes
+//! its **target**: the live
 //! replicas sorted by id, `sources / replicas` each and one more for the first
 //! `sources % replicas`, so the targets add up to the sources and the spread is even to one.
 //! Below its target it takes free or expired leases (`FOR UPDATE SKIP LOCKED`, so replicas
@@ -72,7 +74,7 @@ pub struct Rebalance {
 impl PgStore {
     /// Makes sure every source has a lease row (a new one is free).
     pub async fn register_sources(&self, sources: &[String]) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let client = self.lease_client().await?;
         client
             .execute(
                 "INSERT INTO leases (source) SELECT unnest($1::TEXT[]) ON CONFLICT (source) DO NOTHING",
@@ -85,10 +87,13 @@ impl PgStore {
 
     /// All lease rows, by source.
     pub async fn leases(&self) -> Result<Vec<LeaseRow>, StoreError> {
-        let client = self.client().await?;
+        let client = self.lease_client().await?;
         let rows = client
             .query(
-                "SELECT source, owner, fencing_token, expires_at FROM leases ORDER BY source",
+                "SELECT l.source, l.owner, l.fencing_token,
+                        greatest(l.expires_at, coalesce(r.expires_at, 0))
+                 FROM leases l LEFT JOIN replicas r ON r.replica = l.owner
+                 ORDER BY l.source",
                 &[],
             )
             .await
@@ -106,7 +111,7 @@ impl PgStore {
 
     /// The replicas whose heartbeat has not expired at `now`, by id.
     pub async fn live_replicas(&self, now: i64) -> Result<Vec<String>, StoreError> {
-        let client = self.client().await?;
+        let client = self.lease_client().await?;
         Ok(client
             .query(
                 "SELECT replica FROM replicas WHERE expires_at > $1 ORDER BY replica",
@@ -123,7 +128,7 @@ impl PgStore {
     /// only then rebalances: replicas started together then all see each other before any
     /// takes a source, instead of the first taking everything and giving most of it back.
     pub async fn join(&self, me: &Replica, now: i64) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let client = self.lease_client().await?;
         let expires = now + me.ttl_ms;
         client
             .execute(
@@ -151,7 +156,7 @@ impl PgStore {
         before: Option<&[Lease]>,
     ) -> Result<Rebalance, StoreError> {
         let expires = now + me.ttl_ms;
-        let mut client = self.client().await?;
+        let mut client = self.lease_client().await?;
         let tx = client.transaction().await.map_err(|e| self.err(e))?;
         tx.execute(
             "INSERT INTO replicas (replica, started_at, heartbeat_at, expires_at)
@@ -161,14 +166,13 @@ impl PgStore {
         )
         .await
         .map_err(|e| self.err(e))?;
-        // Renew everything the table says is ours and not yet expired. A lease that expired
-        // is renewed only if nobody took it (its token is unchanged, so no commit of ours
-        // can have been overtaken).
+        // What the table says is ours. Renewal is the heartbeat above: a replica's leases
+        // live as long as its heartbeat does, so a tick never writes (or waits on) a lease row
+        // that a commit in flight holds locked.
         let renewed = tx
             .query(
-                "UPDATE leases SET expires_at = $2 WHERE owner = $1
-                 RETURNING source, fencing_token",
-                &[&me.id, &expires],
+                "SELECT source, fencing_token FROM leases WHERE owner = $1",
+                &[&me.id],
             )
             .await
             .map_err(|e| self.err(e))?;
@@ -218,9 +222,12 @@ impl PgStore {
                     "UPDATE leases SET owner = $1, fencing_token = fencing_token + 1,
                         acquired_at = $2, expires_at = $3
                      WHERE source IN (
-                        SELECT source FROM leases
-                        WHERE owner IS NULL OR expires_at <= $2
-                        ORDER BY source LIMIT $4
+                        SELECT l.source FROM leases l
+                        WHERE l.owner IS NULL
+                           OR (l.expires_at <= $2 AND NOT EXISTS (
+                                 SELECT 1 FROM replicas r
+                                 WHERE r.replica = l.owner AND r.expires_at > $2))
+                        ORDER BY l.source LIMIT $4
                         FOR UPDATE SKIP LOCKED)
                      RETURNING source, fencing_token",
                     &[&me.id, &now, &expires, &want],
@@ -255,7 +262,7 @@ impl PgStore {
     /// Gives a lease back (after its page in flight committed). A lease already lost is a
     /// no-op. Returns whether this replica still held it.
     pub async fn release(&self, lease: &Lease) -> Result<bool, StoreError> {
-        let client = self.client().await?;
+        let client = self.lease_client().await?;
         let n = client
             .execute(
                 "UPDATE leases SET owner = NULL, expires_at = 0
@@ -276,7 +283,7 @@ impl PgStore {
         owner: &str,
         ttl_ms: i64,
     ) -> Result<Option<Lease>, StoreError> {
-        let client = self.client().await?;
+        let client = self.lease_client().await?;
         client
             .execute(
                 "INSERT INTO leases (source) VALUES ($1) ON CONFLICT (source) DO NOTHING",
@@ -295,7 +302,11 @@ impl PgStore {
                     owner = $2,
                     expires_at = (SELECT ms FROM now) + $3
                  WHERE source = $1
-                   AND (owner IS NULL OR owner = $2 OR expires_at <= (SELECT ms FROM now))
+                   AND (owner IS NULL OR owner = $2
+                        OR (expires_at <= (SELECT ms FROM now) AND NOT EXISTS (
+                              SELECT 1 FROM replicas r
+                              WHERE r.replica = leases.owner
+                                AND r.expires_at > (SELECT ms FROM now))))
                  RETURNING fencing_token, expires_at",
                 &[&source, &owner, &ttl_ms],
             )
@@ -322,7 +333,7 @@ impl PgStore {
     /// A replica's orderly exit: its heartbeat and all its leases go at once, so the others
     /// take its sources on their next tick instead of after the TTL.
     pub async fn leave(&self, me: &Replica) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let client = self.lease_client().await?;
         client
             .execute(
                 "UPDATE leases SET owner = NULL, expires_at = 0 WHERE owner = $1",

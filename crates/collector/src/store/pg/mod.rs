@@ -165,6 +165,7 @@ struct Fence {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    lease_pool: Pool,
     /// The URL as configured (no password), for errors.
     url: String,
     fence: Arc<Fence>,
@@ -241,19 +242,26 @@ impl PgStore {
             cfg.application_name("kandji-collector");
         }
         let config = Arc::new(cfg.clone());
-        let mgr = Manager::from_config(
-            cfg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(mgr)
+        let manager = |cfg: tokio_postgres::Config| {
+            Manager::from_config(
+                cfg,
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            )
+        };
+        let pool = Pool::builder(manager(cfg.clone()))
             .max_size(c.pool_size.max(1))
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+        let lease_pool = Pool::builder(manager(cfg))
+            .max_size(2)
             .build()
             .map_err(|e| bad(e.to_string()))?;
         let store = PgStore {
             pool,
+            lease_pool,
             url,
             fence: Arc::new(Fence {
                 mode,
@@ -357,6 +365,19 @@ impl PgStore {
         })
     }
 
+    /// A connection of the leases' own small pool: heartbeats and lease changes never wait
+    /// behind the commits that fill the main pool (a replica whose heartbeat waited past the
+    /// TTL would lose its sources while alive).
+    pub(crate) async fn lease_client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.lease_pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Postgres {
+                url: self.url.clone(),
+                message: format!("no connection for the leases: {e}"),
+            })
+    }
+
     /// The schema version the database is at.
     pub async fn schema_version(&self) -> Result<i32, StoreError> {
         let client = self.client().await?;
@@ -439,7 +460,7 @@ impl PgStore {
 
     /// The database's clock, in ms since the epoch: the one clock every replica agrees on.
     pub async fn db_now(&self) -> Result<i64, StoreError> {
-        let client = self.client().await?;
+        let client = self.lease_client().await?;
         let row = client
             .query_one(
                 "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT",

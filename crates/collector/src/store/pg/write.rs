@@ -312,6 +312,18 @@ impl PgStore {
                 owner,
             });
         }
+        if let super::LeaseMode::Solo { ttl_ms, .. } = &self.fence.mode {
+            // One process on its own has no heartbeat: each commit extends its lease (the row
+            // is locked by this transaction already).
+            tx.execute(
+                "UPDATE leases SET expires_at = greatest(expires_at,
+                    (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT + $2)
+                 WHERE source = $1",
+                &[&batch.source, ttl_ms],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        }
         let mut w = W {
             tx: &tx,
             pg: self,
