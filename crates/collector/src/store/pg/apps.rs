@@ -200,34 +200,16 @@ async fn resolve(w: &W<'_>, rows: &[AppInstall]) -> Result<Ids, StoreError> {
             first.push(r);
         }
     }
-    let hashes: Vec<i64> = first.iter().map(|r| r.version.fields_hash).collect();
+    // Found and created in one statement: the server compares the texts (by their hash
+    // first), and only ids come back.
     let mut versions: HashMap<Arc<str>, i64> = HashMap::new();
-    let wanted: HashMap<&str, &AppInstall> =
-        first.iter().map(|r| (&*r.version.fields, *r)).collect();
-    for r in
-        w.tx.query(
-            "SELECT fields, id FROM app_versions WHERE source = $1 AND fields_hash = ANY($2)",
-            &[src, &hashes],
-        )
-        .await
-        .map_err(|e| w.err(e))?
-    {
-        let f: String = r.get(0);
-        if let Some(inst) = wanted.get(f.as_str()) {
-            versions.insert(inst.version.fields.clone(), r.get(1));
-        }
-    }
-    let missing: Vec<&AppInstall> = first
-        .into_iter()
-        .filter(|r| !versions.contains_key(&r.version.fields))
-        .collect();
-    if !missing.is_empty() {
-        let title_ids: Vec<i64> = missing
+    if !first.is_empty() {
+        let title_ids: Vec<i64> = first
             .iter()
             .map(|r| titles.get(&r.ident).copied().unwrap_or_default())
             .collect();
         let v = |f: fn(&AppVersion) -> &Option<String>| -> Vec<Option<&str>> {
-            missing.iter().map(|r| f(&r.version).as_deref()).collect()
+            first.iter().map(|r| f(&r.version).as_deref()).collect()
         };
         let (names, bundles, vers, paths) = (
             v(|x| &x.name),
@@ -235,24 +217,35 @@ async fn resolve(w: &W<'_>, rows: &[AppInstall]) -> Result<Ids, StoreError> {
             v(|x| &x.version),
             v(|x| &x.path),
         );
-        let fh: Vec<i64> = missing.iter().map(|r| r.version.fields_hash).collect();
-        let fields: Vec<&str> = missing.iter().map(|r| &*r.version.fields).collect();
+        let fh: Vec<i64> = first.iter().map(|r| r.version.fields_hash).collect();
+        let fields: Vec<&str> = first.iter().map(|r| &*r.version.fields).collect();
         let rows = w
             .tx
             .query(
-                "INSERT INTO app_versions (source, title, name, bundle_id, version, path, fields_hash, fields)
-                 SELECT $1::TEXT, t, n, b, v, p, h, f
-                 FROM unnest($2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::BIGINT[], $8::TEXT[])
-                      WITH ORDINALITY AS u(t, n, b, v, p, h, f, o)
-                 ORDER BY o
-                 RETURNING fields, id",
+                "WITH input AS (
+                    SELECT * FROM unnest($2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[],
+                                         $6::TEXT[], $7::BIGINT[], $8::TEXT[])
+                        WITH ORDINALITY AS u(t, n, b, v, p, h, f, o)),
+                 found AS (
+                    SELECT i.o, a.id FROM input i
+                    JOIN app_versions a ON a.source = $1 AND a.fields_hash = i.h AND a.fields = i.f),
+                 created AS (
+                    INSERT INTO app_versions (source, title, name, bundle_id, version, path,
+                        fields_hash, fields)
+                    SELECT $1::TEXT, t, n, b, v, p, h, f FROM input i
+                    WHERE NOT EXISTS (SELECT 1 FROM found WHERE found.o = i.o)
+                    ORDER BY o
+                    RETURNING id, fields_hash, fields)
+                 SELECT o, id FROM found
+                 UNION ALL
+                 SELECT i.o, c.id FROM created c JOIN input i ON i.h = c.fields_hash AND i.f = c.fields",
                 &[src, &title_ids, &names, &bundles, &vers, &paths, &fh, &fields],
             )
             .await
             .map_err(|e| w.err(e))?;
         for r in &rows {
-            let f: String = r.get(0);
-            if let Some(inst) = wanted.get(f.as_str()) {
+            let o: i64 = r.get(0);
+            if let Some(inst) = usize::try_from(o - 1).ok().and_then(|i| first.get(i)) {
                 versions.insert(inst.version.fields.clone(), r.get(1));
             }
         }
@@ -527,11 +520,29 @@ pub(super) async fn upsert(w: &mut W<'_>, up: &AppUpsert) -> Result<(), StoreErr
     } else {
         HashSet::new()
     };
-    // What is stored of every install compared or inserted here.
+    // What is stored of every install compared or inserted here: of devices that have any
+    // install rows at all (a first sync's devices have none, and their rows insert blind, as
+    // SQLite's do).
+    let mut devs: Vec<i64> = resolved.iter().map(|r| r.0).collect();
+    devs.sort_unstable();
+    devs.dedup();
+    let with_rows: HashSet<i64> = if known.len() == devs.len() {
+        known.clone()
+    } else {
+        w.tx.query(
+            "SELECT DISTINCT dev FROM app_installs WHERE source = $1 AND dev = ANY($2)",
+            &[&src, &devs],
+        )
+        .await
+        .map_err(|e| w.err(e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
     let mut plan = Plan::default();
     let (qd, qt): (Vec<i64>, Vec<i64>) = resolved
         .iter()
-        .filter(|(d, _, _)| !(snapshot && known.contains(d)))
+        .filter(|(d, _, _)| with_rows.contains(d) && !(snapshot && known.contains(d)))
         .map(|(d, t, _)| (*d, *t))
         .unzip();
     if !qd.is_empty() {

@@ -111,7 +111,25 @@ CREATE TABLE record_samples (
         "everything else the SQLite store holds: inventory, normalized apps, snapshot stages, stream status, the refresh queue, console sources, output offsets and dead letters, event search",
         MIGRATION_2,
     ),
+    (
+        3,
+        "counters that update in place (no index on app_versions.installs; fillfactor 70)",
+        MIGRATION_3,
+    ),
 ];
+
+/// 3: counters that update in place. `app_versions.installs` and `app_devices.live_apps` change
+/// with every batch of installs; an index that names the column (the `installs > 0`
+/// predicates) made each change a new row version in every index. Without it, and with room
+/// left in each page, PostgreSQL updates them as heap-only tuples.
+const MIGRATION_3: &str = "
+DROP INDEX app_versions_name;
+DROP INDEX app_versions_bundle;
+CREATE INDEX app_versions_name ON app_versions (name, version);
+CREATE INDEX app_versions_bundle ON app_versions (bundle_id, version);
+{fillfactor:app_versions:70}
+{fillfactor:app_devices:70}
+";
 
 /// 2: the rest of SQLite's schema (`store/schema.rs` at version 7), in PostgreSQL's terms.
 ///
@@ -366,6 +384,18 @@ pub(super) fn expand(sql: &str) -> String {
             .and_then(|l| l.strip_suffix('}'))
         {
             out.push_str(&partitions(table));
+        } else if let Some(spec) = l
+            .strip_prefix("{fillfactor:")
+            .and_then(|l| l.strip_suffix('}'))
+        {
+            // {fillfactor:TABLE:N}: on the partitioned table (for new partitions) and on each
+            // partition (storage parameters are per partition).
+            let (table, n) = spec.split_once(':').unwrap_or((spec, "100"));
+            for i in 0..PARTITIONS {
+                out.push_str(&format!(
+                    "ALTER TABLE {table}_p{i} SET (fillfactor = {n});\n"
+                ));
+            }
         } else if let Some(spec) = l
             .strip_prefix("{inventory:")
             .and_then(|l| l.strip_suffix('}'))
