@@ -40,10 +40,10 @@ STREAMS=$(./target/release/kandji-collector --config "$T/c.toml" validate | awk 
 START=$(date +%s)
 ./target/release/kandji-collector --config "$T/c.toml" --log warn run --no-console >"$T/out" 2>"$T/err" &
 REP=$!
-q() { psql "$PG" -Atc "SET search_path = $SCHEMA; $1" 2>/dev/null | tail -1; }
 WANT=$((TENANTS * STREAMS))
 while :; do
-  done_n=$(q "SELECT count(*) FROM stream_status WHERE last_success_at IS NOT NULL" || echo 0)
+  done_n=$(psql "$PG" -Atc "SELECT count(*) FROM $SCHEMA.stream_status WHERE last_success_at IS NOT NULL" 2>/dev/null || true)
+  done_n=${done_n:-0}
   [ "${done_n:-0}" -ge "$WANT" ] && break
   kill -0 "$REP" || { echo "the replica died"; cat "$T/err" | tail -20; exit 1; }
   sleep 5

@@ -430,6 +430,10 @@ async fn run(cli: &Cli, web: &crate::cli::WebArgs) -> Result<()> {
         load(cli)?
     };
     let sources = cfg.resolve()?;
+    crate::streams::runtime::set_max_bulk_runs(
+        cfg.max_concurrent_exports
+            .unwrap_or(crate::streams::runtime::DEFAULT_MAX_BULK_RUNS),
+    );
     // One store for the whole process: the engine, the outputs and the console share it.
     let store = open_store(&cfg, Open::Replica).await?;
     // One token for the process, cancelled by the one signal handler; the outputs and the

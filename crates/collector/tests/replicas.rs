@@ -34,6 +34,15 @@ struct Proc {
     log: PathBuf,
 }
 
+/// A replica left running by a failed test would hold leases of a dropped schema and eat
+/// the machine: kill it with the test.
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Proc {
     fn pid(&self) -> u32 {
         self.child.id()
@@ -383,10 +392,28 @@ async fn replicas_fail_over_fence_late_commits_rebalance_and_converge_on_the_tru
             })
         })
         .await;
-        // Its requests in flight have been answered by now; it wakes to them.
+        // Its requests in flight have been answered by now; it wakes to them. Its heartbeat
+        // is held back for a few seconds (the test locks the replicas table against writes),
+        // so that it works on, unaware, as a replica that a pause made late does: every commit
+        // it then makes is a late one.
         tokio::time::sleep(Duration::from_secs(2)).await;
+        let (lock_client, lock_conn) =
+            tokio_postgres::connect(&common::backend::pg_url(), tokio_postgres::NoTls)
+                .await
+                .expect("a connection of the test's own");
+        let lock_task = tokio::spawn(lock_conn);
+        lock_client
+            .batch_execute(&format!(
+                "BEGIN; LOCK TABLE {schema}.replicas IN EXCLUSIVE MODE"
+            ))
+            .await
+            .expect("lock the heartbeats");
         procs[1].signal("-CONT");
-        tokio::time::sleep(Duration::from_secs(4)).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        lock_client.batch_execute("COMMIT").await.expect("unlock");
+        drop(lock_client);
+        let _ = lock_task.await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
         fenced = procs[1]
             .log_text()
             .lines()

@@ -65,6 +65,10 @@ pub struct Config {
     /// How long a replica's lease on a source lasts without renewal: a dead replica's
     /// sources move to the others within it (default "30s").
     pub lease_ttl: Option<String>,
+    /// Prism exports (the apps and device-details runs) this process makes at once, over
+    /// all its sources (default 4): memory and the store's write rate stay bounded with
+    /// hundreds of tenants.
+    pub max_concurrent_exports: Option<usize>,
     /// The key file the console encrypts stored tokens with (default `data_dir/console.key`).
     /// Replicas must share one: point each at the same file.
     pub console_key_file: Option<PathBuf>,
@@ -249,6 +253,9 @@ impl Config {
                 "store_schema",
                 format!("{s:?} must be a plain identifier: letters, digits and _, at most 63"),
             ));
+        }
+        if self.max_concurrent_exports == Some(0) {
+            out.push(invalid("max_concurrent_exports", "0 must be at least 1"));
         }
         if self.store_pool_size == Some(0) {
             out.push(invalid("store_pool_size", "0 must be at least 1"));

@@ -54,6 +54,15 @@ impl SourceRuntime {
     /// Runs one stream once, recording its status before and after.
     pub async fn run_stream(&self, stream: StreamName) -> Result<RunReport, StreamError> {
         let source = self.name().to_string();
+        // A bulk run waits for one of the process's permits (a few exports at a time).
+        let _permit = if stream.spec().priority == kandji_api::Priority::Bulk {
+            tokio::select! {
+                p = self.bulk.clone().acquire_owned() => p.ok(),
+                () = self.stopped() => return Err(StreamError::Shutdown),
+            }
+        } else {
+            None
+        };
         set_state(&self.store, &source, stream, State::Syncing).await?;
         let started = self.host_now();
         // This stream's requests, though other streams spend from the same budget meanwhile.

@@ -105,6 +105,28 @@ pub struct SourceRuntime {
     /// The latest [`SourceRuntime::now`] returned, once anchored: data time does not run
     /// backwards by less than [`HELD_STEP_BACK_MS`].
     last_now: Arc<std::sync::Mutex<Option<i64>>>,
+    /// Permits for bulk runs (Prism exports), shared by every source of the process: a
+    /// replica with hundreds of tenants runs a few exports at a time, not hundreds (memory and
+    /// the store's write rate stay bounded; the budget is per tenant either way).
+    pub bulk: Arc<tokio::sync::Semaphore>,
+}
+
+/// The process's permits for bulk runs ([`SourceRuntime::bulk`]).
+static BULK_PERMITS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+
+/// Bulk runs at once in this process, when nothing set it ([`set_max_bulk_runs`]).
+pub const DEFAULT_MAX_BULK_RUNS: usize = 4;
+
+/// Sets how many bulk runs (Prism exports) the process's sources make at once; the first
+/// call wins (`run` calls it with the config's `max_concurrent_exports`).
+pub fn set_max_bulk_runs(n: usize) {
+    let _ = BULK_PERMITS.set(Arc::new(tokio::sync::Semaphore::new(n.max(1))));
+}
+
+fn bulk_permits() -> Arc<tokio::sync::Semaphore> {
+    BULK_PERMITS
+        .get_or_init(|| Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_BULK_RUNS)))
+        .clone()
 }
 
 impl SourceRuntime {
@@ -136,6 +158,7 @@ impl SourceRuntime {
             on_commit: None,
             follow_server_clock: true,
             last_now: Arc::new(std::sync::Mutex::new(None)),
+            bulk: bulk_permits(),
         })
     }
 

@@ -23,6 +23,9 @@
 /// Hash partitions per large table.
 pub const PARTITIONS: u32 = 16;
 
+/// The inventory tables migration 2 partitioned (the others are one table each).
+const PARTITIONED: [&str; 4] = ["devices", "device_details", "compliance", "vuln_detections"];
+
 /// (version, what it does, the SQL). `{partitions:TABLE}` expands to the table's partitions.
 pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
     (
@@ -116,6 +119,11 @@ CREATE TABLE record_samples (
         "counters that update in place (no index on app_versions.installs; fillfactor 70)",
         MIGRATION_3,
     ),
+    (
+        4,
+        "rows seen again update in place (the _live indexes without sweep; fillfactor 70)",
+        MIGRATION_4,
+    ),
 ];
 
 /// 3: counters that update in place. `app_versions.installs` and `app_devices.live_apps` change
@@ -129,6 +137,23 @@ CREATE INDEX app_versions_name ON app_versions (name, version);
 CREATE INDEX app_versions_bundle ON app_versions (bundle_id, version);
 {fillfactor:app_versions:70}
 {fillfactor:app_devices:70}
+";
+
+/// 4: a row seen again updates in place. A resumable walk (devices every 15 minutes,
+/// compliance, users…) stamps every unchanged row it sees (`last_seen`, `sweep`, `missing`);
+/// with `sweep` in each table's `_live` index, every stamp was a new row version in every
+/// index of the table (devices has twenty). The `_live` indexes drop `sweep` (the sweep's
+/// end filters it after the index), and the tables keep room in each page for the new
+/// version, so the stamps are heap-only.
+const MIGRATION_4: &str = "
+{relive:devices:70}
+{relive:device_details:70}
+{relive:compliance:70}
+{relive:vuln_detections:70}
+{relive:users:70}
+{relive:blueprints:70}
+{relive:tags:70}
+{relive:ade_devices:70}
 ";
 
 /// 2: the rest of SQLite's schema (`store/schema.rs` at version 7), in PostgreSQL's terms.
@@ -384,6 +409,23 @@ pub(super) fn expand(sql: &str) -> String {
             .and_then(|l| l.strip_suffix('}'))
         {
             out.push_str(&partitions(table));
+        } else if let Some(spec) = l.strip_prefix("{relive:").and_then(|l| l.strip_suffix('}')) {
+            // {relive:TABLE:FILLFACTOR}: the table's `_live` index without `sweep`, and room
+            // in its pages (on the table, and on each partition when it has them).
+            let (table, n) = spec.split_once(':').unwrap_or((spec, "100"));
+            out.push_str(&format!(
+                "DROP INDEX {table}_live;\n\
+                 CREATE INDEX {table}_live ON {table} (source, removed_at);\n"
+            ));
+            if PARTITIONED.contains(&table) {
+                for i in 0..PARTITIONS {
+                    out.push_str(&format!(
+                        "ALTER TABLE {table}_p{i} SET (fillfactor = {n});\n"
+                    ));
+                }
+            } else {
+                out.push_str(&format!("ALTER TABLE {table} SET (fillfactor = {n});\n"));
+            }
         } else if let Some(spec) = l
             .strip_prefix("{fillfactor:")
             .and_then(|l| l.strip_suffix('}'))
