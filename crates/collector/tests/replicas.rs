@@ -636,6 +636,122 @@ async fn console_replica(schema: &str, id: &str, key_file: &Path, dir: &Path) ->
     }
 }
 
+fn cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .find_map(|v| {
+            let s = v.to_str().ok()?;
+            let (kv, _) = s.split_once(';').unwrap_or((s, ""));
+            let (k, v) = kv.split_once('=')?;
+            (k == name).then(|| v.to_string())
+        })
+}
+
+fn hidden(body: &str, name: &str) -> String {
+    let pat = format!("name=\"{name}\" value=\"");
+    let i = body.find(&pat).expect("hidden field") + pat.len();
+    body[i..].split('"').next().unwrap_or_default().to_string()
+}
+
+/// Logs in to a replica's console and reads every page and API endpoint: each answers 200
+/// with what the shared store holds.
+async fn check_console(r: &ConsoleReplica, source: &str) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    kandji_collector::web::auth::set_password(&r.store, "replica-test-password")
+        .await
+        .expect("password");
+    let login = http
+        .get(format!("{}/login", r.url))
+        .send()
+        .await
+        .expect("login page");
+    let pre = cookie(&login, "kc_pre").expect("pre cookie");
+    let csrf = hidden(&login.text().await.expect("body"), "csrf");
+    let resp = http
+        .post(format!("{}/login", r.url))
+        .header("cookie", format!("kc_pre={pre}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            serde_urlencoded::to_string([
+                ("csrf", csrf.as_str()),
+                ("password", "replica-test-password"),
+            ])
+            .expect("form"),
+        )
+        .send()
+        .await
+        .expect("login");
+    let session = cookie(&resp, "kc_session").expect("session");
+    let api = |path: String| {
+        http.get(format!("{}{path}", r.url))
+            .bearer_auth("replica-test-key")
+            .send()
+    };
+    let events: serde_json::Value = api("/api/events".into())
+        .await
+        .expect("events")
+        .json()
+        .await
+        .expect("json");
+    let seq = events["events"][0]["seq"].as_i64().expect("an event");
+    let devices: serde_json::Value = api(format!("/api/devices?source={source}"))
+        .await
+        .expect("devices")
+        .json()
+        .await
+        .expect("json");
+    let device = devices[0]["id"].as_str().expect("a device").to_string();
+    for path in [
+        "/api/sources".to_string(),
+        format!("/api/sources/{source}"),
+        "/api/status".into(),
+        "/api/events?q=device".into(),
+        format!("/api/events/{seq}"),
+        format!("/api/devices/{source}/{device}"),
+        "/api/users".into(),
+        "/api/apps?q=a".into(),
+        "/metrics".into(),
+        "/readyz".into(),
+    ] {
+        let resp = api(path.clone()).await.expect("request");
+        assert_eq!(resp.status(), 200, "{path} on the shared store");
+    }
+    for path in [
+        "/sources".to_string(),
+        format!("/sources/{source}"),
+        format!("/sources/{source}/budget.svg"),
+        format!("/sources/{source}/records.svg"),
+        "/events".into(),
+        format!("/events/{seq}"),
+        "/devices".into(),
+        "/devices.csv".into(),
+        format!("/devices/{source}/{device}"),
+        "/users".into(),
+        "/apps".into(),
+        "/live/sources".into(),
+    ] {
+        let resp = http
+            .get(format!("{}{path}", r.url))
+            .header("cookie", format!("kc_session={session}"))
+            .send()
+            .await
+            .expect("page");
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        assert_eq!(
+            status,
+            200,
+            "{path} on the shared store: {}",
+            &body[..body.len().min(300)]
+        );
+        assert!(!body.is_empty(), "{path} is empty");
+    }
+}
+
 async fn last_run(store: &Store, source: &str, stream: &str) -> Option<i64> {
     store
         .stream_status(Some(source))
@@ -728,6 +844,9 @@ async fn sync_now_and_console_edits_reach_the_owning_replica() {
         || async { last_run(view, &on_r1, "devices").await > Some(before) },
     )
     .await;
+    // Every page and API answer on either replica from the shared store, whichever replica
+    // collects what they show.
+    check_console(&r2, &on_r1).await;
     // A console edit on r2 (disable r1's source): r1 stops it and says so at once.
     kandji_collector::web::sources::set_enabled(&r2.store, &on_r1, false)
         .await
