@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use kandji_api::check::{CheckReport, ProbeResult, ProbeSet};
+use kandji_api::check::{CheckReport, PrivilegeFinding, PrivilegeProbe, ProbeResult, ProbeSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Source;
@@ -46,6 +46,8 @@ pub struct Report {
     pub matrix: Vec<(StreamName, Access)>,
     pub fleet: Option<FleetSize>,
     pub plan: Option<planner::Plan>,
+    /// The privilege review (`check --privileges`, "Review token"), when asked for.
+    pub privileges: Option<Vec<PrivilegeProbe>>,
 }
 
 /// One stream's answer: its first endpoint that is not Ok decides.
@@ -99,6 +101,15 @@ impl Report {
             .collect()
     }
 
+    /// The privileges the token holds that the collector does not need.
+    pub fn unneeded_privileges(&self) -> Vec<&PrivilegeProbe> {
+        self.privileges
+            .iter()
+            .flatten()
+            .filter(|p| p.finding == PrivilegeFinding::Granted)
+            .collect()
+    }
+
     pub fn render(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "source {}:", self.source);
@@ -139,6 +150,9 @@ impl Report {
                 }
             }
         }
+        if let Some(ps) = &self.privileges {
+            s.push_str(&render_privileges(ps));
+        }
         s
     }
 }
@@ -178,15 +192,53 @@ pub async fn run_with(rt: &SourceRuntime) -> Report {
         matrix,
         fleet,
         plan,
+        privileges: None,
     }
 }
 
-/// Probes a configured source with a throwaway store.
-pub async fn run(source: &Source) -> anyhow::Result<Report> {
+/// The privilege review as text: one line per sensitive endpoint.
+pub fn render_privileges(ps: &[PrivilegeProbe]) -> String {
+    let mut s = String::from(
+        "  privileges the collector does not need (safe probes: GET, nil device id):\n",
+    );
+    for p in ps {
+        let line = match &p.finding {
+            PrivilegeFinding::NotGranted => "✓ not granted".to_string(),
+            PrivilegeFinding::Granted => format!("⚠ {}", p.warning().unwrap_or_default()),
+            PrivilegeFinding::Unknown { reason } => format!("? could not tell: {reason}"),
+        };
+        let _ = writeln!(s, "    {:<30} {line}", p.reads);
+    }
+    s
+}
+
+/// Looks for privileges the collector does not need (see
+/// [`kandji_api::KandjiClient::review_privileges`]), spending from the source's budget.
+pub async fn review_with(rt: &SourceRuntime) -> Vec<PrivilegeProbe> {
+    let found = rt.client.review_privileges().await;
+    let granted: Vec<&str> = found
+        .iter()
+        .filter(|p| p.finding == PrivilegeFinding::Granted)
+        .map(|p| p.reads.as_str())
+        .collect();
+    if granted.is_empty() {
+        tracing::info!(source = %rt.name(), "privilege review: no unneeded privilege");
+    } else {
+        tracing::warn!(source = %rt.name(), granted = %granted.join(", "),
+            "privilege review: the token holds privileges the collector does not need");
+    }
+    found
+}
+
+/// Probes a configured source with a throwaway store (and reviews its privileges when asked).
+pub async fn run(source: &Source, privileges: bool) -> anyhow::Result<Report> {
     let dir = std::env::temp_dir().join(format!("kandji-check-{}", std::process::id()));
     let store = Store::open(&dir)?;
     let rt = SourceRuntime::new(source.clone(), store, CancellationToken::new())?;
-    let report = run_with(&rt).await;
+    let mut report = run_with(&rt).await;
+    if privileges {
+        report.privileges = Some(review_with(&rt).await);
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(report)
 }

@@ -47,6 +47,21 @@ pub enum Command {
     Check {
         #[arg(long)]
         source: Option<String>,
+        /// Also look for privileges the collector does not need (device secrets), with safe
+        /// probes only: a GET per secret endpoint, aimed at the nil device id. Fails when one
+        /// is granted.
+        #[arg(long)]
+        privileges: bool,
+    },
+    /// Prints the API permissions the streams need (all streams, or `--streams`): exactly
+    /// what to tick on a least-privilege token in Kandji → Access → API tokens.
+    Permissions {
+        /// Comma-separated stream names (default: every stream).
+        #[arg(long, value_delimiter = ',')]
+        streams: Vec<String>,
+        /// `text` (a table), `markdown` (the README's table) or `json`.
+        #[arg(long, value_enum, default_value = "text")]
+        format: PermissionsFormat,
     },
     /// Runs one collection cycle.
     Sync {
@@ -140,6 +155,14 @@ pub enum ExportFormat {
     Ndjson,
     /// The OCSF 1.8.0 form, one event per line.
     Ocsf,
+}
+
+/// How `permissions` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PermissionsFormat {
+    Text,
+    Markdown,
+    Json,
 }
 
 /// How log lines are written (to stderr).

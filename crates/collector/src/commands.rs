@@ -17,7 +17,8 @@ use crate::streams::StreamName;
 pub async fn dispatch(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Validate => validate(&cli),
-        Command::Check { source } => check(&cli, source.as_deref()).await,
+        Command::Check { source, privileges } => check(&cli, source.as_deref(), *privileges).await,
+        Command::Permissions { streams, format } => permissions(streams, *format),
         Command::Sync {
             once: _,
             source,
@@ -127,6 +128,53 @@ fn pick<'a>(sources: &'a [Source], only: Option<&str>) -> Result<Vec<&'a Source>
     Ok(picked)
 }
 
+/// `permissions`: the list generated from the stream declarations.
+fn permissions(streams: &[String], format: crate::cli::PermissionsFormat) -> Result<()> {
+    use crate::cli::PermissionsFormat;
+    let chosen: Vec<StreamName> = if streams.is_empty() {
+        StreamName::ALL.to_vec()
+    } else {
+        streams
+            .iter()
+            .map(|s| {
+                StreamName::parse(s).with_context(|| {
+                    format!(
+                        "unknown stream {s:?}; streams: {}",
+                        crate::streams::names().join(", ")
+                    )
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    let list = crate::streams::permissions(&chosen);
+    match format {
+        PermissionsFormat::Json => {
+            println!("{}", serde_json::to_string_pretty(&list)?);
+        }
+        PermissionsFormat::Markdown => {
+            print!("{}", crate::streams::permissions_markdown(&chosen));
+        }
+        PermissionsFormat::Text => {
+            let w = list.iter().map(|p| p.name.len()).max().unwrap_or(10);
+            let we = list
+                .iter()
+                .map(|p| p.method.len() + 1 + p.path.len())
+                .max()
+                .unwrap_or(10);
+            println!("{:w$}  {:we$}  NEEDED BY", "PERMISSION", "ENDPOINT");
+            for p in &list {
+                let ep = format!("{} {}", p.method, p.path);
+                println!("{:w$}  {ep:we$}  {}", p.name, p.needed_by.join(", "));
+            }
+            println!(
+                "\nTick exactly these in Kandji → Access → API tokens; nothing else (never the \
+                 device secrets). `check --privileges` looks for extra ones."
+            );
+        }
+    }
+    Ok(())
+}
+
 fn validate(cli: &Cli) -> Result<()> {
     let cfg = load(cli)?;
     let problems = cfg.problems();
@@ -173,17 +221,25 @@ fn runtimes(
         .collect()
 }
 
-async fn check(cli: &Cli, only: Option<&str>) -> Result<()> {
+async fn check(cli: &Cli, only: Option<&str>, privileges: bool) -> Result<()> {
     let cfg = load(cli)?;
     let sources = cfg.resolve()?;
     let mut failed = false;
+    let mut extra = 0;
     for s in pick(&sources, only)? {
-        let report = crate::check::run(s).await?;
+        let report = crate::check::run(s, privileges).await?;
         print!("{}", report.render());
         failed |= !report.all_ok();
+        extra += report.unneeded_privileges().len();
     }
     if failed {
         bail!("some streams cannot be collected with these tokens (see above)");
+    }
+    if extra > 0 {
+        bail!(
+            "{extra} privilege(s) the collector does not need (see above): untick them on the \
+             token in Kandji → Access → API tokens"
+        );
     }
     Ok(())
 }
@@ -323,11 +379,15 @@ async fn sync(cli: &Cli, only: Option<&str>, streams: &[String]) -> Result<()> {
         }
         let b = rt.budget.state();
         println!(
-            "{} budget: {} spent this hour, {} left of a {} share",
+            "{} budget: {} spent this hour, {} left of a {} share{}",
             rt.name(),
             b.spent_this_hour,
             b.remaining,
-            b.share_limit
+            b.share_limit,
+            match b.others_this_hour {
+                Some(o) => format!("; other tools: {o} this hour"),
+                None => String::new(),
+            }
         );
     }
     crate::outputs::drain_once(&store, &cfg, &sources, &shutdown).await?;
@@ -601,6 +661,28 @@ async fn status_cmd(cli: &Cli, only: Option<&str>, as_json: bool, verify: bool) 
             && r.get("state").and_then(Value::as_str) != Some("healthy")
         {
             writeln!(out, "{:>40} hint: {h}", "")?;
+        }
+    }
+    // The hour's budget per source: ours and the other tools' (from the samples the
+    // collector records as it spends).
+    let hour = crate::store::now_ms().div_euclid(3_600_000) * 3_600_000;
+    let mut sources: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.get("source").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    sources.dedup();
+    for src in &sources {
+        let ours = store.budget_series(src, hour).await?;
+        let others = store.others_series(src, hour).await?;
+        if let Some((_, spent, limit, share)) = ours.iter().find(|r| r.0 == hour) {
+            writeln!(
+                out,
+                "{src:<12} budget this hour: {spent} requests of a {share} share (tenant limit {limit}){}",
+                match others.iter().find(|r| r.0 == hour) {
+                    Some((_, o)) => format!("; other tools: {o}"),
+                    None => "; other tools: unknown (the API sent no rate-limit headers)".into(),
+                }
+            )?;
         }
     }
     crate::outputs::print_status(&store.outputs_status().await?, only, &mut out)?;

@@ -1106,6 +1106,7 @@ async fn users_are_paged_and_an_empty_search_says_what_to_do() {
         intervals: Default::default(),
         filters: Default::default(),
         export_download_hosts: Vec::new(),
+        hygiene: Default::default(),
     };
     let mut c = Console::start_with(true, vec![source]).await;
     c.login().await;
@@ -1175,6 +1176,7 @@ async fn status_regions_refresh_in_place_and_forms_are_never_reloaded() {
         intervals: Default::default(),
         filters: Default::default(),
         export_download_hosts: Vec::new(),
+        hygiene: Default::default(),
     };
     let mut c = Console::start_with(true, vec![source]).await;
     c.login().await;
@@ -1358,6 +1360,7 @@ async fn a_detection_links_its_audit_and_security_records() {
         intervals: Default::default(),
         filters: Default::default(),
         export_download_hosts: Vec::new(),
+        hygiene: Default::default(),
     };
     let mut c = Console::start_with(true, vec![source]).await;
     c.login().await;

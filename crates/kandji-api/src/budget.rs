@@ -101,6 +101,11 @@ pub struct BudgetConfig {
     pub per_second: u32,
     /// Fraction of our hourly share only Security/Audit callers may use (default 0.2).
     pub reserved_fraction: f64,
+    /// Fraction of the tenant's hourly limit kept for the other tools that hold tokens on the
+    /// tenant (default 0.1: 1,000 of 10,000). We never bring the tenant's remaining requests
+    /// below it, and Inventory/Bulk also leave what the other tools are on course to spend
+    /// by the end of the hour, so they do not start getting 429s because of us.
+    pub reserve_for_others: f64,
     /// Wall clock used to find the top of the hour (default `OffsetDateTime::now_utc`).
     pub wall_clock: fn() -> OffsetDateTime,
 }
@@ -112,6 +117,7 @@ impl Default for BudgetConfig {
             share: 0.5,
             per_second: 10,
             reserved_fraction: 0.2,
+            reserve_for_others: 0.1,
             wall_clock: OffsetDateTime::now_utc,
         }
     }
@@ -124,6 +130,7 @@ impl std::fmt::Debug for BudgetConfig {
             .field("share", &self.share)
             .field("per_second", &self.per_second)
             .field("reserved_fraction", &self.reserved_fraction)
+            .field("reserve_for_others", &self.reserve_for_others)
             .finish_non_exhaustive()
     }
 }
@@ -162,6 +169,20 @@ pub struct BudgetState {
     pub spent_by_priority: [u32; 4],
     /// Callers currently waiting, per priority.
     pub waiting: [usize; 4],
+    /// What the other tools on the tenant spent in the server's current hour: the tenant's
+    /// use (`X-RateLimit-Limit-Hour − X-RateLimit-Remaining-Hour`) minus our requests the
+    /// server counted. `None` until a response carried the headers.
+    pub others_this_hour: Option<u32>,
+    /// Their pace, requests per hour (the higher of the hour's average and the last 10
+    /// minutes'), once a minute of observations exists.
+    pub others_per_hour: Option<f64>,
+    /// Requests kept for the other tools: never spent by us.
+    pub reserve_for_others: u32,
+    /// Whether the other tools' spend is what holds us back now (we are yielding to them).
+    pub yielding: bool,
+    /// When the tenant as a whole (us and them) is on course to run out before the hour
+    /// ends: how long until it does, at the current pace.
+    pub exhaustion_in: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -177,7 +198,70 @@ struct State {
     blocked_until: Option<Instant>,
     /// Rate-limit headers already warned about as absurd.
     absurd_warned: Vec<String>,
+    /// Who else spends: tracked against the server's hourly window.
+    others: Others,
 }
+
+/// The other tools' spend, tracked per server window.
+#[derive(Debug)]
+struct Others {
+    /// Our responses the server counted in its current window (every answer but a 429).
+    answered: u32,
+    /// The last `X-RateLimit-Remaining-Hour`, to see the server's window turn over.
+    last_remaining: Option<u32>,
+    /// Our window rolled since the last observation (the server's has too, at about the
+    /// same time).
+    rolled: bool,
+    /// When this server window's tracking started.
+    since: Instant,
+    /// The latest estimate.
+    spent: Option<u32>,
+    /// (when, their spend) over the last 10 minutes, for their pace.
+    history: std::collections::VecDeque<(Instant, u32)>,
+    /// (room for Security/Audit, room for the rest, our spend then, valid until): how far
+    /// the tenant's remaining requests let us go while keeping the reserve (and, for the
+    /// rest, what the other tools are on course to spend).
+    room: Option<(u32, u32, u32, Instant)>,
+    /// The tenant's remaining requests and total pace (per second) at the last observation.
+    tenant: Option<(u32, f64)>,
+}
+
+impl Others {
+    fn new(now: Instant) -> Self {
+        Self {
+            answered: 0,
+            last_remaining: None,
+            rolled: false,
+            since: now,
+            spent: None,
+            history: std::collections::VecDeque::new(),
+            room: None,
+            tenant: None,
+        }
+    }
+
+    /// Their pace in requests per second, once a minute of observations exists.
+    fn pace(&self, now: Instant) -> Option<f64> {
+        let spent = f64::from(self.spent?);
+        let mut best: Option<f64> = None;
+        let elapsed = now.saturating_duration_since(self.since).as_secs_f64();
+        if elapsed >= 60.0 {
+            best = Some(spent / elapsed);
+        }
+        if let (Some((t0, s0)), Some((t1, s1))) = (self.history.front(), self.history.back()) {
+            let span = t1.saturating_duration_since(*t0).as_secs_f64();
+            if span >= 60.0 {
+                let recent = f64::from(s1.saturating_sub(*s0)) / span;
+                best = Some(best.map_or(recent, |b| b.max(recent)));
+            }
+        }
+        best
+    }
+}
+
+/// How long a caller held back only by the other tools' spend waits before looking again
+/// (their pace may drop; Security/Audit responses keep the picture fresh).
+const YIELD_RECHECK: Duration = Duration::from_secs(30);
 
 /// Rate-limit header values above this are not believed (the live hourly limit is 10,000).
 const ABSURD_RATE_LIMIT: f64 = 1_000_000.0;
@@ -231,9 +315,15 @@ impl Budget {
         } else {
             0.2
         };
+        let reserve_for_others = if cfg.reserve_for_others.is_finite() {
+            cfg.reserve_for_others.clamp(0.0, 0.9)
+        } else {
+            0.1
+        };
         let cfg = BudgetConfig {
             share,
             reserved_fraction,
+            reserve_for_others,
             ..cfg
         };
         // Truncation is intended: floor of a non-negative product bounded by hourly_limit.
@@ -265,6 +355,8 @@ impl Budget {
                 server_limit: None,
                 blocked_until: None,
                 absurd_warned: Vec::new(),
+                // Their spend counts from the top of the hour, as the server's does.
+                others: Others::new((window_end.checked_sub(HOUR)).unwrap_or(now).min(now)),
             }),
             waiting: Default::default(),
             granted: tokio::sync::Notify::new(),
@@ -345,6 +437,21 @@ impl Budget {
         if st.spent >= cap {
             return Err(refill.saturating_duration_since(now));
         }
+        if let Some((room_first, room_rest, at_spent, valid_until)) = st.others.room {
+            if valid_until > now {
+                let room = if priority.uses_reserve() {
+                    room_first
+                } else {
+                    room_rest
+                };
+                if st.spent >= at_spent.saturating_add(room) {
+                    // Held back by the other tools' spend: look again soon.
+                    return Err(refill.saturating_duration_since(now).min(YIELD_RECHECK));
+                }
+            } else {
+                st.others.room = None;
+            }
+        }
         let clock_now = Nanos::from(now - self.origin);
         if let Err(nu) = self.per_second_cell.check() {
             return Err(nu.wait_time_from(clock_now));
@@ -370,6 +477,8 @@ impl Budget {
         let now = Instant::now();
         let mut st = self.lock();
         self.roll(&mut st, now);
+        // The server counted those too: they are not the other tools'.
+        st.others.answered = st.others.answered.max(spent);
         if spent > st.spent {
             let extra = spent - st.spent;
             st.spent = spent;
@@ -402,6 +511,8 @@ impl Budget {
             }
             st.spent = 0;
             st.spent_by_priority = [0; 4];
+            st.others.rolled = true;
+            st.others.room = None;
         }
     }
 
@@ -411,6 +522,12 @@ impl Budget {
     /// and `RateLimit-Reset` (seconds). We never spend more than our share of what the server
     /// says remains; if it says 0, we wait until the reset (or the top of the hour).
     pub fn observe(&self, headers: &HeaderMap) {
+        self.observe_response(200, headers);
+    }
+
+    /// [`Budget::observe`], knowing the response's status: every answer but a 429 counts
+    /// against the tenant's hour, which is how the other tools' spend is told apart from ours.
+    pub fn observe_response(&self, status: u16, headers: &HeaderMap) {
         // A value that no gateway would send (0 as a limit, negative, or above a million) is
         // ignored with a warning rather than obeyed: one bad header must not halt a source.
         let num = |name: &str, zero_ok: bool| -> Option<u64> {
@@ -459,6 +576,7 @@ impl Budget {
                 _ => window_end,
             };
             st.server_cap = Some((allow, st.spent, valid_until));
+            self.track_others(&mut st, now, status, r32, valid_until);
             if r32 == 0 {
                 let until = valid_until.max(now + Duration::from_secs(1));
                 st.blocked_until = Some(st.blocked_until.map_or(until, |b| b.max(until)));
@@ -473,6 +591,63 @@ impl Budget {
                     .max(Duration::from_secs(1));
             st.blocked_until = Some(st.blocked_until.map_or(until, |b| b.max(until)));
         }
+    }
+
+    /// Updates the other tools' spend and the room they leave us from one observation of the
+    /// tenant's remaining hourly requests.
+    fn track_others(
+        &self,
+        st: &mut State,
+        now: Instant,
+        status: u16,
+        remaining: u32,
+        valid_until: Instant,
+    ) {
+        let limit = st.server_limit.unwrap_or(self.cfg.hourly_limit);
+        let o = &mut st.others;
+        // The server's window turned over: its count went up, or ours rolled meanwhile.
+        if o.last_remaining.is_some_and(|last| remaining > last) || o.rolled {
+            o.answered = 0;
+            o.history.clear();
+            o.since = if o.rolled {
+                st.window_end.checked_sub(HOUR).unwrap_or(now).min(now)
+            } else {
+                now
+            };
+            o.rolled = false;
+        }
+        o.last_remaining = Some(remaining);
+        if status != 429 {
+            o.answered = o.answered.saturating_add(1);
+        }
+        let used = limit.saturating_sub(remaining);
+        let theirs = used.saturating_sub(o.answered);
+        o.spent = Some(theirs);
+        o.history.push_back((now, theirs));
+        while o
+            .history
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > Duration::from_secs(600))
+        {
+            o.history.pop_front();
+        }
+        let left = st.window_end.saturating_duration_since(now).as_secs_f64();
+        let pace = o.pace(now);
+        let reserve = self.reserve_requests(limit);
+        let room_first = remaining.saturating_sub(reserve);
+        let ahead = pace.map_or(0.0, |p| p * left).ceil() as u32;
+        let room_rest = room_first.saturating_sub(ahead);
+        o.room = Some((room_first, room_rest, st.spent, valid_until));
+        let ours_elapsed = now.saturating_duration_since(o.since).as_secs_f64();
+        let ours_pace = (ours_elapsed >= 60.0).then(|| f64::from(o.answered) / ours_elapsed);
+        o.tenant = match (pace, ours_pace) {
+            (Some(p), Some(q)) => Some((remaining, p + q)),
+            _ => None,
+        };
+    }
+
+    fn reserve_requests(&self, limit: u32) -> u32 {
+        (f64::from(limit) * self.cfg.reserve_for_others).floor() as u32
     }
 
     /// Warns about an absurd rate-limit header once per header name (then at debug level).
@@ -516,6 +691,14 @@ impl Budget {
         }
         let next_refill_in = st.window_end.saturating_duration_since(now);
         let wall_now = self.wall_origin + (now - self.origin);
+        let limit = st.server_limit.unwrap_or(self.cfg.hourly_limit);
+        let room = st.others.room.filter(|r| r.3 > now);
+        // Held back now by what the other tools need (Inventory/Bulk wait for them).
+        let yielding = room.is_some_and(|(_, rest, at, _)| at.saturating_add(rest) <= st.spent);
+        let exhaustion_in = st.others.tenant.and_then(|(remaining, pace)| {
+            (pace > 0.0 && f64::from(remaining) < pace * next_refill_in.as_secs_f64())
+                .then(|| Duration::from_secs_f64(f64::from(remaining) / pace))
+        });
         BudgetState {
             limit: st.server_limit.unwrap_or(self.cfg.hourly_limit),
             share: self.cfg.share,
@@ -532,6 +715,11 @@ impl Budget {
             total_spent: st.total_spent,
             spent_by_priority: st.spent_by_priority,
             waiting: std::array::from_fn(|i| self.waiting[i].load(Ordering::SeqCst)),
+            others_this_hour: st.others.spent,
+            others_per_hour: st.others.pace(now).map(|p| p * 3600.0),
+            reserve_for_others: self.reserve_requests(limit),
+            yielding,
+            exhaustion_in,
         }
     }
 }
@@ -570,13 +758,22 @@ mod tests {
         datetime!(2026-11-01 10:00:00 UTC)
     }
 
+    /// The share tests run without a reserve for other tools (the reserve's own tests set it).
     fn cfg(limit: u32, share: f64, per_second: u32) -> BudgetConfig {
         BudgetConfig {
             hourly_limit: limit,
             share,
             per_second,
             reserved_fraction: 0.2,
+            reserve_for_others: 0.0,
             wall_clock: top,
+        }
+    }
+
+    fn with_reserve(limit: u32, share: f64) -> BudgetConfig {
+        BudgetConfig {
+            reserve_for_others: 0.1,
+            ..cfg(limit, share, 50)
         }
     }
 
@@ -771,6 +968,147 @@ mod tests {
         let start = Instant::now();
         b.acquire(Priority::Bulk).await;
         assert!(start.elapsed() <= Duration::from_secs(1));
+    }
+
+    fn hour_headers(limit: u32, remaining: u32) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-ratelimit-limit-hour",
+            HeaderValue::from_str(&limit.to_string()).unwrap(),
+        );
+        h.insert(
+            "x-ratelimit-remaining-hour",
+            HeaderValue::from_str(&remaining.to_string()).unwrap(),
+        );
+        h
+    }
+
+    /// A tenant as the server counts it: our requests and the other tools' in one hour.
+    struct Tenant {
+        limit: u32,
+        used: u32,
+    }
+
+    impl Tenant {
+        /// One of our requests: counted, and its response observed.
+        fn ours(&mut self, b: &Budget, p: Priority) -> bool {
+            if b.try_acquire(p).is_err() {
+                return false;
+            }
+            self.used += 1;
+            b.observe_response(200, &hour_headers(self.limit, self.limit - self.used));
+            true
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_other_tools_spend_is_the_tenants_use_minus_ours() {
+        let b = Budget::new(with_reserve(10_000, 0.5));
+        let mut t = Tenant {
+            limit: 10_000,
+            used: 0,
+        };
+        assert_eq!(
+            b.state().others_this_hour,
+            None,
+            "unknown before any header"
+        );
+        for minute in 0..20 {
+            for _ in 0..10 {
+                assert!(t.ours(&b, Priority::Inventory), "minute {minute}");
+            }
+            t.used += 100; // the other tools: 100 a minute, 6,000 an hour
+            tokio::time::advance(Duration::from_secs(60)).await;
+        }
+        assert!(t.ours(&b, Priority::Inventory));
+        let s = b.state();
+        assert_eq!(s.others_this_hour, Some(2_000));
+        assert_eq!(s.spent_this_hour, 201);
+        assert!(!s.yielding, "{s:?}");
+        let pace = s.others_per_hour.unwrap();
+        assert!((pace - 6_000.0).abs() < 6_000.0 * 0.05, "{pace}");
+        // A 429 is not counted by the server: it stays ours, not theirs.
+        b.observe_response(429, &hour_headers(10_000, 10_000 - t.used));
+        assert_eq!(b.state().others_this_hour, Some(2_000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn we_yield_to_heavy_spenders_and_keep_the_reserve_but_security_goes_first() {
+        // Share 1.0 of 10,000, reserve 10 % (1,000). The others spend 100 a minute.
+        let b = Budget::new(with_reserve(10_000, 1.0));
+        let mut t = Tenant {
+            limit: 10_000,
+            used: 0,
+        };
+        for _ in 0..10 {
+            assert!(t.ours(&b, Priority::Bulk));
+            t.used += 100;
+            tokio::time::advance(Duration::from_secs(60)).await;
+        }
+        // 50 minutes left at 6,000/h: 5,000 more of theirs are coming; 8,990 remain, 1,000
+        // reserved: Bulk may take about 2,990 more, Security 7,990. (While Bulk spends, the
+        // others are idle, so their pace and what is coming shrink a little: up to ~4,000.)
+        let mut bulk = 0;
+        while t.ours(&b, Priority::Bulk) {
+            bulk += 1;
+            if bulk % 40 == 0 {
+                tokio::time::advance(Duration::from_secs(1)).await;
+            }
+        }
+        assert!((2_900..=4_000).contains(&bulk), "bulk took {bulk}");
+        assert!(b.state().yielding);
+        // Bulk waits only a little before it looks again.
+        let wait = b.try_acquire(Priority::Bulk).unwrap_err();
+        assert!(wait <= YIELD_RECHECK, "{wait:?}");
+        let mut security = 0;
+        while t.ours(&b, Priority::Security) {
+            security += 1;
+            if security % 40 == 0 {
+                tokio::time::advance(Duration::from_secs(1)).await;
+            }
+        }
+        let remaining = t.limit - t.used;
+        assert!(
+            (1_000..=1_001).contains(&remaining),
+            "Security stops at the reserve: {remaining} left (bulk {bulk}, security {security})"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_tenant_on_course_to_run_out_is_seen_ahead() {
+        let b = Budget::new(cfg(10_000, 0.5, 50));
+        let mut t = Tenant {
+            limit: 10_000,
+            used: 0,
+        };
+        // Ten minutes at 300 a minute (others) + 10 (ours): 18,600 an hour, beyond 10,000.
+        for _ in 0..10 {
+            for _ in 0..10 {
+                assert!(t.ours(&b, Priority::Audit));
+            }
+            t.used += 300;
+            tokio::time::advance(Duration::from_secs(60)).await;
+        }
+        t.ours(&b, Priority::Audit);
+        let eta = b.state().exhaustion_in.expect("on course to run out");
+        // 6,899 left at ~310 a minute: about 22 minutes.
+        assert!(
+            eta > Duration::from_secs(19 * 60) && eta < Duration::from_secs(25 * 60),
+            "{eta:?}"
+        );
+        // A calm tenant is not.
+        let calm = Budget::new(cfg(10_000, 0.5, 50));
+        let mut t = Tenant {
+            limit: 10_000,
+            used: 0,
+        };
+        for _ in 0..10 {
+            t.ours(&calm, Priority::Audit);
+            t.used += 20;
+            tokio::time::advance(Duration::from_secs(60)).await;
+        }
+        t.ours(&calm, Priority::Audit);
+        assert_eq!(calm.state().exhaustion_in, None);
     }
 
     #[test]

@@ -41,6 +41,117 @@ const fn spec(
     }
 }
 
+const fn post(template: &'static str, permission_name: &'static str) -> EndpointSpec {
+    EndpointSpec {
+        method: "POST",
+        template,
+        permission_name,
+        probe_query: &[],
+    }
+}
+
+/// Endpoints the streams call that are not probed: a probe of `POST /prism/export` would
+/// create an export, and the others need an id that only a run has. The permission list
+/// ([`EndpointSpec::permission_name`]) names them beside the probed ones.
+pub mod calls {
+    use super::{EndpointSpec, post, spec};
+    use crate::api::paths;
+
+    /// Starts a Prism export (details and apps snapshots).
+    pub const PRISM_EXPORT: EndpointSpec = post(paths::PRISM_EXPORT, "POST /api/v1/prism/export");
+    /// Polls a Prism export until its signed URL is ready.
+    pub const PRISM_EXPORT_ID: EndpointSpec = spec(
+        paths::PRISM_EXPORT_ID,
+        "GET /api/v1/prism/export/{export_id}",
+        &[],
+    );
+    /// One device: the evidence a device was deleted (404) before it is marked removed.
+    pub const DEVICE: EndpointSpec = spec(paths::DEVICE, "Device ID", &[]);
+    /// The licence counts: how the planner sizes the fleet (every source).
+    pub const LICENSING: EndpointSpec =
+        spec(paths::LICENSING, "GET /api/v1/settings/licensing", &[]);
+}
+
+/// The device id privilege probes aim at: the nil UUID, which no device has.
+pub const NIL_DEVICE_ID: &str = "00000000-0000-0000-0000-000000000000";
+
+/// A sensitive read the collector never needs: holding it is a privilege to remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SensitiveEndpoint {
+    /// Path template (always read with `GET` and [`NIL_DEVICE_ID`]).
+    pub template: &'static str,
+    /// What the permission lets the token read, for the warning.
+    pub reads: &'static str,
+    /// The permission's short name.
+    pub permission_name: &'static str,
+}
+
+/// The device secrets: the FileVault key, the Activation Lock bypass code, the unlock PIN and
+/// the recovery password. Reading them is audited as "Access to sensitive data".
+pub const SENSITIVE: [SensitiveEndpoint; 4] = [
+    SensitiveEndpoint {
+        template: "/api/v1/devices/{device_id}/secrets/filevaultkey",
+        reads: "FileVault recovery keys",
+        permission_name: "GET /api/v1/devices/{device_id}/secrets/filevaultkey",
+    },
+    SensitiveEndpoint {
+        template: "/api/v1/devices/{device_id}/secrets/bypasscode",
+        reads: "Activation Lock bypass codes",
+        permission_name: "GET /api/v1/devices/{device_id}/secrets/bypasscode",
+    },
+    SensitiveEndpoint {
+        template: "/api/v1/devices/{device_id}/secrets/unlockpin",
+        reads: "device unlock PINs",
+        permission_name: "GET /api/v1/devices/{device_id}/secrets/unlockpin",
+    },
+    SensitiveEndpoint {
+        template: "/api/v1/devices/{device_id}/secrets/recoverypassword",
+        reads: "recovery lock passwords",
+        permission_name: "GET /api/v1/devices/{device_id}/secrets/recoverypassword",
+    },
+];
+
+/// What one privilege probe found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "finding", rename_all = "snake_case")]
+pub enum PrivilegeFinding {
+    /// 403 (or 401 from a token that works elsewhere): the token cannot read it. Good.
+    NotGranted,
+    /// 404 for the nil id (the permission check passed, the device does not exist), or a
+    /// 200: the token can read it. Warn.
+    Granted,
+    /// Anything else (rate limit, server error, no such route): could not tell.
+    Unknown {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One privilege probe: what was sent and what it found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PrivilegeProbe {
+    /// The request as sent: `GET /api/v1/devices/00000000-…/secrets/filevaultkey`.
+    pub request: String,
+    /// The permission, as the list names it.
+    pub permission_name: String,
+    /// What it lets the token read.
+    pub reads: String,
+    /// The outcome.
+    pub finding: PrivilegeFinding,
+}
+
+impl PrivilegeProbe {
+    /// The warning to show when the privilege is granted.
+    pub fn warning(&self) -> Option<String> {
+        (self.finding == PrivilegeFinding::Granted).then(|| {
+            format!(
+                "this token can read {}; the collector doesn't need that, untick \"{}\" in Kandji (Access > API tokens)",
+                self.reads, self.permission_name
+            )
+        })
+    }
+}
+
 /// The endpoints the collector's streams probe, named by endpoint. A stream lists the ones it
 /// needs in its declaration; [`KandjiClient::check`] probes each distinct one once.
 pub mod probes {
@@ -365,6 +476,53 @@ impl KandjiClient {
             endpoints,
             licensing,
         }
+    }
+
+    /// Looks for privileges the collector does not need, with safe probes only: one `GET` per
+    /// [`SENSITIVE`] endpoint, aimed at [`NIL_DEVICE_ID`] (a device that cannot exist), so a
+    /// granted permission answers 404 and never returns a secret. No other method, and never a
+    /// real device id. Costs 4 requests (plus licensing, to tell a 401 apart).
+    pub async fn review_privileges(&self) -> Vec<PrivilegeProbe> {
+        let mut out = Vec::with_capacity(SENSITIVE.len());
+        let mut token_works: Option<bool> = None;
+        for s in SENSITIVE {
+            let path = s.template.replace("{device_id}", NIL_DEVICE_ID);
+            let r = self
+                .get_raw(s.template, path.clone(), Vec::new(), Priority::Inventory)
+                .await;
+            let finding = match r {
+                Ok(_) | Err(KandjiError::NotFound { .. }) => PrivilegeFinding::Granted,
+                Err(KandjiError::PermissionDenied { .. }) => PrivilegeFinding::NotGranted,
+                Err(KandjiError::Unauthorized { .. }) => {
+                    let works = match token_works {
+                        Some(w) => w,
+                        None => {
+                            let w = self.licensing().await.is_ok();
+                            token_works = Some(w);
+                            w
+                        }
+                    };
+                    if works {
+                        PrivilegeFinding::NotGranted
+                    } else {
+                        PrivilegeFinding::Unknown {
+                            reason: "the token itself was refused (401)".into(),
+                        }
+                    }
+                }
+                Err(e) => PrivilegeFinding::Unknown {
+                    reason: e.to_string(),
+                },
+            };
+            tracing::debug!(endpoint = s.template, finding = ?finding, "privilege probe");
+            out.push(PrivilegeProbe {
+                request: format!("GET {path}"),
+                permission_name: s.permission_name.to_string(),
+                reads: s.reads.to_string(),
+                finding,
+            });
+        }
+        out
     }
 
     async fn first_device_id(&self) -> Result<Option<String>, KandjiError> {

@@ -490,7 +490,10 @@ impl KandjiClient {
         })?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        self.inner.cfg.budget.observe(&headers);
+        self.inner
+            .cfg
+            .budget
+            .observe_response(status.as_u16(), &headers);
         self.observe_date(&headers);
         let body = resp.bytes().await.map_err(|e| Failure::Retry {
             error: transport_error(endpoint, &e),

@@ -321,6 +321,7 @@ async fn budget_share_is_never_exceeded_across_concurrent_streams() {
         share: 0.05,
         per_second: 10,
         reserved_fraction: 0.2,
+        reserve_for_others: 0.1,
         wall_clock: top_of_hour, // = the sim's start instant
     }));
     let mk = || client_with(&s.base_url(), s.token(), budget.clone(), fast_retry());

@@ -33,7 +33,7 @@ pub mod truth;
 pub mod util;
 
 pub use config::{Churn, ClockConfig, DEFAULT_TOKEN, Faults, LICENCE_TEXTS, SimConfig, TokenSpec};
-pub use server::Stats;
+pub use server::{Stats, token_label};
 
 use server::{Shared, lock};
 

@@ -28,6 +28,44 @@ pub struct Stats {
     /// The same bodies uncompressed: `body_bytes` over this is what gzip saved.
     #[serde(default)]
     pub body_bytes_identity: u64,
+    /// Responses per token ([`token_label`]) and status: who spent the budget, and who got
+    /// the 429s.
+    #[serde(default)]
+    pub by_token: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Every request to a device-secret path, as sent (`"GET /api/v1/devices/<id>/secrets/…"`),
+    /// with its count: what a privilege review sent, whatever the answer.
+    #[serde(default)]
+    pub secret_requests: BTreeMap<String, u64>,
+}
+
+impl Stats {
+    /// Requests one token spent from the hourly budget (every answer but a 429 and Kong's 404).
+    pub fn spent_by(&self, token: &str) -> u64 {
+        self.by_token
+            .get(&token_label(token))
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| !matches!(k.as_str(), "429" | "no_route"))
+                    .map(|(_, v)| *v)
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// 429s one token got.
+    pub fn rate_limited(&self, token: &str) -> u64 {
+        self.by_token
+            .get(&token_label(token))
+            .and_then(|m| m.get("429"))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// How the stats name a token: its first 8 characters (never the whole token).
+pub fn token_label(token: &str) -> String {
+    let head: String = token.chars().take(8).collect();
+    format!("{head}…")
 }
 
 #[derive(Debug, Default)]
@@ -112,9 +150,20 @@ impl Shared {
         serial >= f.cursor_epoch && issued_us >= self.clock.now_us()
     }
 
-    fn record(&self, key: &str, status: &str) {
+    fn record(&self, key: &str, status: &str, token: &str) {
         let mut s = lock(&self.stats);
         s.total += 1;
+        // Kong's 404 is not counted against the budget: keep it apart.
+        let counted = if key.ends_with("(no route)") {
+            "no_route"
+        } else {
+            status
+        };
+        *s.by_token
+            .entry(token.to_owned())
+            .or_default()
+            .entry(counted.to_owned())
+            .or_default() += 1;
         *s.endpoints
             .entry(key.to_owned())
             .or_default()
@@ -303,6 +352,23 @@ pub async fn handle_api(
     };
     let (lh, ls) = (sh.cfg.hourly_limit, sh.cfg.per_second_limit);
     let api = path.starts_with("/api/v1/") || path == "/api/v1";
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|s| s.trim().to_owned());
+    let label = token
+        .as_deref()
+        .map_or_else(|| "(none)".to_owned(), token_label);
+    if path.contains("/secrets/") {
+        *lock(&sh.stats)
+            .secret_requests
+            .entry(format!("{method} {path}"))
+            .or_default() += 1;
+    }
 
     // A real route asked with another method: DRF's 405 (after authentication), not Kong's 404.
     let wrong_method = match_route(&sh.routes, &method, &path)
@@ -325,7 +391,7 @@ pub async fn handle_api(
                 .map(|(k, v)| (k.to_owned(), v))
                 .collect();
         }
-        sh.record(&format!("{method} (no route)"), "404");
+        sh.record(&format!("{method} (no route)"), "404", &label);
         let r = kong_404(&sh);
         return build(404, r.content_type, Body::from(r.body), &hdrs);
     };
@@ -360,7 +426,7 @@ pub async fn handle_api(
         if sh.cfg.retry_after {
             hdrs.push(("Retry-After".into(), info.retry_after.max(1).to_string()));
         }
-        sh.record(&key, "429");
+        sh.record(&key, "429", &label);
         tracing::debug!(route = %key, storm, retry_after = info.retry_after, "rate limited");
         let body =
             serde_json::to_vec(&json!({"message": "API rate limit exceeded"})).unwrap_or_default();
@@ -385,7 +451,7 @@ pub async fn handle_api(
         rate > 0.0 && crate::util::chance(h(&[sh.cfg.seed, n, tag, 0xFA17]), rate)
     };
     if p(1, faults.reset_rate) {
-        sh.record(&key, "reset");
+        sh.record(&key, "reset", &label);
         let s = futures::stream::iter(vec![Err::<Bytes, std::io::Error>(std::io::Error::new(
             std::io::ErrorKind::ConnectionReset,
             "simulated connection reset",
@@ -394,7 +460,7 @@ pub async fn handle_api(
     }
     if p(2, faults.error_rate) {
         let code = [500u16, 502, 503, 504][(h(&[n, 3]) % 4) as usize];
-        sh.record(&key, &code.to_string());
+        sh.record(&key, &code.to_string(), &label);
         let body = if code == 502 || code == 504 {
             format!(
                 "<html><head><title>{code}</title></head><body><h1>{code} Gateway Error</h1></body></html>"
@@ -410,21 +476,13 @@ pub async fn handle_api(
         return build(code, ct, Body::from(body), &hdrs);
     }
     if p(4, faults.malformed_rate) {
-        sh.record(&key, "200");
+        sh.record(&key, "200", &label);
         let body = "<!doctype html><html><head><title>Kandji</title></head><body><h1>Service temporarily unavailable</h1></body></html>";
         return build(200, "application/json", Body::from(body), &hdrs);
     }
     let truncate = p(5, faults.truncate_rate);
 
     // Auth.
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|s| s.trim().to_owned());
     let perms = token.as_ref().and_then(|tk| {
         if lock(&sh.revoked).contains(tk) {
             None
@@ -438,7 +496,11 @@ pub async fn handle_api(
             Reply::detail(401, "Authentication credentials were not provided.")
         }
         None => Reply::detail(401, "Invalid token."),
-        Some(Some(allow)) if !allow.contains(&key) => {
+        // A permission is one (method, path): the template's key, or for Prism's categories
+        // the concrete path (`GET /api/v1/prism/apps`).
+        Some(Some(allow))
+            if !allow.contains(&key) && !allow.contains(&format!("{method} {path}")) =>
+        {
             Reply::detail(403, "You do not have permission to perform this action.")
         }
         Some(_) if wrong_method.is_some() => {
@@ -471,7 +533,7 @@ pub async fn handle_api(
             }
         }
     };
-    sh.record(&key, &reply.status.to_string());
+    sh.record(&key, &reply.status.to_string(), &label);
     tracing::debug!(route = %key, status = reply.status, bytes = reply.body.len(), truncated = truncate, "api request");
     let mut all = hdrs;
     if let Some(allow) = wrong_method.or_else(|| allowed_methods(&sh.routes, &path)) {

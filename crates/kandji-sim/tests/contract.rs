@@ -501,6 +501,22 @@ async fn every_served_endpoint_matches_the_spec_examples() {
             format!("/api/v1/devices/{dev}/status"),
         ),
         (
+            "/api/v1/devices/{device_id}/secrets/filevaultkey",
+            format!("/api/v1/devices/{dev}/secrets/filevaultkey"),
+        ),
+        (
+            "/api/v1/devices/{device_id}/secrets/bypasscode",
+            format!("/api/v1/devices/{dev}/secrets/bypasscode"),
+        ),
+        (
+            "/api/v1/devices/{device_id}/secrets/unlockpin",
+            format!("/api/v1/devices/{dev}/secrets/unlockpin"),
+        ),
+        (
+            "/api/v1/devices/{device_id}/secrets/recoverypassword",
+            format!("/api/v1/devices/{dev}/secrets/recoverypassword"),
+        ),
+        (
             "/api/v1/integrations/apple/ade/devices",
             "/api/v1/integrations/apple/ade/devices".into(),
         ),

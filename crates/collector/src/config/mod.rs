@@ -116,6 +116,20 @@ pub struct SourceConfig {
     /// Outputs (`[[sources.sinks]]`), typed and validated by [`sinks`].
     #[serde(default)]
     pub sinks: Vec<toml::Value>,
+    /// The token's name as Kandji shows it (Access → API tokens): the console then shows its
+    /// age, its creator and its last permission change from the audit feed, and warns before
+    /// it stops working.
+    pub token_name: Option<String>,
+    /// The token's age at which the source asks for a rotation (default "90d").
+    pub rotate_after: Option<String>,
+    /// Fraction of the tenant's hourly limit kept for the other tools that share it
+    /// (0 ≤ reserve ≤ 0.9, default 0.1).
+    #[serde(default = "default_reserve")]
+    pub reserve_for_others: f64,
+}
+
+fn default_reserve() -> f64 {
+    crate::streams::source::DEFAULT_RESERVE_FOR_OTHERS
 }
 
 fn yes() -> bool {
@@ -346,6 +360,38 @@ impl SourceConfig {
         if self.hourly_limit == 0 {
             out.push(invalid(f("hourly_limit"), "0 must be at least 1"));
         }
+        if !(0.0..=0.9).contains(&self.reserve_for_others) {
+            out.push(invalid(
+                f("reserve_for_others"),
+                format!(
+                    "{} must be between 0 and 0.9 (a fraction of the tenant's hourly limit)",
+                    self.reserve_for_others
+                ),
+            ));
+        }
+        if let Some(v) = &self.rotate_after {
+            match humantime::parse_duration(v) {
+                Ok(d) if d >= std::time::Duration::from_secs(86_400) => {}
+                Ok(_) => out.push(invalid(
+                    f("rotate_after"),
+                    format!("{v:?} is shorter than a day"),
+                )),
+                Err(e) => out.push(invalid(
+                    f("rotate_after"),
+                    format!("{v:?} is not a duration such as \"90d\" ({e})"),
+                )),
+            }
+        }
+        if self
+            .token_name
+            .as_deref()
+            .is_some_and(|n| n.trim().is_empty() || n.len() > 200)
+        {
+            out.push(invalid(
+                f("token_name"),
+                "must be the token's name as Kandji shows it (1 to 200 characters)",
+            ));
+        }
         if self.per_second == 0 || self.per_second > 50 {
             out.push(invalid(
                 f("per_second"),
@@ -449,6 +495,20 @@ impl SourceConfig {
             intervals,
             filters,
             export_download_hosts: self.export_download_hosts.clone(),
+            hygiene: crate::streams::source::Hygiene {
+                token_name: self
+                    .token_name
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_string),
+                rotate_after: self
+                    .rotate_after
+                    .as_deref()
+                    .and_then(|v| humantime::parse_duration(v).ok())
+                    .unwrap_or(crate::streams::source::DEFAULT_ROTATE_AFTER),
+                reserve_for_others: self.reserve_for_others.clamp(0.0, 0.9),
+            },
         })
     }
 }

@@ -164,7 +164,13 @@ impl SourceRuntime {
                 u64::from(b.limit),
                 u64::from(b.share_limit),
             )
-            .await
+            .await?;
+        if let Some(others) = b.others_this_hour {
+            self.store
+                .record_others_sample(self.name(), hour, u64::from(others))
+                .await?;
+        }
+        Ok(())
     }
 }
 

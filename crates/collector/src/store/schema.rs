@@ -577,8 +577,26 @@ CREATE TRIGGER events_au AFTER UPDATE OF summary, raw ON events BEGIN
 END;
 "#;
 
+/// 8: budget intelligence and token hygiene. `budget_samples.others` is what the other tools
+/// on the tenant spent in the hour (the chart's second series); console sources may name their
+/// token as Kandji shows it, with a rotation age and a reserve for other tools; `source_facts`
+/// keeps small per-source findings (the last privilege review) as JSON.
+const MIGRATION_8: &str = r#"
+ALTER TABLE budget_samples ADD COLUMN others INTEGER;
+ALTER TABLE console_sources ADD COLUMN token_name TEXT;
+ALTER TABLE console_sources ADD COLUMN rotate_after_days INTEGER;
+ALTER TABLE console_sources ADD COLUMN reserve_for_others REAL;
+CREATE TABLE source_facts (
+    source TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (source, key)
+) WITHOUT ROWID;
+"#;
+
 /// Every migration in order. Append only: never edit one that has shipped.
-const MIGRATIONS: [&str; 7] = [
+const MIGRATIONS: [&str; 8] = [
     MIGRATION_1,
     MIGRATION_2,
     MIGRATION_3,
@@ -586,6 +604,7 @@ const MIGRATIONS: [&str; 7] = [
     MIGRATION_5,
     MIGRATION_6,
     MIGRATION_7,
+    MIGRATION_8,
 ];
 
 /// The schema version this build writes.

@@ -87,6 +87,7 @@ pub static SPEC: StreamSpec = StreamSpec {
     needs: None,
     output: Output::Table(Table::AdeDevices),
     probes: &[probes::ADE],
+    calls: &[],
     cost: |c| Cost::pages(c.devices(), 300.0),
     driver: Driver::OffsetSweep,
     run: |rt, scope| Box::pin(run(rt, scope)),

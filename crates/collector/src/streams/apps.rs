@@ -14,7 +14,7 @@ use super::drivers::prism_snapshot::{self as prism, PrismTable};
 use crate::streams::runtime::{RunReport, Scope, SourceRuntime, StreamError};
 use crate::store::{AppInstall, AppRowMapper, AppUpsert, Batch, Table};
 use kandji_api::Priority;
-use kandji_api::check::probes;
+use kandji_api::check::{calls, probes};
 use super::spec::{Cost, Driver, Output, Stage, StreamSpec};
 use std::time::Duration;
 
@@ -75,6 +75,7 @@ pub static SPEC: StreamSpec = StreamSpec {
     needs: None,
     output: Output::Table(Table::Apps),
     probes: &[probes::PRISM_APPS],
+    calls: &[calls::PRISM_EXPORT, calls::PRISM_EXPORT_ID],
     cost: |c| {
         let full = c.full_share(FULL_EVERY);
         full * c.export() + (1.0 - full) * Cost::pages(c.changed() * 3.0, 300.0)

@@ -246,6 +246,7 @@ pub static SPEC: StreamSpec = StreamSpec {
     needs: None,
     output: Output::Events,
     probes: &[probes::AUDIT],
+    calls: &[],
     cost: |c| Cost::pages(c.assumptions.audit_events_per_hour as f64 * c.hours(), 500.0),
     driver: Driver::CursorEvents,
     run: |rt, scope| Box::pin(run(rt, scope)),

@@ -94,6 +94,7 @@ pub static SPEC: StreamSpec = StreamSpec {
     needs: None,
     output: Output::Events,
     probes: &[probes::BEHAVIORAL],
+    calls: &[],
     cost: |_| 1.0,
     driver: Driver::EnvelopeEvents,
     run: |rt, scope| Box::pin(run(rt, scope)),

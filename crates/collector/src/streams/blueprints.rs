@@ -65,6 +65,7 @@ pub static SPEC: StreamSpec = StreamSpec {
     needs: None,
     output: Output::Table(Table::Blueprints),
     probes: &[probes::BLUEPRINTS],
+    calls: &[],
     cost: |_| 1.0,
     driver: Driver::OffsetSweep,
     run: |rt, _| Box::pin(run(rt)),

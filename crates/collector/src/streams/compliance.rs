@@ -81,6 +81,7 @@ pub static SPEC: StreamSpec = StreamSpec {
     needs: Some(Table::Devices),
     output: Output::Table(Table::Compliance),
     probes: &[probes::DEVICES, probes::DEVICE_STATUS],
+    calls: &[],
     cost: |c| (MAX_PER_RUN as f64).min(c.devices()),
     driver: Driver::PerDevice,
     run: |rt, scope| Box::pin(run(rt, scope)),

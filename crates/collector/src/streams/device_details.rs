@@ -18,7 +18,7 @@ use crate::streams::runtime::{RunReport, Scope, SourceRuntime, StreamError};
 use super::drivers::prism_snapshot::FULL_EXPORT_EVERY;
 use crate::store::{Batch, InvRow, Table, Upsert};
 use kandji_api::Priority;
-use kandji_api::check::probes;
+use kandji_api::check::{calls, probes};
 use super::spec::{Cost, Driver, Output, Stage, StreamSpec};
 use std::time::Duration;
 
@@ -249,6 +249,7 @@ pub static SPEC: StreamSpec = StreamSpec {
     needs: None,
     output: Output::Table(Table::DeviceDetails),
     probes: &[probes::PRISM_DEVICE_INFO],
+    calls: &[calls::PRISM_EXPORT, calls::PRISM_EXPORT_ID],
     cost: |c| {
         let full = c.full_share(FULL_EXPORT_EVERY);
         CATEGORIES.len() as f64

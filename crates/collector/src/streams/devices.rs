@@ -16,7 +16,7 @@ use crate::streams::drivers::offset_sweep::{self as sweep, Confirm, OverlappingO
 use crate::streams::runtime::{RunReport, Scope, SourceRuntime, StreamError};
 use crate::store::{InvRow, Table};
 use kandji_api::Priority;
-use kandji_api::check::probes;
+use kandji_api::check::{calls, probes};
 use super::spec::{Cost, Driver, Output, Stage, StreamSpec};
 use std::time::Duration;
 
@@ -153,6 +153,7 @@ pub static SPEC: StreamSpec = StreamSpec {
     needs: None,
     output: Output::Table(Table::Devices),
     probes: &[probes::DEVICES],
+    calls: &[calls::DEVICE],
     cost: |c| Cost::pages(c.devices(), 300.0),
     driver: Driver::OffsetSweep,
     run: |rt, scope| Box::pin(run(rt, scope)),

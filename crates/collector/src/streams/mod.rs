@@ -129,12 +129,86 @@ pub fn filling(table: crate::store::Table) -> Option<StreamName> {
         .find(|s| s.spec().output == Output::Table(table))
 }
 
+/// Endpoints every source calls, whatever its streams: the licence counts the planner sizes
+/// the fleet with.
+pub const SOURCE_CALLS: &[kandji_api::check::EndpointSpec] = &[kandji_api::check::calls::LICENSING];
+
+/// What [`permissions`] says every source needs an endpoint for.
+pub const EVERY_SOURCE: &str = "every source (the plan sizes the fleet)";
+
+/// One permission a token needs: the endpoint, its name in Kandji, and who needs it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Permission {
+    /// `GET` (or `POST` for Prism exports).
+    pub method: &'static str,
+    /// The path template.
+    pub path: &'static str,
+    /// The checkbox's name in Kandji → Access → API tokens (UI name where known).
+    pub name: &'static str,
+    /// The streams that need it, in run order (or [`EVERY_SOURCE`]).
+    pub needed_by: Vec<&'static str>,
+}
+
+/// The permissions `streams` need, generated from their declarations (probes and calls) plus
+/// what every source calls: exactly what to tick on a least-privilege token. In the streams'
+/// run order, each endpoint once.
+pub fn permissions(streams: &[StreamName]) -> Vec<Permission> {
+    let mut out: Vec<Permission> = Vec::new();
+    let mut add = |e: &kandji_api::check::EndpointSpec, who: &'static str| match out
+        .iter_mut()
+        .find(|p| p.method == e.method && p.path == e.template)
+    {
+        Some(p) => {
+            if !p.needed_by.contains(&who) {
+                p.needed_by.push(who);
+            }
+        }
+        None => out.push(Permission {
+            method: e.method,
+            path: e.template,
+            name: e.permission_name,
+            needed_by: vec![who],
+        }),
+    };
+    for e in SOURCE_CALLS {
+        add(e, EVERY_SOURCE);
+    }
+    for s in StreamName::by_rank()
+        .into_iter()
+        .filter(|s| streams.contains(s))
+    {
+        let spec = s.spec();
+        for e in spec.probes.iter().chain(spec.calls) {
+            add(e, spec.name);
+        }
+    }
+    out
+}
+
+/// The permission table as Markdown (the README's, and `permissions --format markdown`).
+pub fn permissions_markdown(streams: &[StreamName]) -> String {
+    let mut s = String::from(
+        "| Permission (as Kandji names it) | Method | Endpoint | Needed by |\n|---|---|---|---|\n",
+    );
+    for p in permissions(streams) {
+        s.push_str(&format!(
+            "| {} | {} | `{}` | {} |\n",
+            p.name,
+            p.method,
+            p.path,
+            p.needed_by.join(", ")
+        ));
+    }
+    s
+}
+
 /// The checkbox to tick in Kandji → Access → API token for an endpoint (`"GET /api/v1/..."`),
-/// from the streams' probes; the endpoint itself when no stream probes it.
+/// from the streams' declarations; the endpoint itself when no stream declares it.
 pub fn permission_name(endpoint: &str) -> String {
     StreamName::ALL
         .iter()
-        .flat_map(|s| s.spec().probes.iter())
+        .flat_map(|s| s.spec().probes.iter().chain(s.spec().calls))
+        .chain(SOURCE_CALLS)
         .find(|e| e.endpoint() == endpoint)
         .map(|e| e.permission_name.to_string())
         .unwrap_or_else(|| endpoint.to_string())
@@ -204,5 +278,46 @@ mod tests {
         }
         assert_eq!(MODULES.len(), StreamName::ALL.len());
         assert_eq!(StreamName::parse("nope"), None);
+    }
+
+    #[test]
+    fn the_permission_list_is_every_declared_endpoint_once_and_reads_only_but_exports() {
+        let all = permissions(&StreamName::ALL);
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &all {
+            assert!(
+                seen.insert((p.method, p.path)),
+                "{} {} twice",
+                p.method,
+                p.path
+            );
+            assert!(
+                p.method == "GET" || p.path == kandji_api::api::paths::PRISM_EXPORT,
+                "{} {}: a read-only collector only reads",
+                p.method,
+                p.path
+            );
+            assert!(!p.path.contains("/secrets/"), "{}", p.path);
+        }
+        for s in StreamName::ALL {
+            for e in s.spec().probes.iter().chain(s.spec().calls) {
+                let p = all.iter().find(|p| p.path == e.template).unwrap();
+                assert!(
+                    p.needed_by.contains(&s.as_str()),
+                    "{s} needs {}",
+                    e.template
+                );
+            }
+        }
+        // Only what the chosen streams need (and licensing, which every source reads).
+        let audit = permissions(&[StreamName::AuditEvents]);
+        let paths: Vec<_> = audit.iter().map(|p| p.path).collect();
+        assert_eq!(
+            paths,
+            [
+                kandji_api::api::paths::LICENSING,
+                kandji_api::api::paths::AUDIT_EVENTS
+            ]
+        );
     }
 }

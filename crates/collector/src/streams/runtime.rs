@@ -139,6 +139,7 @@ impl SourceRuntime {
             hourly_limit: source.hourly_limit,
             share: source.budget_share,
             per_second: source.per_second,
+            reserve_for_others: source.hygiene.reserve_for_others,
             ..BudgetConfig::default()
         }));
         let mut cfg = ClientConfig::new(source.base.clone(), source.token.clone(), budget.clone());

@@ -50,4 +50,35 @@ pub struct Source {
     /// Hosts signed export URLs may name besides the built-in ones (S3's): a host or a
     /// parent domain, reached over https only.
     pub export_download_hosts: Vec<String>,
+    /// The token's name, rotation age, and the budget kept for other tools.
+    pub hygiene: Hygiene,
+}
+
+/// How a source treats its token and the tenant's other tools.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hygiene {
+    /// The token's name as Kandji shows it (Access → API tokens): its history (created, by
+    /// whom, permission changes) is read from the audit feed the `audit_events` stream
+    /// collects.
+    pub token_name: Option<String>,
+    /// After this age the token is due for rotation (default 90 days).
+    pub rotate_after: Duration,
+    /// Fraction of the tenant's hourly limit kept for the other tools on the tenant
+    /// (default 0.1).
+    pub reserve_for_others: f64,
+}
+
+/// The default rotation age: 90 days.
+pub const DEFAULT_ROTATE_AFTER: Duration = Duration::from_secs(90 * 86_400);
+/// The default reserve for other tools: 10 % of the tenant's hourly limit.
+pub const DEFAULT_RESERVE_FOR_OTHERS: f64 = 0.1;
+
+impl Default for Hygiene {
+    fn default() -> Self {
+        Self {
+            token_name: None,
+            rotate_after: DEFAULT_ROTATE_AFTER,
+            reserve_for_others: DEFAULT_RESERVE_FOR_OTHERS,
+        }
+    }
 }

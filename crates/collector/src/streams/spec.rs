@@ -37,6 +37,10 @@ pub struct StreamSpec {
     pub output: Output,
     /// The endpoints the token must be able to read (the permission check probes them).
     pub probes: &'static [EndpointSpec],
+    /// The other endpoints a run calls (not probed: an export would be created, or an id is
+    /// needed). With `probes`, this is the stream's permission list
+    /// ([`super::permissions`], `kandji-collector permissions`, the README's table).
+    pub calls: &'static [EndpointSpec],
     /// Requests one run costs, for the planner.
     pub cost: fn(&Cost) -> f64,
     /// The shared loop it runs on (and so the checkpoint it keeps).

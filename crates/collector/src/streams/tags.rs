@@ -56,6 +56,7 @@ pub static SPEC: StreamSpec = StreamSpec {
     needs: None,
     output: Output::Table(Table::Tags),
     probes: &[probes::TAGS],
+    calls: &[],
     cost: |_| 1.0,
     driver: Driver::OffsetSweep,
     run: |rt, _| Box::pin(run(rt)),

@@ -106,6 +106,7 @@ pub static SPEC: StreamSpec = StreamSpec {
     needs: None,
     output: Output::Events,
     probes: &[probes::THREATS],
+    calls: &[],
     cost: |_| 1.0,
     driver: Driver::EnvelopeEvents,
     run: |rt, scope| Box::pin(run(rt, scope)),

@@ -71,6 +71,7 @@ pub static SPEC: StreamSpec = StreamSpec {
     needs: None,
     output: Output::Table(Table::Users),
     probes: &[probes::USERS],
+    calls: &[],
     cost: |c| Cost::pages(c.users(), 300.0),
     driver: Driver::OffsetSweep,
     run: |rt, _| Box::pin(run(rt)),

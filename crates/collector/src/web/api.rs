@@ -74,11 +74,24 @@ pub async fn source(
         .map_err(|e| WebError::Internal(e.to_string()))?;
     let budget = app.supervisor.runtime(&name).map(|rt| {
         let b = rt.budget.state();
-        json!({"limit": b.limit, "share_limit": b.share_limit, "spent_this_hour": b.spent_this_hour, "remaining": b.remaining})
+        json!({
+            "limit": b.limit,
+            "share_limit": b.share_limit,
+            "spent_this_hour": b.spent_this_hour,
+            "remaining": b.remaining,
+            "tenant_remaining": b.server_remaining,
+            "others_this_hour": b.others_this_hour,
+            "others_per_hour": b.others_per_hour.map(f64::round),
+            "reserve_for_others": b.reserve_for_others,
+            "yielding": b.yielding,
+            "exhaustion_in_seconds": b.exhaustion_in.map(|d| d.as_secs()),
+        })
     });
     let since = now_ms() - 24 * 3_600_000;
     let n = name.clone();
     let bs = app.store.budget_series(&n, since).await?;
+    let others = app.store.others_series(&n, since).await?;
+    let others_at = |h: i64| others.iter().find(|o| o.0 == h).map(|o| o.1);
     let rs = app.store.record_series(&n, since).await?;
     let console = super::sources::get(&app.store, &name).await?;
     Ok(Json(json!({
@@ -91,7 +104,7 @@ pub async fn source(
         "settings": console,
         "streams": status,
         "budget": budget,
-        "budget_samples": bs.iter().map(|(h, r, l, s)| json!({"hour": crate::streams::fetch::rfc3339(*h), "requests": r, "limit": l, "share": s})).collect::<Vec<_>>(),
+        "budget_samples": bs.iter().map(|(h, r, l, s)| json!({"hour": crate::streams::fetch::rfc3339(*h), "requests": r, "limit": l, "share": s, "others": others_at(*h)})).collect::<Vec<_>>(),
         "record_samples": rs.iter().map(|(h, c, n)| json!({"hour": crate::streams::fetch::rfc3339(*h), "category": c, "records": n})).collect::<Vec<_>>(),
     })))
 }
@@ -242,6 +255,16 @@ pub async fn metrics(State(app): State<App>, _c: ApiCaller) -> Result<Response, 
             .set(f64::from(b.spent_this_hour));
         metrics::gauge!("kandji_budget_share_limit", "source" => src.clone())
             .set(f64::from(b.share_limit));
+        if let Some(o) = b.others_this_hour {
+            metrics::gauge!("kandji_budget_other_consumers_requests", "source" => src.clone())
+                .set(f64::from(o));
+        }
+        if let Some(r) = b.server_remaining {
+            metrics::gauge!("kandji_budget_tenant_remaining", "source" => src.clone())
+                .set(f64::from(r));
+        }
+        metrics::gauge!("kandji_budget_exhaustion_ahead", "source" => src.clone())
+            .set(if b.exhaustion_in.is_some() { 1.0 } else { 0.0 });
     }
     let store = app.store.clone();
     let rows = crate::engine::status_rows(&store, None)

@@ -515,6 +515,7 @@ pub async fn source_check(State(app): State<App>, p: Posted) -> Result<Response,
         intervals: BTreeMap::new(),
         filters: Default::default(),
         export_download_hosts: Vec::new(),
+        hygiene: Default::default(),
     };
     let rt = SourceRuntime::new(source, app.store.clone(), CancellationToken::new())
         .map_err(|e| WebError::BadRequest(e.to_string()))?;
@@ -1352,10 +1353,28 @@ fn last_24h() -> (Vec<i64>, i64) {
 async fn budget_chart(app: &App, name: &str) -> Result<String, WebError> {
     let (hours, since) = last_24h();
     let rows = app.store.budget_series(name, since).await?;
+    let others = app.store.others_series(name, since).await?;
     let vals: Vec<f64> = hours
         .iter()
         .map(|h| rows.iter().find(|r| r.0 == *h).map_or(0.0, |r| r.1 as f64))
         .collect();
+    let other_vals: Vec<f64> = hours
+        .iter()
+        .map(|h| {
+            others
+                .iter()
+                .find(|r| r.0 == *h)
+                .map_or(0.0, |r| r.1 as f64)
+        })
+        .collect();
+    let this_hour = other_vals.last().copied().unwrap_or(0.0);
+    let mut series = vec![("ours".to_string(), vals)];
+    if !others.is_empty() {
+        series.push((
+            format!("other tools: {} this hour", thousands(this_hour as i64)),
+            other_vals,
+        ));
+    }
     let (limit, share) = rows
         .last()
         .map_or((10_000.0, 0.0), |r| (r.2 as f64, r.3 as f64));
@@ -1378,7 +1397,7 @@ async fn budget_chart(app: &App, name: &str) -> Result<String, WebError> {
         "API requests per hour",
         "requests",
         &hours,
-        &[("requests".to_string(), vals)],
+        &series,
         &refs,
     ))
 }
@@ -1853,6 +1872,19 @@ pub async fn apps_page(
         devices,
         overview,
     })
+}
+
+/// 3120 → "3,120".
+fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
 }
 
 #[cfg(test)]

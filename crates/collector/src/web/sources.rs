@@ -157,6 +157,7 @@ impl ConsoleSource {
                 device_types: self.filters.device_types.clone(),
             },
             export_download_hosts: Vec::new(),
+            hygiene: Default::default(),
         })
     }
 }

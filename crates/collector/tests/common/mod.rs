@@ -55,6 +55,7 @@ pub fn source_for(sim: &SimHandle, name: &str) -> Source {
             .collect::<BTreeMap<_, _>>(),
         filters: FilterConfig::default(),
         export_download_hosts: Vec::new(),
+        hygiene: Default::default(),
     }
 }
 

@@ -24,6 +24,7 @@ pub fn big_budget() -> Arc<Budget> {
         share: 1.0,
         per_second: 50,
         reserved_fraction: 0.0,
+        reserve_for_others: 0.0,
         wall_clock: top_of_hour,
     }))
 }

@@ -283,3 +283,56 @@ pub fn commands(sh: &Shared, req: &Req) -> Reply {
 pub fn notes(sh: &Shared, req: &Req) -> Reply {
     with_device(sh, req, |t, d| Reply::json(&render::device_notes(t, d)))
 }
+
+/// A device secret in the spec's example shape, derived from the device so it is stable.
+fn secret(sh: &Shared, req: &Req, f: fn(u64) -> Value) -> Reply {
+    let seed = sh.cfg.seed;
+    with_device(sh, req, |_, d| {
+        Reply::json(&f(crate::util::h(&[seed, d.idx as u64, 0x5EC])))
+    })
+}
+
+fn code(x: u64, groups: &[usize]) -> String {
+    const A: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut v = x;
+    groups
+        .iter()
+        .map(|n| {
+            (0..*n)
+                .map(|_| {
+                    let c = A[(v % A.len() as u64) as usize] as char;
+                    v = v.rotate_right(5) ^ 0x9E37_79B9;
+                    c
+                })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// `GET /devices/{id}/secrets/filevaultkey` (spec: `{key}`).
+pub fn secret_filevaultkey(sh: &Shared, req: &Req) -> Reply {
+    secret(sh, req, |x| json!({"key": code(x, &[4, 4, 4, 4, 4, 4])}))
+}
+
+/// `GET /devices/{id}/secrets/bypasscode` (spec: `{device_based_albc, user_based_albc}`).
+pub fn secret_bypasscode(sh: &Shared, req: &Req) -> Reply {
+    secret(sh, req, |x| {
+        let c = code(x, &[5, 5, 4, 4, 4, 4]);
+        json!({"device_based_albc": c, "user_based_albc": c})
+    })
+}
+
+/// `GET /devices/{id}/secrets/unlockpin` (spec: `{pin}`).
+pub fn secret_unlockpin(sh: &Shared, req: &Req) -> Reply {
+    secret(sh, req, |x| json!({"pin": format!("{:06}", x % 1_000_000)}))
+}
+
+/// `GET /devices/{id}/secrets/recoverypassword` (spec: `{recovery_password}`).
+pub fn secret_recoverypassword(sh: &Shared, req: &Req) -> Reply {
+    secret(
+        sh,
+        req,
+        |x| json!({"recovery_password": code(x, &[5, 5, 4, 4, 4, 4])}),
+    )
+}

@@ -57,6 +57,24 @@ pub fn table() -> Vec<Route> {
         get("/api/v1/devices/{device_id}/activity", devices::activity),
         get("/api/v1/devices/{device_id}/commands", devices::commands),
         get("/api/v1/devices/{device_id}/notes", devices::notes),
+        // Device secrets: served with their permissions (a token holds them only when its
+        // allow list names them), 404 for an unknown device after the permission check.
+        get(
+            "/api/v1/devices/{device_id}/secrets/filevaultkey",
+            devices::secret_filevaultkey,
+        ),
+        get(
+            "/api/v1/devices/{device_id}/secrets/bypasscode",
+            devices::secret_bypasscode,
+        ),
+        get(
+            "/api/v1/devices/{device_id}/secrets/unlockpin",
+            devices::secret_unlockpin,
+        ),
+        get(
+            "/api/v1/devices/{device_id}/secrets/recoverypassword",
+            devices::secret_recoverypassword,
+        ),
         get("/api/v1/blueprints", org::blueprints),
         get("/api/v1/blueprints/templates/", org::blueprint_templates),
         get("/api/v1/blueprints/{blueprint_id}", org::blueprint),

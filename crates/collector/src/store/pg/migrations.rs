@@ -124,7 +124,27 @@ CREATE TABLE record_samples (
         "rows seen again update in place (the _live indexes without sweep; fillfactor 70)",
         MIGRATION_4,
     ),
+    (
+        5,
+        "budget intelligence and token hygiene: other tools' spend per hour, console token names, rotation age and reserve, per-source findings",
+        MIGRATION_5,
+    ),
 ];
+
+/// 5: SQLite's migration 8 in PostgreSQL's terms.
+const MIGRATION_5: &str = "
+ALTER TABLE budget_samples ADD COLUMN others BIGINT;
+ALTER TABLE console_sources ADD COLUMN token_name TEXT;
+ALTER TABLE console_sources ADD COLUMN rotate_after_days BIGINT;
+ALTER TABLE console_sources ADD COLUMN reserve_for_others DOUBLE PRECISION;
+CREATE TABLE source_facts (
+    source TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (source, key)
+);
+";
 
 /// 3: counters that update in place. `app_versions.installs` and `app_devices.live_apps` change
 /// with every batch of installs; an index that names the column (the `installs > 0`

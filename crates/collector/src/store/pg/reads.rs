@@ -1337,3 +1337,104 @@ impl PgStore {
         })
     }
 }
+
+impl PgStore {
+    pub(crate) async fn record_others_sample(
+        &self,
+        source: &str,
+        hour: i64,
+        others: i64,
+    ) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        c.execute(
+            "INSERT INTO budget_samples (source, hour, requests, others) VALUES ($1, $2, 0, $3)
+             ON CONFLICT (source, hour) DO UPDATE SET others = excluded.others",
+            &[&source, &hour, &others],
+        )
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub(crate) async fn others_series(
+        &self,
+        source: &str,
+        since: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let c = self.client().await?;
+        Ok(c.query(
+            "SELECT hour, others FROM budget_samples
+             WHERE source = $1 AND hour >= $2 AND others IS NOT NULL ORDER BY hour",
+            &[&source, &since],
+        )
+        .await
+        .map_err(|e| self.err(e))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+    }
+
+    pub(crate) async fn set_source_fact(
+        &self,
+        source: &str,
+        key: &str,
+        value: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        c.execute(
+            "INSERT INTO source_facts (source, key, value, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (source, key) DO UPDATE SET value = excluded.value,
+               updated_at = excluded.updated_at",
+            &[&source, &key, &value, &at],
+        )
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub(crate) async fn source_fact(
+        &self,
+        source: &str,
+        key: &str,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        let c = self.client().await?;
+        Ok(c.query_opt(
+            "SELECT value, updated_at FROM source_facts WHERE source = $1 AND key = $2",
+            &[&source, &key],
+        )
+        .await
+        .map_err(|e| self.err(e))?
+        .map(|r| (r.get(0), r.get(1))))
+    }
+
+    pub(crate) async fn events_of_types(
+        &self,
+        source: &str,
+        stream: &str,
+        types: &[String],
+    ) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let c = self.client().await?;
+        let rows = if types.is_empty() {
+            c.query(
+                "SELECT occurred_at, event_type, raw::text FROM events
+                 WHERE source = $1 AND stream = $2 ORDER BY occurred_at, seq",
+                &[&source, &stream],
+            )
+            .await
+        } else {
+            c.query(
+                "SELECT occurred_at, event_type, raw::text FROM events
+                 WHERE source = $1 AND stream = $2 AND event_type = ANY($3)
+                 ORDER BY occurred_at, seq",
+                &[&source, &stream, &types],
+            )
+            .await
+        }
+        .map_err(|e| self.err(e))?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+}
