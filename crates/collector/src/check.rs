@@ -230,6 +230,64 @@ pub async fn review_with(rt: &SourceRuntime) -> Vec<PrivilegeProbe> {
     found
 }
 
+/// The [`crate::store::Store::source_fact`] key of the last privilege review.
+pub const PRIVILEGE_REVIEW: &str = "privilege_review";
+
+/// The last privilege review as kept in the store.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StoredReview {
+    /// When it ran (ms).
+    pub at: i64,
+    /// (request sent, what it reads, finding: `granted`, `not_granted` or `unknown`, detail).
+    pub probes: Vec<(String, String, String, String)>,
+}
+
+impl StoredReview {
+    pub fn of(at: i64, probes: &[PrivilegeProbe]) -> StoredReview {
+        StoredReview {
+            at,
+            probes: probes
+                .iter()
+                .map(|p| {
+                    let (finding, detail) = match &p.finding {
+                        PrivilegeFinding::Granted => ("granted", p.warning().unwrap_or_default()),
+                        PrivilegeFinding::NotGranted => ("not_granted", String::new()),
+                        PrivilegeFinding::Unknown { reason } => ("unknown", reason.clone()),
+                    };
+                    (
+                        p.request.clone(),
+                        p.reads.clone(),
+                        finding.to_string(),
+                        detail,
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// What the token can read that the collector does not need.
+    pub fn granted(&self) -> Vec<String> {
+        self.probes
+            .iter()
+            .filter(|p| p.2 == "granted")
+            .map(|p| p.1.clone())
+            .collect()
+    }
+}
+
+/// Reviews the source's privileges with its runtime and keeps the result in its store.
+pub async fn review_and_keep(
+    rt: &SourceRuntime,
+) -> Result<Vec<PrivilegeProbe>, crate::store::StoreError> {
+    let probes = review_with(rt).await;
+    let at = crate::store::now_ms();
+    let kept = serde_json::to_string(&StoredReview::of(at, &probes)).unwrap_or_default();
+    rt.store
+        .set_source_fact(rt.name(), PRIVILEGE_REVIEW, kept, at)
+        .await?;
+    Ok(probes)
+}
+
 /// Probes a configured source with a throwaway store (and reviews its privileges when asked).
 pub async fn run(source: &Source, privileges: bool) -> anyhow::Result<Report> {
     let dir = std::env::temp_dir().join(format!("kandji-check-{}", std::process::id()));

@@ -501,9 +501,10 @@ async fn run(cli: &Cli, web: &crate::cli::WebArgs) -> Result<()> {
     let shutdown = CancellationToken::new();
     crate::shutdown::on_signals(shutdown.clone());
     let outputs = crate::outputs::start(&store, &cfg, &sources, shutdown.child_token())?;
+    let alerts = cfg.alert_webhook()?;
     let r = if web.no_console {
         tracing::info!(sources = sources.len(), "collector running");
-        engine::run_config_sources(store, sources, shutdown.child_token()).await;
+        engine::run_config_sources_alerting(store, sources, alerts, shutdown.child_token()).await;
         Ok(())
     } else {
         let r = crate::web::run_cmd(
@@ -512,7 +513,10 @@ async fn run(cli: &Cli, web: &crate::cli::WebArgs) -> Result<()> {
             cfg.console_key_file.clone(),
             sources,
             web,
-            false,
+            crate::web::RunMode {
+                demo: false,
+                alerts,
+            },
             shutdown.child_token(),
         )
         .await;
@@ -839,7 +843,19 @@ async fn demo(
         let store = Store::open(&dir)?;
         let shutdown = CancellationToken::new();
         crate::shutdown::on_signals(shutdown.clone());
-        let r = crate::web::run_cmd(store, dir, None, sources, &web, true, shutdown).await;
+        let r = crate::web::run_cmd(
+            store,
+            dir,
+            None,
+            sources,
+            &web,
+            crate::web::RunMode {
+                demo: true,
+                alerts: None,
+            },
+            shutdown,
+        )
+        .await;
         sim.shutdown().await;
         return r;
     }

@@ -7,6 +7,8 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod engine;
+pub mod health;
+pub mod hygiene;
 pub mod internal_events;
 pub mod outputs;
 pub mod planner;

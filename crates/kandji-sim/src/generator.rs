@@ -203,6 +203,7 @@ pub fn generate(cfg: &SimConfig, start_us: i64) -> Tenant {
         n_cves: (catalog::CVES.len() + n / 10).min(catalog::MAX_CVES),
         android_share: cfg.android_share.clamp(0.0, 1.0),
         windows_share: cfg.windows_share.clamp(0.0, 1.0),
+        scripted_audit: Vec::new(),
         n_tags: if cfg.large_tenant { 2_500 } else { TAG_COUNT },
     };
 

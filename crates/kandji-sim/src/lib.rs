@@ -33,6 +33,7 @@ pub mod truth;
 pub mod util;
 
 pub use config::{Churn, ClockConfig, DEFAULT_TOKEN, Faults, LICENCE_TEXTS, SimConfig, TokenSpec};
+pub use model::ScriptedAudit;
 pub use server::{Stats, token_label};
 
 use server::{Shared, lock};
@@ -169,6 +170,23 @@ impl SimHandle {
             .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string))
             .unwrap_or_default()
     }
+    /// Appends an audit event a test writes (an API token created or updated, an admin
+    /// removed), dated `at`, in the feed's time order. Returns its id.
+    pub fn script_audit(&self, at: time::OffsetDateTime, event: model::ScriptedAudit) -> String {
+        let mut t = self.shared.tenant();
+        let ts = (at.unix_timestamp_nanos() / 1_000) as i64;
+        let idx = t.scripted_audit.len() as u32;
+        t.scripted_audit.push(event);
+        generator::audit_late(&mut t, ts, model::AuditKind::Scripted, idx);
+        let e = t
+            .audit
+            .iter()
+            .find(|e| e.kind == model::AuditKind::Scripted && e.target == idx)
+            .cloned();
+        e.map(|e| render::audit_item(&t, &e))
+            .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string))
+            .unwrap_or_default()
+    }
     /// Unenrols the devices at list positions `from..from + n` (of `/devices`, in its order)
     /// at once, now: a burst ahead of a walk's position shifts every later device `n` places
     /// left between two page fetches. Returns their ids.
@@ -190,6 +208,15 @@ impl SimHandle {
     /// and every other endpoint still serve them.
     pub fn skip_in_listings(&self, device_ids: &[String]) {
         *lock(&self.shared.listing_skips) = device_ids.iter().cloned().collect();
+    }
+    /// Sets a token's permissions (`"GET /api/v1/audit/events"`, or a concrete Prism path),
+    /// as an admin ticks or unticks them in Kandji; `None` grants everything. Later requests
+    /// are checked against the new list.
+    pub fn set_token_permissions(&self, token: &str, allow: Option<Vec<String>>) {
+        lock(&self.shared.tokens).insert(
+            token.to_owned(),
+            allow.map(|a| a.into_iter().map(|s| s.trim().to_owned()).collect()),
+        );
     }
     /// Later requests with this token get 401.
     pub fn revoke_token(&self, token: &str) {

@@ -109,6 +109,23 @@ pub enum AuditKind {
     EdrAdminAction {
         threat: u32,
     },
+    /// An event a test wrote (an API token's life, an admin removed); target: its index in
+    /// `Tenant::scripted_audit`.
+    Scripted,
+}
+
+/// An audit event written by a test (`SimHandle::script_audit`), rendered as the feed's
+/// other events are (id and time from the feed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptedAudit {
+    pub action: String,
+    pub actor_id: String,
+    pub actor_type: String,
+    pub target_id: String,
+    pub target_type: String,
+    pub target_component: String,
+    pub new_state: serde_json::Value,
+    pub metadata: serde_json::Value,
 }
 
 #[derive(Debug, Clone)]
@@ -241,6 +258,8 @@ pub struct Tenant {
     /// Tags in `/tags`: the 12 devices carry, and with `large_tenant` thousands more that no
     /// device carries (yet), as a tenant that has used tags for years has.
     pub n_tags: usize,
+    /// Audit events written by tests (`AuditKind::Scripted`).
+    pub scripted_audit: Vec<ScriptedAudit>,
 }
 
 pub const TAG_COUNT: usize = 12;

@@ -101,7 +101,9 @@ pub struct Shared {
     pub rate: Mutex<RateState>,
     pub stats: Mutex<Stats>,
     pub revoked: Mutex<HashSet<String>>,
-    pub tokens: HashMap<String, Option<HashSet<String>>>,
+    /// Token → its permissions (`None`: all). Changed at run time by
+    /// `SimHandle::set_token_permissions`, as an admin edits a token in Kandji.
+    pub tokens: Mutex<HashMap<String, Option<HashSet<String>>>>,
     pub exports: Mutex<HashMap<String, Export>>,
     pub base_url: OnceLock<String>,
     pub cursor_serial: AtomicU64,
@@ -487,7 +489,7 @@ pub async fn handle_api(
         if lock(&sh.revoked).contains(tk) {
             None
         } else {
-            sh.tokens.get(tk)
+            lock(&sh.tokens).get(tk).cloned()
         }
     });
     let reply = match perms {
@@ -620,7 +622,7 @@ pub fn new_shared(cfg: SimConfig) -> Shared {
         rate: Mutex::new(RateState::default()),
         stats: Mutex::new(Stats::default()),
         revoked: Mutex::new(HashSet::new()),
-        tokens,
+        tokens: Mutex::new(tokens),
         exports: Mutex::new(HashMap::new()),
         base_url: OnceLock::new(),
         cursor_serial: AtomicU64::new(0),

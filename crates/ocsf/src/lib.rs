@@ -22,6 +22,7 @@
 //! | audit events on `file_detection` (EDR) | Detection Finding 2004 |
 //! | audit events on vulnerabilities | Vulnerability Finding 2002 |
 //! | other audit events | Entity Management 3004 |
+//! | the collector's `health` records (state changes) | Application Error 6008 |
 //!
 //! `blueprints`, `tags` and `ade_devices` rows have no OCSF class: they are dimensions, kept raw.
 //!
@@ -30,6 +31,7 @@
 //! `tenant_uid` and a stable `uid`). Raw fields with no OCSF attribute land in `unmapped`.
 
 mod account_change;
+mod application_error;
 mod common;
 mod compliance_finding;
 mod config_state;
@@ -128,6 +130,7 @@ pub fn map(ctx: &Context<'_>, record: &Record<'_>) -> Option<Value> {
 
 fn map_event(ctx: &Context<'_>, e: &EventRecord<'_>, uid: &str) -> Value {
     match e.stream {
+        "health" => application_error::from_health(ctx, e, uid),
         "threats" | "behavioral_detections" => detection_finding::from_event(ctx, e, uid),
         "vulnerability_detections" => vulnerability_finding::from_event(ctx, e, uid),
         "audit_events" => {

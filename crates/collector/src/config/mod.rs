@@ -50,6 +50,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// The alert webhook (`[alerts]`): a short message per health change of any source.
+    pub alerts: Option<AlertsConfig>,
     /// The store. Absent: embedded SQLite in `data_dir` (one process). A PostgreSQL URL
     /// (`postgres://user@host:5432/db`): the shared store of any number of `run` replicas,
     /// which lease sources among themselves. Never with a password in it.
@@ -72,6 +74,78 @@ pub struct Config {
     /// The key file the console encrypts stored tokens with (default `data_dir/console.key`).
     /// Replicas must share one: point each at the same file.
     pub console_key_file: Option<PathBuf>,
+}
+
+/// `[alerts]`: where health changes are posted (a Slack-compatible incoming webhook).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// The environment variable that holds the webhook URL (Slack's carry their secret in
+    /// the path, so the URL is never written in the config).
+    pub webhook_url_env: Option<String>,
+    /// A file that holds the webhook URL.
+    pub webhook_url_file: Option<PathBuf>,
+    /// A state that stays bad is posted again after this (default "4h").
+    pub resend_after: Option<String>,
+}
+
+impl Config {
+    /// The alert webhook, when `[alerts]` names one: the URL read from its variable or file
+    /// and checked (http or https).
+    pub fn alert_webhook(&self) -> Result<Option<crate::health::AlertWebhook>, ConfigError> {
+        let Some(a) = &self.alerts else {
+            return Ok(None);
+        };
+        let url = match (&a.webhook_url_env, &a.webhook_url_file) {
+            (Some(var), None) => std::env::var(var).map_err(|_| {
+                invalid(
+                    "alerts.webhook_url_env",
+                    format!("the environment variable {var:?} is not set"),
+                )
+            })?,
+            (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    "alerts.webhook_url_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?,
+            (None, None) => {
+                return Err(invalid(
+                    "alerts.webhook_url_env",
+                    "set webhook_url_env (an environment variable) or webhook_url_file; the URL is a secret and never goes in the config",
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "alerts.webhook_url_env",
+                    "set webhook_url_env or webhook_url_file, not both",
+                ));
+            }
+        };
+        let url = url.trim().to_string();
+        match url::Url::parse(&url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            _ => {
+                return Err(invalid(
+                    "alerts.webhook_url_env",
+                    "the webhook URL must be an http or https URL",
+                ));
+            }
+        }
+        let resend_after = match &a.resend_after {
+            None => crate::health::DEFAULT_RESEND_AFTER,
+            Some(v) => humantime::parse_duration(v).map_err(|e| {
+                invalid(
+                    "alerts.resend_after",
+                    format!("{v:?} is not a duration such as \"4h\" ({e})"),
+                )
+            })?,
+        };
+        Ok(Some(crate::health::AlertWebhook {
+            url: secrecy::SecretString::from(url),
+            resend_after,
+        }))
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -293,6 +367,9 @@ impl Config {
     /// Validates every source without reading tokens; returns all problems, not just the first.
     pub fn problems(&self) -> Vec<ConfigError> {
         let mut out = self.store_problems();
+        if let Err(e) = self.alert_webhook() {
+            out.push(e);
+        }
         let mut seen = std::collections::BTreeSet::new();
         for (i, s) in self.sources.iter().enumerate() {
             if !seen.insert(s.name.clone()) {

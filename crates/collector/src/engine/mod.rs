@@ -381,7 +381,18 @@ pub async fn run_config_sources(
     sources: Vec<crate::streams::source::Source>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
+    run_config_sources_alerting(store, sources, None, shutdown).await;
+}
+
+/// [`run_config_sources`], posting health changes to an alert webhook.
+pub async fn run_config_sources_alerting(
+    store: Store,
+    sources: Vec<crate::streams::source::Source>,
+    alerts: Option<crate::health::AlertWebhook>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
     let sup = Arc::new(Supervisor::new(store, Arc::new(ConfigCatalog(sources))));
+    sup.set_alerts(alerts);
     replicas::run(sup, shutdown).await;
 }
 
@@ -429,6 +440,7 @@ pub async fn source_loop(rt: Arc<SourceRuntime>, notifies: BTreeMap<StreamName, 
         }
     }
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(health_loop(rt.clone()));
     for (stream, notify) in notifies {
         let last_success = last.get(&stream).copied();
         tasks.spawn(stream_loop(
@@ -441,6 +453,130 @@ pub async fn source_loop(rt: Arc<SourceRuntime>, notifies: BTreeMap<StreamName, 
         ));
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// How often a source's health is looked at besides after each run (the budget's pace and
+/// the token's age change between runs).
+pub const HEALTH_EVERY: Duration = Duration::from_secs(60);
+
+async fn health_loop(rt: Arc<SourceRuntime>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(HEALTH_EVERY) => {}
+            () = rt.stopped() => return,
+        }
+        rt.check_health().await;
+    }
+}
+
+impl SourceRuntime {
+    /// The token's history from the audit feed, when the source names its token.
+    pub async fn token_history(&self) -> Result<Option<crate::hygiene::TokenHistory>, StoreError> {
+        let Some(name) = &self.source.hygiene.token_name else {
+            return Ok(None);
+        };
+        let types = crate::hygiene::TOKEN_EVENT_TYPES
+            .iter()
+            .chain(crate::hygiene::ADMIN_REMOVAL_TYPES.iter())
+            .map(|s| s.to_string())
+            .collect();
+        let events = self
+            .store
+            .events_of_types(self.name(), StreamName::AuditEvents.as_str(), types)
+            .await?;
+        Ok(crate::hygiene::token_history(
+            &events,
+            name,
+            &streams::permissions(&self.source.streams),
+            self.host_now(),
+            self.source.hygiene.rotate_after,
+        ))
+    }
+
+    /// The privileges the last review found granted (`"FileVault recovery keys"`).
+    pub async fn unneeded_privileges(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .store
+            .source_fact(self.name(), crate::check::PRIVILEGE_REVIEW)
+            .await?
+            .and_then(|(v, _)| serde_json::from_str::<crate::check::StoredReview>(&v).ok())
+            .map(|r| r.granted())
+            .unwrap_or_default())
+    }
+
+    /// Looks at the source's health and records (and posts) what changed: see
+    /// [`crate::health`]. Problems are logged, never raised: health must not stop collection.
+    pub async fn check_health(&self) {
+        if let Err(error) = self.evaluate_health().await {
+            tracing::warn!(source = %self.name(), %error, "recording the source's health failed");
+        }
+    }
+
+    /// [`SourceRuntime::check_health`], returning the changes recorded.
+    pub async fn evaluate_health(&self) -> Result<Vec<crate::health::Change>, StoreError> {
+        let rows = self.store.stream_status(Some(self.name())).await?;
+        let token = match self.token_history().await {
+            Ok(t) => t,
+            Err(error) => {
+                tracing::warn!(source = %self.name(), %error, "cannot read the token's history");
+                None
+            }
+        };
+        let store_problem = if !self.store.writer_alive() {
+            Some(
+                "the store's writer stopped: nothing is stored until the collector restarts"
+                    .to_string(),
+            )
+        } else {
+            rows.iter()
+                .find(|r| {
+                    r.state == "failing"
+                        && r.last_error_kind
+                            .as_deref()
+                            .is_some_and(|k| k.starts_with("store") && k != "store_fenced")
+                })
+                .map(|r| {
+                    r.last_error_message
+                        .clone()
+                        .unwrap_or_else(|| "the store failed".into())
+                })
+        };
+        let inputs = crate::health::Inputs {
+            rows: &rows,
+            exhaustion_in: self.budget.state().exhaustion_in,
+            token: token
+                .iter()
+                .flat_map(|t| t.warnings.iter().map(|w| (w.state(), w.message())))
+                .collect(),
+            unneeded_privileges: self.unneeded_privileges().await.unwrap_or_default(),
+            store_problem,
+        };
+        let http = self.alerts.as_ref().map(|_| alert_client());
+        let hook = self.alerts.as_ref().zip(http.as_ref());
+        let mut memory = self.health.lock().await;
+        crate::health::evaluate(
+            &self.store,
+            self.name(),
+            &mut memory,
+            &inputs,
+            hook,
+            crate::store::now_ms(),
+        )
+        .await
+    }
+}
+
+/// The alert webhook's HTTP client (rustls, a 10 s timeout), made once.
+fn alert_client() -> reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default()
+        })
+        .clone()
 }
 
 /// The stream whose first run another must wait for in a source's first cycle: the one that
@@ -491,6 +627,7 @@ pub async fn stream_loop(
         if let Some(tx) = first_run.take() {
             let _ = tx.send(true);
         }
+        rt.check_health().await;
         let wait = match result {
             Ok(_) => {
                 failures = 0;

@@ -107,6 +107,8 @@ pub struct Supervisor {
     /// Set by `engine::replicas`: only owned sources run here.
     ownership: Mutex<Option<Ownership>>,
     remote: Mutex<Option<RemoteSync>>,
+    /// Where every runtime posts its health changes ([`Supervisor::set_alerts`]).
+    alerts: Mutex<Option<crate::health::AlertWebhook>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -124,11 +126,21 @@ fn fingerprint(s: &Source, version: &str) -> String {
         s.per_second,
         s.streams,
         s.intervals,
-        s.filters
+        (
+            &s.filters,
+            &s.hygiene.token_name,
+            s.hygiene.rotate_after,
+            s.hygiene.reserve_for_others
+        )
     )
 }
 
 impl Supervisor {
+    /// Sets the alert webhook every runtime started from now on posts its health changes to.
+    pub fn set_alerts(&self, alerts: Option<crate::health::AlertWebhook>) {
+        *lock(&self.alerts) = alerts;
+    }
+
     pub fn new(store: Store, catalog: Arc<dyn SourceCatalog>) -> Supervisor {
         Supervisor {
             store,
@@ -141,6 +153,7 @@ impl Supervisor {
             reconciling: tokio::sync::Mutex::new(()),
             ownership: Mutex::new(None),
             remote: Mutex::new(None),
+            alerts: Mutex::new(None),
         }
     }
 
@@ -296,7 +309,10 @@ impl Supervisor {
             let name = s.name.clone();
             let stop = self.root.child_token();
             let rt = match SourceRuntime::new(s, self.store.clone(), stop.clone()) {
-                Ok(rt) => Arc::new(rt),
+                Ok(mut rt) => {
+                    rt.alerts = lock(&self.alerts).clone();
+                    Arc::new(rt)
+                }
                 Err(e) => {
                     lock(&self.broken).push(Broken {
                         name,

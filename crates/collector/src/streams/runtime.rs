@@ -109,6 +109,11 @@ pub struct SourceRuntime {
     /// replica with hundreds of tenants runs a few exports at a time, not hundreds (memory and
     /// the store's write rate stay bounded; the budget is per tenant either way).
     pub bulk: Arc<tokio::sync::Semaphore>,
+    /// Where health changes are posted, if anywhere ([`crate::health`]).
+    pub alerts: Option<crate::health::AlertWebhook>,
+    /// The last recorded health of each subject (loaded from the store at first use); one
+    /// evaluation at a time.
+    pub health: Arc<tokio::sync::Mutex<Option<crate::health::Memory>>>,
 }
 
 /// The process's permits for bulk runs ([`SourceRuntime::bulk`]).
@@ -160,6 +165,8 @@ impl SourceRuntime {
             follow_server_clock: true,
             last_now: Arc::new(std::sync::Mutex::new(None)),
             bulk: bulk_permits(),
+            alerts: None,
+            health: Arc::new(tokio::sync::Mutex::new(None)),
         })
     }
 

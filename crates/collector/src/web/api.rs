@@ -265,6 +265,27 @@ pub async fn metrics(State(app): State<App>, _c: ApiCaller) -> Result<Response, 
         }
         metrics::gauge!("kandji_budget_exhaustion_ahead", "source" => src.clone())
             .set(if b.exhaustion_in.is_some() { 1.0 } else { 0.0 });
+        if let Ok(Some(h)) = rt.token_history().await {
+            if let Some(age) = h.created_at.or(h.first_seen_at) {
+                metrics::gauge!("kandji_token_age_seconds", "source" => src.clone())
+                    .set(((now_ms() - age).max(0) / 1000) as f64);
+            }
+            metrics::gauge!("kandji_token_rotate_after_seconds", "source" => src.clone())
+                .set(rt.source.hygiene.rotate_after.as_secs_f64());
+            for (kind, state) in [
+                ("creator_removed", "token_creator_removed"),
+                ("permission_removed", "token_permission_removed"),
+                ("deleted", "token_deleted"),
+            ] {
+                let on = h.warnings.iter().any(|w| w.state() == state);
+                metrics::gauge!("kandji_token_warning", "source" => src.clone(), "kind" => kind)
+                    .set(if on { 1.0 } else { 0.0 });
+            }
+        }
+        if let Ok(granted) = rt.unneeded_privileges().await {
+            metrics::gauge!("kandji_token_unneeded_privileges", "source" => src.clone())
+                .set(granted.len() as f64);
+        }
     }
     let store = app.store.clone();
     let rows = crate::engine::status_rows(&store, None)

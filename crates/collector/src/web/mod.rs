@@ -332,6 +332,10 @@ pub fn router(app: App) -> Router {
         .route("/sources/{name}/edit", post(pages::source_edit))
         .route("/sources/{name}/token", post(pages::source_token))
         .route("/sources/{name}/recheck", post(pages::source_recheck))
+        .route(
+            "/sources/{name}/review-token",
+            post(pages::source_review_token),
+        )
         .route("/sources/{name}/enable", post(pages::source_enable))
         .route(
             "/sources/{name}/delete",
@@ -554,15 +558,23 @@ pub async fn serve(started: Started, shutdown: CancellationToken) -> std::io::Re
 
 /// `run` and `demo`: serve the console first, then collect (the supervisor starts every
 /// source), until SIGINT/SIGTERM.
+/// How `run_cmd` runs: the demo (a generated password), and where alerts go.
+#[derive(Debug, Default)]
+pub struct RunMode {
+    pub demo: bool,
+    pub alerts: Option<crate::health::AlertWebhook>,
+}
+
 pub async fn run_cmd(
     store: Store,
     data_dir: PathBuf,
     key_file: Option<PathBuf>,
     sources: Vec<Source>,
     web: &crate::cli::WebArgs,
-    demo: bool,
+    run: RunMode,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let RunMode { demo, alerts } = run;
     if !web.listen.ip().is_loopback() {
         tracing::warn!(listen = %web.listen, "the console listens beyond loopback; put it behind TLS and a firewall");
     }
@@ -581,6 +593,7 @@ pub async fn run_cmd(
         },
     )
     .await?;
+    started.app.supervisor.set_alerts(alerts);
     if started.public_url != started.url {
         println!(
             "console: {} (listening on {})",

@@ -702,6 +702,18 @@ struct SourcePage {
     tabs: &'static [(&'static str, &'static str)],
     /// What was just saved, said once after the redirect (`?saved=`).
     notice: String,
+    /// The tenant is on course to run out of requests before the hour ends.
+    budget_warning: String,
+    /// The token as the audit feed tells it (empty when the source does not name it).
+    token_summary: String,
+    token_warnings: Vec<String>,
+    /// A rotation is due (the one-click rotate flow shows).
+    rotate_due: bool,
+    /// The last privilege review: (what, finding, detail), and when.
+    review: Vec<(String, String, String)>,
+    review_at: String,
+    /// The tenant's audit events about API tokens: (when, action, token, by).
+    token_activity: Vec<(String, String, String, String)>,
 }
 
 /// The source page's tabs: (id, label). Each is a panel of the page, all rendered; the
@@ -739,6 +751,7 @@ fn saved_notice(saved: Option<&str>) -> String {
              streams restarted on it: the Status tab shows what each stream may read."
         }
         Some("recheck") => "Permissions re-checked: the Status tab shows the result.",
+        Some("review") => "Token reviewed: the result is under Token.",
         Some("enabled") => "Source enabled: its streams start now.",
         Some("disabled") => "Source disabled: it collects nothing until enabled again.",
         _ => "",
@@ -980,12 +993,129 @@ async fn source_view(
         .as_ref()
         .map(|rt| {
             let b = rt.budget.state();
-            format!(
+            let mut s = format!(
                 "{} spent this hour · {} left of a {} share (limit {}/h)",
                 b.spent_this_hour, b.remaining, b.share_limit, b.limit
-            )
+            );
+            if let Some(o) = b.others_this_hour {
+                s.push_str(&format!(
+                    " · other tools: {} this hour{} · {} kept for them",
+                    thousands(i64::from(o)),
+                    b.others_per_hour
+                        .map(|p| format!(" (about {}/h)", thousands(p.round() as i64)))
+                        .unwrap_or_default(),
+                    thousands(i64::from(b.reserve_for_others))
+                ));
+            }
+            if b.yielding {
+                s.push_str(" · yielding to other tools");
+            }
+            s
         })
         .unwrap_or_else(|| "not running".into());
+    let budget_warning = rt
+        .as_ref()
+        .and_then(|rt| rt.budget.state().exhaustion_in)
+        .map(|d| {
+            format!(
+                "The tenant is on course to run out of its hourly API requests in about {} \
+                 minutes, before the hour ends: every tool on the tenant will get 429s.",
+                d.as_secs().div_ceil(60)
+            )
+        })
+        .unwrap_or_default();
+    let (token_summary, token_warnings, rotate_due) = match &rt {
+        Some(rt) => match rt.token_history().await? {
+            Some(h) => {
+                let mut s = format!("“{}”", h.name);
+                match (h.created_at, h.first_seen_at, h.age_days) {
+                    (Some(c), _, Some(age)) => s.push_str(&format!(
+                        " · created {} ({age} days ago){}",
+                        crate::streams::fetch::rfc3339(c),
+                        h.created_by
+                            .as_deref()
+                            .map(|b| format!(" by {b}"))
+                            .unwrap_or_default()
+                    )),
+                    (None, Some(_), Some(age)) => s.push_str(&format!(
+                        " · at least {age} days old (created before the audit log's oldest event)"
+                    )),
+                    _ => {}
+                }
+                if let Some((at, by)) = &h.last_permission_change {
+                    s.push_str(&format!(
+                        " · permissions last changed {} by {by}",
+                        crate::streams::fetch::rfc3339(*at)
+                    ));
+                }
+                let due = h
+                    .warnings
+                    .iter()
+                    .any(|w| !matches!(w, crate::hygiene::TokenWarning::PermissionRemoved { .. }));
+                (s, h.warnings.iter().map(|w| w.message()).collect(), due)
+            }
+            None => match &rt.source.hygiene.token_name {
+                Some(n) => (
+                    format!(
+                        "“{n}”: no audit event names this token yet (the audit_events stream \
+                         reads them; the name must be the token's as Kandji shows it)"
+                    ),
+                    Vec::new(),
+                    false,
+                ),
+                None => (String::new(), Vec::new(), false),
+            },
+        },
+        None => (String::new(), Vec::new(), false),
+    };
+    let kept_review = app
+        .store
+        .source_fact(&name, crate::check::PRIVILEGE_REVIEW)
+        .await?
+        .and_then(|(v, _)| serde_json::from_str::<crate::check::StoredReview>(&v).ok());
+    let review_at = kept_review
+        .as_ref()
+        .map(|r| crate::streams::fetch::rfc3339(r.at))
+        .unwrap_or_default();
+    let review = kept_review
+        .map(|r| {
+            r.probes
+                .into_iter()
+                .map(|(_, reads, finding, detail)| (reads, finding, detail))
+                .collect()
+        })
+        .unwrap_or_default();
+    let token_activity = app
+        .store
+        .events_of_types(
+            &name,
+            crate::streams::StreamName::AuditEvents.as_str(),
+            crate::hygiene::TOKEN_EVENT_TYPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        )
+        .await?
+        .into_iter()
+        .rev()
+        .take(50)
+        .map(|(at, _, raw)| {
+            let v: serde_json::Value = serde_json::from_str(&raw).unwrap_or_default();
+            let g = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+            let label = v
+                .get("new_state")
+                .and_then(|n| n.get("label").or_else(|| n.get("name")))
+                .and_then(|x| x.as_str())
+                .unwrap_or("")
+                .to_string();
+            (
+                crate::streams::fetch::rfc3339(at),
+                g("action"),
+                label,
+                g("actor_id"),
+            )
+        })
+        .collect();
     let choice = |list: &[(String, String)], picked: &[String]| -> Vec<Choice> {
         list.iter()
             .map(|(k, v)| Choice {
@@ -1046,6 +1176,13 @@ async fn source_view(
         tab: ctx.tab,
         tabs: &SOURCE_TABS,
         notice: ctx.notice,
+        budget_warning,
+        token_summary,
+        token_warnings,
+        rotate_due,
+        review,
+        review_at,
+        token_activity,
         name,
     };
     if live_only {
@@ -1230,6 +1367,24 @@ pub async fn source_token(
     app.supervisor.reconcile().await?;
     app.supervisor.sync_now(&name, None);
     Ok(saved(&name, "token", "token"))
+}
+
+/// "Review token": looks for privileges the collector does not need (safe probes: GET with
+/// the nil device id on the device-secret endpoints), with the running source's client and
+/// budget, and keeps the result.
+pub async fn source_review_token(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    _p: Posted,
+) -> Result<Response, WebError> {
+    let Some(rt) = app.supervisor.runtime(&name) else {
+        return Err(WebError::BadRequest(
+            "The source is not running (disabled, or not started yet).".into(),
+        ));
+    };
+    crate::check::review_and_keep(&rt).await?;
+    rt.check_health().await;
+    Ok(saved(&name, "status", "review"))
 }
 
 /// "Re-check permissions": probes every stream with the source's token and updates the table.

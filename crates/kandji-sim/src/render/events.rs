@@ -125,6 +125,22 @@ pub fn audit_item(t: &Tenant, e: &AuditEvent) -> Value {
             .unwrap_or_default();
         (t.device_id(idx), name)
     };
+    if e.kind == AuditKind::Scripted
+        && let Some(s) = t.scripted_audit.get(e.target as usize)
+    {
+        return json!({
+            "id": id,
+            "action": s.action,
+            "occurred_at": occurred,
+            "actor_id": s.actor_id,
+            "actor_type": s.actor_type,
+            "target_id": s.target_id,
+            "target_type": s.target_type,
+            "target_component": s.target_component,
+            "new_state": s.new_state,
+            "metadata": s.metadata,
+        });
+    }
     let (action, actor_id, actor_type, target_id, target_type, component, new_state, metadata) =
         match e.kind {
             AuditKind::DeviceEnrolled { blueprint: bp } => {
@@ -192,6 +208,17 @@ pub fn audit_item(t: &Tenant, e: &AuditEvent) -> Value {
                     json!({}),
                 )
             }
+            // A scripted event always has its entry (rendered above); never reached.
+            AuditKind::Scripted => (
+                "update",
+                admin.clone(),
+                "user",
+                String::new(),
+                "unknown",
+                "",
+                json!({}),
+                json!({}),
+            ),
             AuditKind::ApiTokenUpdated => (
                 "update",
                 admin.clone(),
