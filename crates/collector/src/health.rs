@@ -132,10 +132,21 @@ pub fn observe(i: &Inputs<'_>) -> BTreeMap<String, Observed> {
             },
         },
     );
-    let token = if let Some((state, message)) = i.token.first() {
+    let rank = |st: &str| match severity(st) {
+        "critical" => 0,
+        "high" => 1,
+        _ => 2,
+    };
+    let worst = i.token.iter().min_by_key(|(st, _)| rank(st));
+    let token = if let Some((state, _)) = worst {
         Observed {
             state: (*state).to_string(),
-            message: message.clone(),
+            message: i
+                .token
+                .iter()
+                .map(|(_, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
         }
     } else if !i.unneeded_privileges.is_empty() {
         Observed {
