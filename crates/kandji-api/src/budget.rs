@@ -104,7 +104,8 @@ pub struct BudgetConfig {
     /// Fraction of the tenant's hourly limit kept for the other tools that hold tokens on the
     /// tenant (default 0.1: 1,000 of 10,000). We never bring the tenant's remaining requests
     /// below it, and Inventory/Bulk also leave what the other tools are on course to spend
-    /// by the end of the hour, so they do not start getting 429s because of us.
+    /// by the end of the hour, so they do not start getting 429s because of us. 0 turns
+    /// yielding off (only our share and the server's counts limit us).
     pub reserve_for_others: f64,
     /// Wall clock used to find the top of the hour (default `OffsetDateTime::now_utc`).
     pub wall_clock: fn() -> OffsetDateTime,
@@ -605,8 +606,14 @@ impl Budget {
     ) {
         let limit = st.server_limit.unwrap_or(self.cfg.hourly_limit);
         let o = &mut st.others;
-        // The server's window turned over: its count went up, or ours rolled meanwhile.
-        if o.last_remaining.is_some_and(|last| remaining > last) || o.rolled {
+        // The server's window turned over: ours rolled meanwhile, or its count went up by
+        // more than answers arriving out of order explain (concurrent requests' responses
+        // can carry counts a few apart in either order).
+        let jitter = (limit / 20).max(32);
+        if o.last_remaining
+            .is_some_and(|last| remaining > last.saturating_add(jitter))
+            || o.rolled
+        {
             o.answered = 0;
             o.history.clear();
             o.since = if o.rolled {
@@ -637,7 +644,13 @@ impl Budget {
         let room_first = remaining.saturating_sub(reserve);
         let ahead = pace.map_or(0.0, |p| p * left).ceil() as u32;
         let room_rest = room_first.saturating_sub(ahead);
-        o.room = Some((room_first, room_rest, st.spent, valid_until));
+        // A reserve of 0 turns yielding off (the figure is still kept).
+        o.room = (self.cfg.reserve_for_others > 0.0).then_some((
+            room_first,
+            room_rest,
+            st.spent,
+            valid_until,
+        ));
         let ours_elapsed = now.saturating_duration_since(o.since).as_secs_f64();
         let ours_pace = (ours_elapsed >= 60.0).then(|| f64::from(o.answered) / ours_elapsed);
         o.tenant = match (pace, ours_pace) {
