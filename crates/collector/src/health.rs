@@ -204,7 +204,9 @@ impl Change {
             "previous": self.previous,
             "severity": severity(&self.state),
             "message": self.message,
-            "at": crate::streams::fetch::rfc3339(self.at),
+            "at": time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.at) * 1_000_000)
+                .ok()
+                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
         })
     }
 

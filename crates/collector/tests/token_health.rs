@@ -256,7 +256,7 @@ async fn failing_recovering_and_losing_a_permission_make_one_record_and_one_aler
         .map(|p| format!("{} {}", p.method, p.path))
         .collect();
     env.sim
-        .set_token_permissions(&env.sim.token().to_string(), Some(without));
+        .set_token_permissions(env.sim.token(), Some(without));
     assert!(env.rt.run_stream(StreamName::Threats).await.is_err());
     env.rt.evaluate_health().await.unwrap();
     assert!(env.rt.evaluate_health().await.unwrap().is_empty());

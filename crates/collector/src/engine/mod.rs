@@ -482,7 +482,7 @@ impl SourceRuntime {
             .collect();
         let events = self
             .store
-            .events_of_types(self.name(), StreamName::AuditEvents.as_str(), types)
+            .events_of_types(self.name(), crate::streams::audit_events::SPEC.name, types)
             .await?;
         Ok(crate::hygiene::token_history(
             &events,

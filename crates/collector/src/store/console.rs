@@ -22,6 +22,16 @@ pub struct ConsoleSourceRow {
     pub filters: String,
     pub updated_at: i64,
     pub token_ct: Vec<u8>,
+    /// The token hygiene settings (migration 8; `None` = the default).
+    pub hygiene: ConsoleHygiene,
+}
+
+/// A console source's token name, rotation age (days) and reserve for other tools.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ConsoleHygiene {
+    pub token_name: Option<String>,
+    pub rotate_after_days: Option<i64>,
+    pub reserve_for_others: Option<f64>,
 }
 
 /// A source to add.
@@ -47,10 +57,12 @@ pub struct SourceSettings {
     pub streams: String,
     pub schedules: String,
     pub filters: String,
+    pub hygiene: ConsoleHygiene,
 }
 
 const COLS: &str = "name, endpoint, region, allow_custom, token_last4, enabled, budget_share,
-    hourly_limit, per_second, streams, schedules, filters, updated_at, token_ct";
+    hourly_limit, per_second, streams, schedules, filters, updated_at, token_ct,
+    token_name, rotate_after_days, reserve_for_others";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsoleSourceRow> {
     Ok(ConsoleSourceRow {
@@ -68,6 +80,11 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsoleSourceRow> {
         filters: r.get(11)?,
         updated_at: r.get(12)?,
         token_ct: r.get(13)?,
+        hygiene: ConsoleHygiene {
+            token_name: r.get(14)?,
+            rotate_after_days: r.get(15)?,
+            reserve_for_others: r.get(16)?,
+        },
     })
 }
 
@@ -140,7 +157,8 @@ impl Store {
         self.exec("editing a console source", move |w| {
             w.conn.execute(
                 "UPDATE console_sources SET enabled = ?2, budget_share = ?3, streams = ?4,
-                   schedules = ?5, filters = ?6, updated_at = ?7, endpoint = ?8, region = ?9
+                   schedules = ?5, filters = ?6, updated_at = ?7, endpoint = ?8, region = ?9,
+                   token_name = ?10, rotate_after_days = ?11, reserve_for_others = ?12
                  WHERE name = ?1",
                 params![
                     name,
@@ -151,7 +169,10 @@ impl Store {
                     s.filters,
                     now_ms(),
                     s.endpoint,
-                    s.region
+                    s.region,
+                    s.hygiene.token_name,
+                    s.hygiene.rotate_after_days,
+                    s.hygiene.reserve_for_others
                 ],
             )?;
             Ok(())

@@ -49,7 +49,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::oneshot;
 
 pub use apps::{AppInstall, AppRowMapper, AppVersion, DeviceCtx};
-pub use console::{ConsoleSourceRow, NewConsoleSource, SourceSettings};
+pub use console::{ConsoleHygiene, ConsoleSourceRow, NewConsoleSource, SourceSettings};
 pub use explorer::{
     AppDevice, AppGroup, AppSummary, AppView, AppsOverview, ComplianceView, DeviceDetail,
     DeviceFilter, DeviceView, EventDetail, EventFilter, EventPage, EventView, PAGE, UserView,

@@ -704,6 +704,10 @@ struct SourcePage {
     notice: String,
     /// The tenant is on course to run out of requests before the hour ends.
     budget_warning: String,
+    /// The settings form's token fields (as stored, or as posted).
+    token_name: String,
+    rotate_after_days: String,
+    reserve_for_others: String,
     /// The token as the audit feed tells it (empty when the source does not name it).
     token_summary: String,
     token_warnings: Vec<String>,
@@ -1089,7 +1093,7 @@ async fn source_view(
         .store
         .events_of_types(
             &name,
-            crate::streams::StreamName::AuditEvents.as_str(),
+            crate::streams::audit_events::SPEC.name,
             crate::hygiene::TOKEN_EVENT_TYPES
                 .iter()
                 .map(|s| s.to_string())
@@ -1140,6 +1144,13 @@ async fn source_view(
         None => region,
     };
     let settings_error = edit.as_ref().map(|(_, e)| e.clone()).unwrap_or_default();
+    // A refused edit shows what was posted; otherwise what is stored.
+    let form_text = |field: &str, stored: Option<String>| -> String {
+        match &edit {
+            Some((f, _)) => f.text(field),
+            None => stored.unwrap_or_default(),
+        }
+    };
     let page = SourcePage {
         updated: clock_now(),
         budget_chart: budget_chart(app, &name).await?,
@@ -1177,6 +1188,24 @@ async fn source_view(
         tabs: &SOURCE_TABS,
         notice: ctx.notice,
         budget_warning,
+        token_name: form_text(
+            "token_name",
+            console.as_ref().and_then(|c| c.hygiene.token_name.clone()),
+        ),
+        rotate_after_days: form_text(
+            "rotate_after_days",
+            console
+                .as_ref()
+                .and_then(|c| c.hygiene.rotate_after_days)
+                .map(|d| d.to_string()),
+        ),
+        reserve_for_others: form_text(
+            "reserve_for_others",
+            console
+                .as_ref()
+                .and_then(|c| c.hygiene.reserve_for_others)
+                .map(|r| r.to_string()),
+        ),
         token_summary,
         token_warnings,
         rotate_due,
@@ -1288,7 +1317,28 @@ pub async fn source_edit(
             app.allow_custom_endpoints || (cur.allow_custom && endpoint == cur.endpoint);
         kandji_api::ApiBase::parse(&endpoint, region, allow_custom)
             .map_err(|e| format!("endpoint: {e}"))?;
+        let token_name = f.text("token_name").trim().to_string();
+        let rotate = f.text("rotate_after_days");
+        let rotate_after_days = match rotate.trim() {
+            "" => None,
+            v => Some(
+                v.parse::<i64>()
+                    .map_err(|_| format!("rotate after {v:?} is not a whole number of days"))?,
+            ),
+        };
+        let reserve = f.text("reserve_for_others");
+        let reserve_for_others = match reserve.trim() {
+            "" => None,
+            v => Some(v.parse::<f64>().map_err(|_| {
+                format!("reserve for other tools {v:?} is not a number between 0 and 0.9")
+            })?),
+        };
         Ok(Settings {
+            hygiene: crate::store::ConsoleHygiene {
+                token_name: (!token_name.is_empty()).then_some(token_name),
+                rotate_after_days,
+                reserve_for_others,
+            },
             endpoint,
             region,
             enabled: cur.enabled,
@@ -1523,7 +1573,7 @@ async fn budget_chart(app: &App, name: &str) -> Result<String, WebError> {
         })
         .collect();
     let this_hour = other_vals.last().copied().unwrap_or(0.0);
-    let mut series = vec![("ours".to_string(), vals)];
+    let mut series = vec![("requests".to_string(), vals)];
     if !others.is_empty() {
         series.push((
             format!("other tools: {} this hour", thousands(this_hour as i64)),

@@ -49,6 +49,8 @@ pub struct ConsoleSource {
     pub updated_at: i64,
     #[serde(skip)]
     pub token_ct: Vec<u8>,
+    /// The token's name in Kandji, its rotation age and the reserve for other tools.
+    pub hygiene: crate::store::ConsoleHygiene,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -157,7 +159,20 @@ impl ConsoleSource {
                 device_types: self.filters.device_types.clone(),
             },
             export_download_hosts: Vec::new(),
-            hygiene: Default::default(),
+            hygiene: crate::streams::source::Hygiene {
+                token_name: self.hygiene.token_name.clone(),
+                rotate_after: self
+                    .hygiene
+                    .rotate_after_days
+                    .filter(|d| *d > 0)
+                    .map(|d| std::time::Duration::from_secs(d as u64 * 86_400))
+                    .unwrap_or(crate::streams::source::DEFAULT_ROTATE_AFTER),
+                reserve_for_others: self
+                    .hygiene
+                    .reserve_for_others
+                    .unwrap_or(crate::streams::source::DEFAULT_RESERVE_FOR_OTHERS)
+                    .clamp(0.0, 0.9),
+            },
         })
     }
 }
@@ -178,6 +193,7 @@ fn from_row(r: ConsoleSourceRow) -> ConsoleSource {
         filters: serde_json::from_str(&r.filters).unwrap_or_default(),
         updated_at: r.updated_at,
         token_ct: r.token_ct,
+        hygiene: r.hygiene,
     }
 }
 
@@ -238,6 +254,7 @@ pub struct Settings {
     pub streams: Vec<StreamName>,
     pub schedules: BTreeMap<String, String>,
     pub filters: Filters,
+    pub hygiene: crate::store::ConsoleHygiene,
 }
 
 pub async fn update(store: &Store, name: &str, s: Settings) -> Result<(), SourceError> {
@@ -245,6 +262,30 @@ pub async fn update(store: &Store, name: &str, s: Settings) -> Result<(), Source
         return Err(invalid("budget_share", "must be more than 0 and at most 1"));
     }
     parse_intervals(&s.schedules)?;
+    if let Some(r) = s.hygiene.reserve_for_others
+        && !(0.0..=0.9).contains(&r)
+    {
+        return Err(invalid(
+            "reserve_for_others",
+            "must be between 0 and 0.9 (a fraction of the tenant's hourly limit)",
+        ));
+    }
+    if s.hygiene
+        .rotate_after_days
+        .is_some_and(|d| !(1..=3650).contains(&d))
+    {
+        return Err(invalid(
+            "rotate_after_days",
+            "must be between 1 and 3650 days",
+        ));
+    }
+    if s.hygiene
+        .token_name
+        .as_deref()
+        .is_some_and(|n| n.len() > 200)
+    {
+        return Err(invalid("token_name", "must be at most 200 characters"));
+    }
     let streams = serde_json::to_string(&s.streams.iter().map(|x| x.as_str()).collect::<Vec<_>>())
         .unwrap_or_else(|_| "[]".into());
     let schedules = serde_json::to_string(&s.schedules).unwrap_or_else(|_| "{}".into());
@@ -260,6 +301,7 @@ pub async fn update(store: &Store, name: &str, s: Settings) -> Result<(), Source
                 streams,
                 schedules,
                 filters,
+                hygiene: s.hygiene.clone(),
             },
         )
         .await?;

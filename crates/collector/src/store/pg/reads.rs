@@ -28,7 +28,8 @@ fn json_or_text(raw: String) -> Value {
 
 const CONSOLE_COLS: &str =
     "name, endpoint, region, allow_custom, token_last4, enabled, budget_share,
-    hourly_limit, per_second, streams, schedules, filters, updated_at, token_ct";
+    hourly_limit, per_second, streams, schedules, filters, updated_at, token_ct,
+    token_name, rotate_after_days, reserve_for_others";
 
 fn console_row(r: &Row) -> ConsoleSourceRow {
     ConsoleSourceRow {
@@ -46,6 +47,11 @@ fn console_row(r: &Row) -> ConsoleSourceRow {
         filters: r.get(11),
         updated_at: r.get(12),
         token_ct: r.get(13),
+        hygiene: super::super::ConsoleHygiene {
+            token_name: r.get(14),
+            rotate_after_days: r.get(15),
+            reserve_for_others: r.get(16),
+        },
     }
 }
 
@@ -398,7 +404,8 @@ impl PgStore {
         let c = self.client().await?;
         c.execute(
             "UPDATE console_sources SET enabled = $2, budget_share = $3, streams = $4,
-               schedules = $5, filters = $6, updated_at = $7, endpoint = $8, region = $9
+               schedules = $5, filters = $6, updated_at = $7, endpoint = $8, region = $9,
+               token_name = $10, rotate_after_days = $11, reserve_for_others = $12
              WHERE name = $1",
             &[
                 &name,
@@ -410,6 +417,9 @@ impl PgStore {
                 &now_ms(),
                 &s.endpoint,
                 &s.region,
+                &s.hygiene.token_name,
+                &s.hygiene.rotate_after_days,
+                &s.hygiene.reserve_for_others,
             ],
         )
         .await
