@@ -299,6 +299,8 @@ pub async fn record(
         return Ok(());
     }
     let mut batch = Batch::new(source, STREAM, at, STREAM);
+    // Not a collecting stream: no status row of its own.
+    batch.counts_in_status = false;
     for c in changes {
         batch.events.push(EventRow {
             category: STREAM,

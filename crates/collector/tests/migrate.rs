@@ -156,6 +156,18 @@ async fn a_version_3_store_migrates_in_place_and_keeps_everything() {
                 r.pop();
             }
         }
+        // Migration 8 appends columns: the other tools' spend to the budget samples, the
+        // token settings to console sources. The rest is as it was.
+        let appended = match t {
+            "budget_samples" => 1,
+            "console_sources" => 3,
+            _ => 0,
+        };
+        for r in &mut after {
+            for _ in 0..appended {
+                assert_eq!(r.pop(), Some(Value::Null), "{t}: a new column is empty");
+            }
+        }
         assert_eq!(after, before[t], "{t} changed in the migration");
     }
 

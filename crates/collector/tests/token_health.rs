@@ -261,6 +261,9 @@ async fn failing_recovering_and_losing_a_permission_make_one_record_and_one_aler
     env.rt.evaluate_health().await.unwrap();
     assert!(env.rt.evaluate_health().await.unwrap().is_empty());
 
+    // Health records are events, not a stream with a status of its own.
+    let rows = env.store.stream_status(Some("acme")).await.unwrap();
+    assert!(rows.iter().all(|r| r.stream != "health"), "{rows:?}");
     sink.drain(&sd).await.unwrap();
     let lines = health_lines(out_dir.path());
     let of = |subject: &str| -> Vec<String> {

@@ -84,7 +84,7 @@ async fn permission_answers() {
         "/api/v1",
         "/api/v2/devices",
         "/",
-        "/api/v1/devices/x/secrets/filevaultkey",
+        "/api/v1/devices/x/secrets/nope",
     ] {
         let r = get(&c, &sim, p, Some(sim.token())).await;
         assert_eq!(r.status, 404, "{p}");
@@ -92,6 +92,17 @@ async fn permission_answers() {
         assert_eq!(v["message"], "no Route matched with those values", "{p}");
         assert!(v["request_id"].is_string());
     }
+    // The device secrets are routes of the live API (issue 15 asks the simulator to serve
+    // them, with their permissions): an unknown device is DRF's 404, not Kong's.
+    let r = get(
+        &c,
+        &sim,
+        "/api/v1/devices/x/secrets/filevaultkey",
+        Some(sim.token()),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["detail"], "Not found.");
     let r = get(&c, &sim, "/api/v1/nope", Some(sim.token())).await;
     for h in RL_HEADERS {
         assert!(r.header(h).is_some(), "404 lacks {h}");

@@ -507,8 +507,18 @@ impl SourceRuntime {
     /// Looks at the source's health and records (and posts) what changed: see
     /// [`crate::health`]. Problems are logged, never raised: health must not stop collection.
     pub async fn check_health(&self) {
-        if let Err(error) = self.evaluate_health().await {
-            tracing::warn!(source = %self.name(), %error, "recording the source's health failed");
+        // A runtime that is stopping (disabled, edited, handed over) records nothing more: its
+        // successor reads the last records back.
+        if self.stopping() {
+            return;
+        }
+        tokio::select! {
+            r = self.evaluate_health() => {
+                if let Err(error) = r {
+                    tracing::warn!(source = %self.name(), %error, "recording the source's health failed");
+                }
+            }
+            () = self.stopped() => {}
         }
     }
 

@@ -586,7 +586,7 @@ ALTER TABLE budget_samples ADD COLUMN others INTEGER;
 ALTER TABLE console_sources ADD COLUMN token_name TEXT;
 ALTER TABLE console_sources ADD COLUMN rotate_after_days INTEGER;
 ALTER TABLE console_sources ADD COLUMN reserve_for_others REAL;
-CREATE TABLE source_facts (
+CREATE TABLE IF NOT EXISTS source_facts (
     source TEXT NOT NULL,
     key TEXT NOT NULL,
     value TEXT NOT NULL,
@@ -620,6 +620,45 @@ pub fn version(conn: &Connection) -> Result<u32, StoreError> {
     Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
 }
 
+/// Runs a migration's SQL. An `ALTER TABLE t ADD COLUMN c …` line whose column exists is
+/// skipped, so a migration that adds columns can run again over a store that has them (a
+/// store set back to an older version, as the migration tests do); every other statement is
+/// written to be re-runnable (`IF EXISTS` / `IF NOT EXISTS`).
+fn apply(tx: &rusqlite::Transaction<'_>, sql: &str) -> rusqlite::Result<()> {
+    let mut rest = String::new();
+    for line in sql.lines() {
+        let l = line.trim();
+        let add = l
+            .strip_prefix("ALTER TABLE ")
+            .and_then(|x| x.split_once(" ADD COLUMN "))
+            .map(|(t, c)| (t.trim(), c.split_whitespace().next().unwrap_or("")));
+        match add {
+            Some((table, column)) => {
+                if !rest.trim().is_empty() {
+                    tx.execute_batch(&rest)?;
+                    rest.clear();
+                }
+                let exists: bool = tx.query_row(
+                    "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+                    rusqlite::params![table, column],
+                    |r| r.get(0),
+                )?;
+                if !exists {
+                    tx.execute_batch(l)?;
+                }
+            }
+            None => {
+                rest.push_str(line);
+                rest.push('\n');
+            }
+        }
+    }
+    if !rest.trim().is_empty() {
+        tx.execute_batch(&rest)?;
+    }
+    Ok(())
+}
+
 pub fn migrate(conn: &mut Connection) -> Result<u32, StoreError> {
     let current = version(conn)?;
     if current > LATEST {
@@ -645,7 +684,7 @@ pub fn migrate(conn: &mut Connection) -> Result<u32, StoreError> {
             ))
         };
         let tx = conn.transaction()?;
-        tx.execute_batch(sql).map_err(failed)?;
+        apply(&tx, sql).map_err(failed)?;
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
         tracing::debug!(

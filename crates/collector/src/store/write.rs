@@ -129,6 +129,9 @@ pub struct Batch {
     pub refresh: Vec<(String, String)>,
     /// Devices taken off the refresh queue by this batch.
     pub refreshed: Vec<String>,
+    /// Whether the batch's stream is a collecting stream with a status row (its records
+    /// count there). The collector's own health records are not.
+    pub counts_in_status: bool,
 }
 
 impl Batch {
@@ -147,6 +150,7 @@ impl Batch {
             record_category,
             refresh: Vec::new(),
             refreshed: Vec::new(),
+            counts_in_status: true,
         }
     }
 }
@@ -489,11 +493,13 @@ fn apply_in_tx(w: &mut WriterConn, batch: &Batch) -> Result<BatchOutcome, StoreE
              ON CONFLICT (source, hour, category) DO UPDATE SET records = records + excluded.records",
         )?
         .execute(params![batch.source, hour, batch.record_category, records])?;
-        tx.prepare_cached(
-            "INSERT INTO stream_status (source, stream, state, records_total) VALUES (?1, ?2, 'syncing', ?3)
-             ON CONFLICT (source, stream) DO UPDATE SET records_total = records_total + excluded.records_total",
-        )?
-        .execute(params![batch.source, batch.stream, records])?;
+        if batch.counts_in_status {
+            tx.prepare_cached(
+                "INSERT INTO stream_status (source, stream, state, records_total) VALUES (?1, ?2, 'syncing', ?3)
+                 ON CONFLICT (source, stream) DO UPDATE SET records_total = records_total + excluded.records_total",
+            )?
+            .execute(params![batch.source, batch.stream, records])?;
+        }
     }
     tx.commit()?;
     Ok(out)

@@ -563,13 +563,15 @@ async fn apply(w: &mut W<'_>) -> Result<(), StoreError> {
         )
         .await
         .map_err(|e| w.err(e))?;
-        w.tx.execute(
-            "INSERT INTO stream_status (source, stream, state, records_total) VALUES ($1, $2, 'syncing', $3)
-             ON CONFLICT (source, stream) DO UPDATE SET records_total = stream_status.records_total + excluded.records_total",
-            &[src, &batch.stream, &records],
-        )
-        .await
-        .map_err(|e| w.err(e))?;
+        if batch.counts_in_status {
+            w.tx.execute(
+                "INSERT INTO stream_status (source, stream, state, records_total) VALUES ($1, $2, 'syncing', $3)
+                 ON CONFLICT (source, stream) DO UPDATE SET records_total = stream_status.records_total + excluded.records_total",
+                &[src, &batch.stream, &records],
+            )
+            .await
+            .map_err(|e| w.err(e))?;
+        }
     }
     Ok(())
 }
