@@ -1495,3 +1495,103 @@ async fn a_detection_links_its_audit_and_security_records() {
     c.stop().await;
     sim.shutdown().await;
 }
+
+/// The source page's Token section: "Review token" runs the safe probes with the running
+/// source and shows what it found, records the token's health and sets the metric; the
+/// budget line shows the other tools' spend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_token_shows_the_unneeded_privileges_and_the_budget_shows_other_tools() {
+    use kandji_collector::streams::StreamName;
+    let sim = kandji_sim::spawn(SimConfig {
+        devices: 20,
+        per_second_limit: 1_000_000,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    // The simulator's default token holds every permission, the device secrets included.
+    let source = kandji_collector::config::Source {
+        name: "acme".into(),
+        base: kandji_api::ApiBase::parse(&sim.base_url(), kandji_api::Region::Us, true).unwrap(),
+        token: sim.token().to_string().into(),
+        enabled: true,
+        budget_share: 0.5,
+        hourly_limit: 10_000,
+        per_second: 50,
+        streams: vec![StreamName::Devices, StreamName::AuditEvents],
+        intervals: Default::default(),
+        filters: Default::default(),
+        export_download_hosts: Vec::new(),
+        hygiene: kandji_collector::streams::source::Hygiene {
+            token_name: Some("kandji-collector".into()),
+            ..Default::default()
+        },
+    };
+    let mut c = Console::start_with(true, vec![source]).await;
+    c.login().await;
+    wait_for("the devices", || async {
+        source_state(&c, "acme").await["streams"]
+            .as_array()
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|s| s["stream"] == "devices" && s["state"] == "healthy")
+            })
+    })
+    .await;
+    let before = sim.stats();
+    let r = c
+        .post("/sources/acme/review-token", &[("csrf", c.csrf.as_str())])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let page = c.get("/sources/acme").await.text().await.unwrap();
+    assert!(page.contains("id=\"privilege-review\""), "{page}");
+    for what in [
+        "FileVault recovery keys",
+        "Activation Lock bypass codes",
+        "device unlock PINs",
+        "recovery lock passwords",
+    ] {
+        assert!(
+            page.contains(&format!("this token can read {what}")),
+            "{what}"
+        );
+    }
+    assert!(page.contains("id=\"review-token\""));
+    assert!(page.contains("id=\"token-summary\""));
+    assert!(page.contains("other tools: "), "the budget line");
+    // Only GETs with the nil id reached the secrets.
+    let after = sim.stats();
+    let sent: u64 =
+        after.secret_requests.values().sum::<u64>() - before.secret_requests.values().sum::<u64>();
+    assert_eq!(sent, 4);
+    assert!(
+        after
+            .secret_requests
+            .keys()
+            .all(|k| k.starts_with("GET /api/v1/devices/00000000-0000-0000-0000-000000000000/"))
+    );
+    // The finding is a health record and a metric.
+    let health = c
+        .app
+        .store
+        .events_of_types("acme", "health", vec!["token_unneeded_privileges".into()])
+        .await
+        .unwrap();
+    assert_eq!(health.len(), 1, "{health:?}");
+    let m = c
+        .http
+        .get(format!("{}/metrics", c.url))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("kandji_token_unneeded_privileges{source=\"acme\"} 4"),
+        "{m}"
+    );
+    assert!(m.contains("kandji_budget_other_consumers_requests{source=\"acme\"}"));
+    c.stop().await;
+}
